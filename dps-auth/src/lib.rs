@@ -1,0 +1,2 @@
+//! Authenticators.
+#![forbid(unsafe_code)]

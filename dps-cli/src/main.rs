@@ -1,0 +1,3 @@
+//! The `dps` command.
+
+fn main() {}

@@ -1,0 +1,1 @@
+//! DPS device protocol: topics, connect fields, JSON models and the registration state machine.

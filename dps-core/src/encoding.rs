@@ -1,0 +1,195 @@
+//! Percent-encoding as IoT Hub and DPS use it (RFC 3986 unreserved set, `+` is never a space).
+//!
+//! Encoding is done through [`PercentEncoded`], a [`Display`](core::fmt::Display) adapter, so
+//! topics and usernames are written straight into their output buffer without an intermediate
+//! `String`. Decoding borrows when there is nothing to decode.
+
+use alloc::borrow::Cow;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt;
+
+/// Hex digit case used when percent-encoding.
+///
+/// The documented form and every official SDK but one use upper case (`%2F`); the Embedded C SDK
+/// writes the separators of its DPS SAS resource in lower case (`%2f`), which the service accepts
+/// because it verifies the signature over the text as sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum HexCase {
+    /// `%2F` (the default, as the documentation and most SDKs do).
+    #[default]
+    Upper,
+    /// `%2f`.
+    Lower,
+}
+
+/// Returns true for the bytes that are never percent-encoded: `A-Z a-z 0-9 - _ . ~`.
+#[inline]
+#[must_use]
+pub const fn is_unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~')
+}
+
+/// Displays a string percent-encoded: every byte outside the unreserved set becomes `%XX`.
+///
+/// ```
+/// use dps_core::encoding::PercentEncoded;
+/// assert_eq!(PercentEncoded::new("abc/=%012").to_string(), "abc%2F%3D%25012");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PercentEncoded<'a> {
+    text: &'a str,
+    case: HexCase,
+}
+
+impl<'a> PercentEncoded<'a> {
+    /// Encodes `text` with upper-case hex digits.
+    #[must_use]
+    pub const fn new(text: &'a str) -> Self {
+        Self { text, case: HexCase::Upper }
+    }
+
+    /// Encodes `text` with the given hex digit case.
+    #[must_use]
+    pub const fn with_case(text: &'a str, case: HexCase) -> Self {
+        Self { text, case }
+    }
+}
+
+impl fmt::Display for PercentEncoded<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let digits: &[u8; 16] = match self.case {
+            HexCase::Upper => b"0123456789ABCDEF",
+            HexCase::Lower => b"0123456789abcdef",
+        };
+        let bytes = self.text.as_bytes();
+        let mut start = 0;
+        for (i, &b) in bytes.iter().enumerate() {
+            if is_unreserved(b) {
+                continue;
+            }
+            write_ascii(f, &bytes[start..i])?;
+            let escape = [b'%', digits[usize::from(b >> 4)], digits[usize::from(b & 0x0f)]];
+            write_ascii(f, &escape)?;
+            start = i + 1;
+        }
+        write_ascii(f, &bytes[start..])
+    }
+}
+
+/// Writes bytes known to be ASCII (unreserved runs and escapes) without re-slicing the `str`,
+/// whose byte offsets after a multi-byte character are not char boundaries.
+fn write_ascii(f: &mut fmt::Formatter<'_>, ascii: &[u8]) -> fmt::Result {
+    f.write_str(core::str::from_utf8(ascii).map_err(|_| fmt::Error)?)
+}
+
+/// Why a percent-encoded text could not be decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DecodeError {
+    /// A `%` is not followed by two hex digits.
+    #[error("invalid percent escape at byte {at}")]
+    InvalidEscape {
+        /// Byte offset of the `%`.
+        at: usize,
+    },
+    /// The decoded bytes are not UTF-8.
+    #[error("percent-decoded text is not valid UTF-8")]
+    InvalidUtf8,
+}
+
+/// Decodes `%XX` escapes. `+` stays `+` (IoT Hub does not use form encoding).
+///
+/// Borrows the input when it contains no `%`, so the common case allocates nothing.
+///
+/// ```
+/// use dps_core::encoding::percent_decode;
+/// assert_eq!(percent_decode("fake%24method").unwrap(), "fake$method");
+/// assert_eq!(percent_decode("fake+method").unwrap(), "fake+method");
+/// ```
+pub fn percent_decode(text: &str) -> Result<Cow<'_, str>, DecodeError> {
+    if !text.as_bytes().contains(&b'%') {
+        return Ok(Cow::Borrowed(text));
+    }
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hi = bytes.get(i + 1).copied().and_then(hex_value);
+            let lo = bytes.get(i + 2).copied().and_then(hex_value);
+            match (hi, lo) {
+                (Some(hi), Some(lo)) => out.push(hi << 4 | lo),
+                _ => return Err(DecodeError::InvalidEscape { at: i }),
+            }
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out)
+        .map(Cow::Owned)
+        .map_err(|_| DecodeError::InvalidUtf8)
+}
+
+const fn hex_value(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::string::ToString;
+
+    #[test]
+    fn official_url_encode_vector() {
+        // azure-sdk-for-c test_az_iot_common.c
+        assert_eq!(PercentEncoded::new("abc/=%012").to_string(), "abc%2F%3D%25012");
+    }
+
+    #[test]
+    fn lower_case_encoding() {
+        assert_eq!(
+            PercentEncoded::with_case("a/b", HexCase::Lower).to_string(),
+            "a%2fb"
+        );
+    }
+
+    #[test]
+    fn multibyte_characters_are_encoded_per_byte() {
+        assert_eq!(PercentEncoded::new("é").to_string(), "%C3%A9");
+        assert_eq!(percent_decode("%C3%A9").unwrap(), "é");
+    }
+
+    #[test]
+    fn decode_errors_are_typed() {
+        assert_eq!(percent_decode("a%2"), Err(DecodeError::InvalidEscape { at: 1 }));
+        assert_eq!(percent_decode("%zz"), Err(DecodeError::InvalidEscape { at: 0 }));
+        assert_eq!(percent_decode("%FF"), Err(DecodeError::InvalidUtf8));
+    }
+
+    #[test]
+    fn decode_borrows_when_nothing_to_do() {
+        assert!(matches!(percent_decode("plain+text").unwrap(), Cow::Borrowed(_)));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn encode_then_decode_round_trips(s in ".*") {
+            let encoded = PercentEncoded::new(&s).to_string();
+            proptest::prop_assert!(encoded.bytes().all(|b| is_unreserved(b) || b == b'%'));
+            proptest::prop_assert_eq!(percent_decode(&encoded).unwrap(), s.as_str());
+        }
+
+        #[test]
+        fn decode_never_panics(s in ".*") {
+            let _ = percent_decode(&s);
+        }
+    }
+}

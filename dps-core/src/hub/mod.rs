@@ -1,0 +1,1 @@
+//! IoT Hub device protocol: topics, property bags, connect fields.

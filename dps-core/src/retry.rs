@@ -1,0 +1,1 @@
+//! Status classification and retry delays.

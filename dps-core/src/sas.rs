@@ -1,0 +1,1 @@
+//! SAS token formatting and parsing (no cryptography: signing is the caller's).
