@@ -14,6 +14,7 @@ extern crate std;
 pub mod dps;
 pub mod encoding;
 pub mod hub;
+pub mod ids;
 pub mod query;
 pub mod retry;
 pub mod sas;

@@ -1,0 +1,1 @@
+//! Identifier rules: registration ids, device ids, module ids.
