@@ -48,6 +48,16 @@ impl Timestamp {
     }
 }
 
+#[cfg(feature = "std")]
+impl Timestamp {
+    /// The time from `origin` to `now` on the standard monotonic clock, for drivers that use
+    /// [`std::time::Instant`]: keep one `origin` per state machine.
+    #[must_use]
+    pub fn from_instants(origin: std::time::Instant, now: std::time::Instant) -> Self {
+        Self(now.saturating_duration_since(origin))
+    }
+}
+
 impl Add<Duration> for Timestamp {
     type Output = Self;
 
