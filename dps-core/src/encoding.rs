@@ -46,7 +46,10 @@ impl<'a> PercentEncoded<'a> {
     /// Encodes `text` with upper-case hex digits.
     #[must_use]
     pub const fn new(text: &'a str) -> Self {
-        Self { text, case: HexCase::Upper }
+        Self {
+            text,
+            case: HexCase::Upper,
+        }
     }
 
     /// Encodes `text` with the given hex digit case.
@@ -69,7 +72,11 @@ impl fmt::Display for PercentEncoded<'_> {
                 continue;
             }
             write_ascii(f, &bytes[start..i])?;
-            let escape = [b'%', digits[usize::from(b >> 4)], digits[usize::from(b & 0x0f)]];
+            let escape = [
+                b'%',
+                digits[usize::from(b >> 4)],
+                digits[usize::from(b & 0x0f)],
+            ];
             write_ascii(f, &escape)?;
             start = i + 1;
         }
@@ -150,7 +157,10 @@ mod tests {
     #[test]
     fn official_url_encode_vector() {
         // azure-sdk-for-c test_az_iot_common.c
-        assert_eq!(PercentEncoded::new("abc/=%012").to_string(), "abc%2F%3D%25012");
+        assert_eq!(
+            PercentEncoded::new("abc/=%012").to_string(),
+            "abc%2F%3D%25012"
+        );
     }
 
     #[test]
@@ -169,14 +179,23 @@ mod tests {
 
     #[test]
     fn decode_errors_are_typed() {
-        assert_eq!(percent_decode("a%2"), Err(DecodeError::InvalidEscape { at: 1 }));
-        assert_eq!(percent_decode("%zz"), Err(DecodeError::InvalidEscape { at: 0 }));
+        assert_eq!(
+            percent_decode("a%2"),
+            Err(DecodeError::InvalidEscape { at: 1 })
+        );
+        assert_eq!(
+            percent_decode("%zz"),
+            Err(DecodeError::InvalidEscape { at: 0 })
+        );
         assert_eq!(percent_decode("%FF"), Err(DecodeError::InvalidUtf8));
     }
 
     #[test]
     fn decode_borrows_when_nothing_to_do() {
-        assert!(matches!(percent_decode("plain+text").unwrap(), Cow::Borrowed(_)));
+        assert!(matches!(
+            percent_decode("plain+text").unwrap(),
+            Cow::Borrowed(_)
+        ));
     }
 
     proptest::proptest! {

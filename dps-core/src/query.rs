@@ -51,8 +51,14 @@ impl<'a> Iterator for Params<'a> {
                 continue;
             }
             return Some(match item.split_once('=') {
-                Some((key, value)) => RawParam { key, value: Some(value) },
-                None => RawParam { key: item, value: None },
+                Some((key, value)) => RawParam {
+                    key,
+                    value: Some(value),
+                },
+                None => RawParam {
+                    key: item,
+                    value: None,
+                },
             });
         }
     }
@@ -66,13 +72,23 @@ mod tests {
     #[test]
     fn official_find_vectors() {
         // azure-sdk-for-c test_az_iot_common.c (message properties find)
-        assert_eq!(Params::new("key_one=value_one&key=value_two").get("key"), Some(Some("value_two")));
-        assert_eq!(Params::new("key_one=key&key=value_two").get("key"), Some(Some("value_two")));
+        assert_eq!(
+            Params::new("key_one=value_one&key=value_two").get("key"),
+            Some(Some("value_two"))
+        );
+        assert_eq!(
+            Params::new("key_one=key&key=value_two").get("key"),
+            Some(Some("value_two"))
+        );
         for missing in ["key", "one", "value_two", "key_foo"] {
-            assert_eq!(Params::new("key_one=value_one&key_two=value_two").get(missing), None);
+            assert_eq!(
+                Params::new("key_one=value_one&key_two=value_two").get(missing),
+                None
+            );
         }
         assert_eq!(
-            Params::new("key_one=value_one&key_two=value_two&key_three=value_three").get("value_three"),
+            Params::new("key_one=value_one&key_two=value_two&key_three=value_three")
+                .get("value_three"),
             None
         );
     }
@@ -83,9 +99,18 @@ mod tests {
         assert_eq!(
             params,
             [
-                RawParam { key: "a", value: None },
-                RawParam { key: "b", value: Some("") },
-                RawParam { key: "c", value: Some("1") },
+                RawParam {
+                    key: "a",
+                    value: None
+                },
+                RawParam {
+                    key: "b",
+                    value: Some("")
+                },
+                RawParam {
+                    key: "c",
+                    value: Some("1")
+                },
             ]
         );
         assert_eq!(Params::new("").count(), 0);

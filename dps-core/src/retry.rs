@@ -98,13 +98,31 @@ mod tests {
         // azure-sdk-for-c test_az_iot_common.c, az_iot_calculate_retry_delay
         const I32_MAX: u64 = i32::MAX as u64;
         const I16_MAX: u32 = i16::MAX as u32;
-        assert_eq!(calculate_retry_delay(ms(5), 1, ms(500), ms(100_000), ms(1234)), ms(2229));
-        assert_eq!(calculate_retry_delay(ms(5000), 1, ms(500), ms(100_000), ms(4321)), ms(321));
-        assert_eq!(calculate_retry_delay(ms(10000), 1, ms(500), ms(100_000), ms(4321)), ms(0));
-        assert_eq!(calculate_retry_delay(ms(5), 5, ms(500), ms(10000), ms(4321)), ms(9995));
+        assert_eq!(
+            calculate_retry_delay(ms(5), 1, ms(500), ms(100_000), ms(1234)),
+            ms(2229)
+        );
+        assert_eq!(
+            calculate_retry_delay(ms(5000), 1, ms(500), ms(100_000), ms(4321)),
+            ms(321)
+        );
+        assert_eq!(
+            calculate_retry_delay(ms(10000), 1, ms(500), ms(100_000), ms(4321)),
+            ms(0)
+        );
+        assert_eq!(
+            calculate_retry_delay(ms(5), 5, ms(500), ms(10000), ms(4321)),
+            ms(9995)
+        );
         let big = ms(I32_MAX - 1);
-        assert_eq!(calculate_retry_delay(big, I16_MAX - 1, big, big, big), ms(0));
-        assert_eq!(calculate_retry_delay(ms(0), I16_MAX - 1, big, big, big), big);
+        assert_eq!(
+            calculate_retry_delay(big, I16_MAX - 1, big, big, big),
+            ms(0)
+        );
+        assert_eq!(
+            calculate_retry_delay(ms(0), I16_MAX - 1, big, big, big),
+            big
+        );
     }
 
     #[test]

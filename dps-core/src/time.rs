@@ -85,7 +85,10 @@ mod tests {
     #[test]
     fn arithmetic_saturates() {
         let t = Timestamp::from_millis(1500);
-        assert_eq!(t.saturating_duration_since(Timestamp::from_millis(500)), Duration::from_secs(1));
+        assert_eq!(
+            t.saturating_duration_since(Timestamp::from_millis(500)),
+            Duration::from_secs(1)
+        );
         assert_eq!(Timestamp::ZERO.saturating_duration_since(t), Duration::ZERO);
         let end = Timestamp::from_duration(Duration::MAX);
         assert_eq!(end + Duration::from_secs(1), end);

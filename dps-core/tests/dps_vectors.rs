@@ -25,7 +25,8 @@ fn v4_1_client_id_and_username() {
 #[test]
 fn v4_1_username_with_user_agent() {
     // Embedded C copies the user agent verbatim; that is our explicit verbatim option.
-    let info = DpsConnectInfo::new("0neFEEDC0DE", "myRegistrationId").client_version_verbatim("c/1.2.3");
+    let info =
+        DpsConnectInfo::new("0neFEEDC0DE", "myRegistrationId").client_version_verbatim("c/1.2.3");
     assert_eq!(
         info.username().to_string(),
         "0neFEEDC0DE/registrations/myRegistrationId/api-version=2019-03-31&ClientVersion=c/1.2.3"
@@ -35,7 +36,10 @@ fn v4_1_username_with_user_agent() {
 #[test]
 fn v4_1_topics() {
     assert_eq!(SUBSCRIBE_TOPIC, "$dps/registrations/res/#");
-    assert_eq!(RegisterTopic::new("1").to_string(), "$dps/registrations/PUT/iotdps-register/?$rid=1");
+    assert_eq!(
+        RegisterTopic::new("1").to_string(),
+        "$dps/registrations/PUT/iotdps-register/?$rid=1"
+    );
     assert_eq!(
         QueryTopic::new("1", OPID).to_string(),
         "$dps/registrations/GET/iotdps-get-operationstatus/?$rid=1&operationId=4.d0a671905ea5b2c8.42d78160-4c78-479e-8be7-61d5e55dac0d"
@@ -56,7 +60,10 @@ fn row7() -> String {
     )
 }
 
-fn operation(topic: &str, payload: &str) -> (u16, Option<u32>, dps_core::dps::RegistrationOperationStatus) {
+fn operation(
+    topic: &str,
+    payload: &str,
+) -> (u16, Option<u32>, dps_core::dps::RegistrationOperationStatus) {
     let r = Response::parse(topic, payload.as_bytes()).unwrap();
     match r.body {
         ResponseBody::Operation(op) => (r.topic.status, r.topic.retry_after, op),
@@ -70,7 +77,10 @@ fn v4_3_row1_assigning() {
         "$dps/registrations/res/202/?$rid=1&retry-after=3",
         &format!(r#"{{"operationId":"{OPID}","status":"assigning"}}"#),
     );
-    assert_eq!((status, retry, op.status), (202, Some(3), RegistrationStatus::Assigning));
+    assert_eq!(
+        (status, retry, op.status),
+        (202, Some(3), RegistrationStatus::Assigning)
+    );
     assert_eq!(op.operation_id, OPID);
 }
 
@@ -91,16 +101,28 @@ fn v4_3_row3_retry_after_first() {
             r#"{{"operationId":"{OPID}","status":"assigning","registrationState":{{"registrationId":"myRegistrationId","status":"assigning"}}}}"#
         ),
     );
-    assert_eq!((status, retry, op.status), (202, Some(120), RegistrationStatus::Assigning));
-    assert_eq!(op.registration_state.unwrap().registration_id.as_deref(), Some("myRegistrationId"));
+    assert_eq!(
+        (status, retry, op.status),
+        (202, Some(120), RegistrationStatus::Assigning)
+    );
+    assert_eq!(
+        op.registration_state.unwrap().registration_id.as_deref(),
+        Some("myRegistrationId")
+    );
 }
 
 #[test]
 fn v4_3_row4_assigned() {
     let (status, retry, op) = operation("$dps/registrations/res/200/?$rid=1", &row4());
-    assert_eq!((status, retry, op.status), (200, None, RegistrationStatus::Assigned));
+    assert_eq!(
+        (status, retry, op.status),
+        (200, None, RegistrationStatus::Assigned)
+    );
     let state = op.registration_state.unwrap();
-    assert_eq!(state.assigned_hub.as_deref(), Some("contoso.azure-devices.net"));
+    assert_eq!(
+        state.assigned_hub.as_deref(),
+        Some("contoso.azure-devices.net")
+    );
     assert_eq!(state.device_id.as_deref(), Some("my-device-id1"));
     assert_eq!(state.etag.as_deref(), Some(ETAG));
     assert!(state.payload.is_none());
@@ -118,12 +140,23 @@ fn v4_3_row5_error_body() {
     )
     .unwrap();
     assert_eq!((r.topic.status, r.topic.retry_after), (401, None));
-    let ResponseBody::Error(e) = r.body else { panic!("expected an error body") };
+    let ResponseBody::Error(e) = r.body else {
+        panic!("expected an error body")
+    };
     assert_eq!(e.error_code, ErrorCode(401002));
-    assert_eq!((e.error_code.status(), e.error_code.extended()), (401, 401002));
+    assert_eq!(
+        (e.error_code.status(), e.error_code.extended()),
+        (401, 401002)
+    );
     assert_eq!(e.message.as_deref(), Some("Invalid certificate."));
-    assert_eq!(e.tracking_id.as_deref(), Some("8ad0463c-6427-4479-9dfa-3e8bb7003e9b"));
-    assert_eq!(e.timestamp_utc.as_deref(), Some("2020-04-10T05:24:22.4718526Z"));
+    assert_eq!(
+        e.tracking_id.as_deref(),
+        Some("8ad0463c-6427-4479-9dfa-3e8bb7003e9b")
+    );
+    assert_eq!(
+        e.timestamp_utc.as_deref(),
+        Some("2020-04-10T05:24:22.4718526Z")
+    );
 }
 
 #[test]
@@ -132,7 +165,10 @@ fn v4_3_row6_disabled_with_empty_operation_id() {
         "$dps/registrations/res/200/?$rid=1",
         r#"{"operationId":"","status":"disabled","registrationState":{"registrationId":"myRegistrationId","status":"disabled"}}"#,
     );
-    assert_eq!((status, op.operation_id.as_str(), op.status), (200, "", RegistrationStatus::Disabled));
+    assert_eq!(
+        (status, op.operation_id.as_str(), op.status),
+        (200, "", RegistrationStatus::Disabled)
+    );
 }
 
 #[test]
@@ -143,8 +179,14 @@ fn v4_3_row7_failed() {
     assert!(state.assigned_hub.is_none() && state.device_id.is_none());
     let code = state.error_code.unwrap();
     assert_eq!((code.status(), code.extended()), (400, 400207));
-    assert_eq!(state.error_message.as_deref(), Some("Custom allocation failed with status code: 400"));
-    assert_eq!(state.last_updated_date_time_utc.as_deref(), Some("2020-04-10T05:24:22.4718526Z"));
+    assert_eq!(
+        state.error_message.as_deref(),
+        Some("Custom allocation failed with status code: 400")
+    );
+    assert_eq!(
+        state.last_updated_date_time_utc.as_deref(),
+        Some("2020-04-10T05:24:22.4718526Z")
+    );
 }
 
 fn body_error(payload: &str) -> ModelError {
@@ -162,12 +204,19 @@ fn v4_3_row8_not_an_object() {
 #[test]
 fn v4_3_row9_missing_operation_id() {
     let payload = row7().replacen(&format!(r#""operationId":"{OPID}","#), "", 1);
-    assert_eq!(body_error(&payload), ModelError::MissingField("operationId"));
+    assert_eq!(
+        body_error(&payload),
+        ModelError::MissingField("operationId")
+    );
 }
 
 #[test]
 fn v4_3_row10_missing_status() {
-    let payload = row7().replacen(r#""status":"failed","registrationState""#, r#""registrationState""#, 1);
+    let payload = row7().replacen(
+        r#""status":"failed","registrationState""#,
+        r#""registrationState""#,
+        1,
+    );
     assert_eq!(body_error(&payload), ModelError::MissingField("status"));
 }
 
@@ -179,13 +228,16 @@ fn v4_3_row11_error_without_error_code() {
 
 #[test]
 fn v4_3_row12_registration_state_not_an_object() {
-    let payload = format!(r#"{{"operationId":"{OPID}","status":"failed","registrationState":123}}"#);
+    let payload =
+        format!(r#"{{"operationId":"{OPID}","status":"failed","registrationState":123}}"#);
     assert!(matches!(body_error(&payload), ModelError::InvalidJson(_)));
 }
 
 #[test]
 fn v4_3_row13_truncated() {
-    let payload = format!(r#"{{"operationId":"{OPID}","registrationState":{{"registrationId":"myRegistrationId","#);
+    let payload = format!(
+        r#"{{"operationId":"{OPID}","registrationState":{{"registrationId":"myRegistrationId","#
+    );
     assert!(matches!(body_error(&payload), ModelError::InvalidJson(_)));
 }
 
@@ -201,7 +253,10 @@ fn v4_3_row14_and_15_half_an_assignment() {
 fn v4_3_row16_status_strings() {
     let bad = format!(r#"{{"operationId":"{OPID}","status":"unknown status123!@#"}}"#);
     assert!(matches!(
-        Response::parse("$dps/registrations/res/202/?$rid=1&retry-after=3", bad.as_bytes()),
+        Response::parse(
+            "$dps/registrations/res/202/?$rid=1&retry-after=3",
+            bad.as_bytes()
+        ),
         Err(ResponseError::Body(ModelError::InvalidJson(_)))
     ));
     for (text, status) in [
@@ -211,7 +266,9 @@ fn v4_3_row16_status_strings() {
         ("disabled", RegistrationStatus::Disabled),
     ] {
         let ok = format!(r#"{{"operationId":"{OPID}","status":"{text}"}}"#);
-        let ResponseBody::Operation(op) = parse_body(ok.as_bytes()).unwrap() else { panic!() };
+        let ResponseBody::Operation(op) = parse_body(ok.as_bytes()).unwrap() else {
+            panic!()
+        };
         assert_eq!(op.status, status);
     }
 }
@@ -224,27 +281,40 @@ fn with_payload(payload_member: &str) -> String {
 
 #[test]
 fn v4_3_row17_payload_kept_verbatim() {
-    let text = r#"{"hello":"world","o1":{"v1":123, "o2": {"v2":321}}, "arr":[1,2,3,4,5,6],"num":123}"#;
-    let (_, _, op) = operation("$dps/registrations/res/200/?$rid=1", &with_payload(&format!(r#""payload":{text}"#)));
+    let text =
+        r#"{"hello":"world","o1":{"v1":123, "o2": {"v2":321}}, "arr":[1,2,3,4,5,6],"num":123}"#;
+    let (_, _, op) = operation(
+        "$dps/registrations/res/200/?$rid=1",
+        &with_payload(&format!(r#""payload":{text}"#)),
+    );
     assert_eq!(op.registration_state.unwrap().payload.unwrap().get(), text);
 }
 
 #[test]
 fn v4_3_row18_empty_payload() {
-    let (_, _, op) = operation("$dps/registrations/res/200/?$rid=1", &with_payload(r#""payload":{}"#));
+    let (_, _, op) = operation(
+        "$dps/registrations/res/200/?$rid=1",
+        &with_payload(r#""payload":{}"#),
+    );
     assert_eq!(op.registration_state.unwrap().payload.unwrap().get(), "{}");
 }
 
 #[test]
 fn v4_3_row19_null_payload() {
-    let (_, _, op) = operation("$dps/registrations/res/200/?$rid=1", &with_payload(r#""payload": null "#));
+    let (_, _, op) = operation(
+        "$dps/registrations/res/200/?$rid=1",
+        &with_payload(r#""payload": null "#),
+    );
     assert!(op.registration_state.unwrap().payload.is_none());
 }
 
 #[test]
 fn v4_3_row20_topic_without_query() {
     assert!(Response::parse("$dps/registrations/res/202", b"LOG_PAYLOAD").is_err());
-    assert_eq!(ResponseTopic::parse("$dps/registrations/res/202"), Err(TopicError::MissingRid));
+    assert_eq!(
+        ResponseTopic::parse("$dps/registrations/res/202"),
+        Err(TopicError::MissingRid)
+    );
 }
 
 #[test]
@@ -261,9 +331,15 @@ fn v4_3_operation_complete_truth_table() {
 fn v4_3_csr_issued_chain_of_any_length() {
     let (_, _, op) = operation(
         "$dps/registrations/res/200/?$rid=1",
-        &with_payload(r#""issuedCertificateChain":["ROOT CERT", "INTERMEDIATE CERT", "LEAF CERT"]"#),
+        &with_payload(
+            r#""issuedCertificateChain":["ROOT CERT", "INTERMEDIATE CERT", "LEAF CERT"]"#,
+        ),
     );
-    let chain = op.registration_state.unwrap().issued_certificate_chain.unwrap();
+    let chain = op
+        .registration_state
+        .unwrap()
+        .issued_certificate_chain
+        .unwrap();
     assert_eq!(chain, ["ROOT CERT", "INTERMEDIATE CERT", "LEAF CERT"]);
     // Embedded C overflows past 3 entries; we accept any length.
     let many: Vec<String> = (0..10).map(|i| format!("\"C{i}\"")).collect();
@@ -271,7 +347,14 @@ fn v4_3_csr_issued_chain_of_any_length() {
         "$dps/registrations/res/200/?$rid=1",
         &with_payload(&format!(r#""issuedCertificateChain":[{}]"#, many.join(","))),
     );
-    assert_eq!(op.registration_state.unwrap().issued_certificate_chain.unwrap().len(), 10);
+    assert_eq!(
+        op.registration_state
+            .unwrap()
+            .issued_certificate_chain
+            .unwrap()
+            .len(),
+        10
+    );
 }
 
 // ---- 4.4 register payloads --------------------------------------------------------------------
@@ -290,7 +373,9 @@ fn v4_4_register_payloads() {
         r#"{"registrationId":"myRegistrationId","payload":{"testData":1, "testData2":{"a":"b"}}}"#
     );
     assert_eq!(
-        RegistrationRequest::new("myRegistrationId").csr("this is a mock CSR").to_json(),
+        RegistrationRequest::new("myRegistrationId")
+            .csr("this is a mock CSR")
+            .to_json(),
         r#"{"registrationId":"myRegistrationId","csr":"this is a mock CSR"}"#
     );
 }

@@ -38,7 +38,11 @@ struct Request {
 #[derive(Debug, Clone)]
 enum Reply {
     /// Answer on `res/{status}/?$rid={rid}[&retry-after=..]` with `body`.
-    Answer { status: u16, retry_after: Option<u32>, body: String },
+    Answer {
+        status: u16,
+        retry_after: Option<u32>,
+        body: String,
+    },
     /// Answer on an arbitrary topic.
     Raw { topic: String, body: String },
     /// Drop the connection.
@@ -122,8 +126,15 @@ impl Sim {
             if self.drain_transmits(&mut service, &mut on_connect) {
                 continue;
             }
-            let next = self.reg.poll_timeout().expect("an unfinished registration has a timeout");
-            assert!(next >= self.now, "timeout {next:?} is in the past (now {:?})", self.now);
+            let next = self
+                .reg
+                .poll_timeout()
+                .expect("an unfinished registration has a timeout");
+            assert!(
+                next >= self.now,
+                "timeout {next:?} is in the past (now {:?})",
+                self.now
+            );
             self.now = next;
             self.reg.handle_timeout(self.now);
         }
@@ -178,11 +189,22 @@ impl Sim {
 
     fn deliver(&mut self, request: &Request, reply: Reply) {
         match reply {
-            Reply::Answer { status, retry_after, body } => {
-                let topic = ResponseTopic { status, rid: &request.rid, retry_after }.to_string();
+            Reply::Answer {
+                status,
+                retry_after,
+                body,
+            } => {
+                let topic = ResponseTopic {
+                    status,
+                    rid: &request.rid,
+                    retry_after,
+                }
+                .to_string();
                 self.reg.handle_publish(self.now, &topic, body.as_bytes());
             }
-            Reply::Raw { topic, body } => self.reg.handle_publish(self.now, &topic, body.as_bytes()),
+            Reply::Raw { topic, body } => {
+                self.reg.handle_publish(self.now, &topic, body.as_bytes())
+            }
             Reply::Disconnect => {
                 self.connected = false;
                 self.reg.handle_disconnected(self.now);
@@ -220,7 +242,12 @@ fn parse_request(at: Timestamp, topic: &str, payload: Vec<u8>) -> Request {
     Request {
         at,
         kind,
-        rid: params.clone().get("$rid").flatten().expect("rid").to_string(),
+        rid: params
+            .clone()
+            .get("$rid")
+            .flatten()
+            .expect("rid")
+            .to_string(),
         operation_id: params.get("operationId").flatten().map(str::to_string),
         payload,
     }
@@ -236,7 +263,13 @@ fn always_connect(_: usize) -> Result<(), ConnectFailure> {
 fn register_then_poll_honours_first_retry_after() {
     let sim = Sim::new(fast_timing());
     let (sim, outcome) = sim.run(
-        |_, i| vec![if i == 0 { assigning(Some(3)) } else { assigned() }],
+        |_, i| {
+            vec![if i == 0 {
+                assigning(Some(3))
+            } else {
+                assigned()
+            }]
+        },
         always_connect,
     );
     let assignment = outcome.unwrap();
@@ -258,8 +291,14 @@ fn register_then_poll_honours_first_retry_after() {
 #[test]
 fn retry_after_is_clamped_and_defaulted() {
     // 0 → floor (1 s); missing → default (2 s); 3600 → ceiling (60 s).
-    let script = [assigning(Some(0)), assigning(None), assigning(Some(3600)), assigned()];
-    let (sim, outcome) = Sim::new(fast_timing()).run(|_, i| vec![script[i].clone()], always_connect);
+    let script = [
+        assigning(Some(0)),
+        assigning(None),
+        assigning(Some(3600)),
+        assigned(),
+    ];
+    let (sim, outcome) =
+        Sim::new(fast_timing()).run(|_, i| vec![script[i].clone()], always_connect);
     assert!(outcome.is_ok());
     assert_eq!(sim.request_times(), [at(0), at(1), at(3), at(63)]);
     let waits: Vec<_> = sim
@@ -289,17 +328,30 @@ fn custom_floor_and_ceiling() {
 fn throttling_storm_respects_retry_after_and_backs_off() {
     let timing = fast_timing().max_jitter(Duration::from_millis(500));
     let (sim, outcome) = Sim::new(timing).run(
-        |_, i| vec![if i < 6 { error(429, Some(5)) } else { assigned() }],
+        |_, i| {
+            vec![if i < 6 {
+                error(429, Some(5))
+            } else {
+                assigned()
+            }]
+        },
         always_connect,
     );
     assert!(outcome.is_ok());
-    assert_eq!(sim.requests.len(), 7, "one request per permitted slot, no storm");
+    assert_eq!(
+        sim.requests.len(),
+        7,
+        "one request per permitted slot, no storm"
+    );
     let times = sim.request_times();
     for (n, pair) in times.windows(2).enumerate() {
         let gap = pair[1].saturating_duration_since(pair[0]);
         let backoff = secs(1 << n); // 1, 2, 4, 8, 16, 32 s
         let floor = backoff.max(secs(5));
-        assert!(gap >= floor, "gap {n} = {gap:?}, expected at least {floor:?}");
+        assert!(
+            gap >= floor,
+            "gap {n} = {gap:?}, expected at least {floor:?}"
+        );
         assert!(
             gap <= floor + Duration::from_millis(500),
             "gap {n} = {gap:?}, expected at most {floor:?} + jitter"
@@ -310,7 +362,11 @@ fn throttling_storm_respects_retry_after_and_backs_off() {
         .events
         .iter()
         .filter_map(|(_, e)| match e {
-            Event::Retrying { reason: RetryReason::Throttled { status: 429 }, attempt, .. } => Some(*attempt),
+            Event::Retrying {
+                reason: RetryReason::Throttled { status: 429 },
+                attempt,
+                ..
+            } => Some(*attempt),
             _ => None,
         })
         .collect();
@@ -332,16 +388,36 @@ fn every_5xx_is_retried_and_polling_resumes_with_the_same_operation() {
     assert!(outcome.is_ok());
     assert_eq!(
         sim.kinds(),
-        [RequestKind::Register, RequestKind::Poll, RequestKind::Poll, RequestKind::Poll, RequestKind::Poll, RequestKind::Poll]
+        [
+            RequestKind::Register,
+            RequestKind::Poll,
+            RequestKind::Poll,
+            RequestKind::Poll,
+            RequestKind::Poll,
+            RequestKind::Poll
+        ]
     );
-    assert!(sim.requests[1..].iter().all(|r| r.operation_id.as_deref() == Some(OPID)));
+    assert!(
+        sim.requests[1..]
+            .iter()
+            .all(|r| r.operation_id.as_deref() == Some(OPID))
+    );
     // Backoff 1, 2, then max(4, retry-after 2) = 4, then 8.
-    assert_eq!(sim.request_times(), [at(0), at(1), at(2), at(4), at(8), at(16)]);
+    assert_eq!(
+        sim.request_times(),
+        [at(0), at(1), at(2), at(4), at(8), at(16)]
+    );
 }
 
 #[test]
 fn success_resets_the_backoff() {
-    let script = [error(503, None), error(503, None), assigning(Some(1)), error(503, None), assigned()];
+    let script = [
+        error(503, None),
+        error(503, None),
+        assigning(Some(1)),
+        error(503, None),
+        assigned(),
+    ];
     let (sim, _) = Sim::new(fast_timing().max_jitter(Duration::ZERO))
         .run(|_, i| vec![script[i].clone()], always_connect);
     // 1 s, 2 s backoff; then assigning (1 s); then the first failure after success waits 1 s again.
@@ -354,7 +430,10 @@ fn throttled_past_the_deadline_ends_early() {
     let (sim, outcome) = Sim::new(timing).run(|_, _| vec![error(429, Some(20))], always_connect);
     assert_eq!(
         outcome.unwrap_err(),
-        RegistrationError::Throttled { status: 429, retry_after: Some(secs(20)) }
+        RegistrationError::Throttled {
+            status: 429,
+            retry_after: Some(secs(20))
+        }
     );
     // t=0 and t=20; the next slot (t=40) is past the deadline, so it gives up at t=20.
     assert_eq!(sim.request_times(), [at(0), at(20)]);
@@ -387,25 +466,46 @@ fn terminal_statuses_are_typed() {
         let reply = Reply::Answer {
             status: 200,
             retry_after: None,
-            body: format!(r#"{{"operationId":"","status":"{status}","registrationState":{{"registrationId":"dev-1","status":"{status}"}}}}"#),
+            body: format!(
+                r#"{{"operationId":"","status":"{status}","registrationState":{{"registrationId":"dev-1","status":"{status}"}}}}"#
+            ),
         };
-        let (sim, outcome) = Sim::new(fast_timing()).run(|_, _| vec![reply.clone()], always_connect);
+        let (sim, outcome) =
+            Sim::new(fast_timing()).run(|_, _| vec![reply.clone()], always_connect);
         let err = outcome.unwrap_err();
-        assert_eq!(matches!(err, RegistrationError::Disabled { .. }), expect_disabled, "{err:?}");
-        assert_eq!(matches!(err, RegistrationError::Unassigned { .. }), !expect_disabled, "{err:?}");
+        assert_eq!(
+            matches!(err, RegistrationError::Disabled { .. }),
+            expect_disabled,
+            "{err:?}"
+        );
+        assert_eq!(
+            matches!(err, RegistrationError::Unassigned { .. }),
+            !expect_disabled,
+            "{err:?}"
+        );
         assert_eq!(sim.requests.len(), 1, "a terminal answer is not retried");
     }
 }
 
 #[test]
 fn unauthorized_and_bad_requests_are_not_retried() {
-    for (status, unauthorized) in [(401, true), (403, true), (400, false), (404, false), (412, false)] {
-        let (sim, outcome) = Sim::new(fast_timing()).run(|_, _| vec![error(status, None)], always_connect);
+    for (status, unauthorized) in [
+        (401, true),
+        (403, true),
+        (400, false),
+        (404, false),
+        (412, false),
+    ] {
+        let (sim, outcome) =
+            Sim::new(fast_timing()).run(|_, _| vec![error(status, None)], always_connect);
         match outcome.unwrap_err() {
             RegistrationError::Unauthorized { status: s, error } => {
                 assert!(unauthorized);
                 assert_eq!(s, status);
-                assert_eq!(error.unwrap().tracking_id.as_deref(), Some(format!("t-{status}").as_str()));
+                assert_eq!(
+                    error.unwrap().tracking_id.as_deref(),
+                    Some(format!("t-{status}").as_str())
+                );
             }
             RegistrationError::Rejected { status: s, .. } => {
                 assert!(!unauthorized);
@@ -420,11 +520,19 @@ fn unauthorized_and_bad_requests_are_not_retried() {
 #[test]
 fn connack_refusals() {
     for (code, unauthorized) in [(4u8, true), (5, true), (1, false), (2, false)] {
-        let (sim, outcome) = Sim::new(fast_timing())
-            .run(|_, _| vec![assigned()], |_| Err(ConnectFailure::Refused { code }));
+        let (sim, outcome) = Sim::new(fast_timing()).run(
+            |_, _| vec![assigned()],
+            |_| Err(ConnectFailure::Refused { code }),
+        );
         let err = outcome.unwrap_err();
         if unauthorized {
-            assert_eq!(err, RegistrationError::Unauthorized { status: u16::from(code), error: None });
+            assert_eq!(
+                err,
+                RegistrationError::Unauthorized {
+                    status: u16::from(code),
+                    error: None
+                }
+            );
         } else {
             assert_eq!(err, RegistrationError::ConnectionRefused { code });
         }
@@ -476,11 +584,28 @@ fn lost_response_times_out_and_a_late_answer_is_not_trusted() {
     assert!(outcome.is_ok());
     // Timeout at 10 s, backoff 1 s, then poll after 1 s.
     assert_eq!(sim.request_times(), [at(0), at(11), at(12)]);
-    assert_eq!(sim.kinds(), [RequestKind::Register, RequestKind::Register, RequestKind::Poll]);
-    assert_ne!(sim.requests[0].rid, sim.requests[1].rid, "a new $rid for the retry");
+    assert_eq!(
+        sim.kinds(),
+        [
+            RequestKind::Register,
+            RequestKind::Register,
+            RequestKind::Poll
+        ]
+    );
+    assert_ne!(
+        sim.requests[0].rid, sim.requests[1].rid,
+        "a new $rid for the retry"
+    );
     assert_eq!(sim.ignored(), [IgnoreReason::StaleRid]);
     assert!(sim.events.iter().any(|(t, e)| *t == at(10)
-        && matches!(e, Event::Retrying { reason: RetryReason::RequestTimeout, attempt: 1, .. })));
+        && matches!(
+            e,
+            Event::Retrying {
+                reason: RetryReason::RequestTimeout,
+                attempt: 1,
+                ..
+            }
+        )));
 }
 
 #[test]
@@ -496,7 +621,11 @@ fn duplicate_responses_are_ignored() {
     assert_eq!(sim.request_times(), [at(0), at(2)]);
     assert_eq!(
         sim.ignored(),
-        [IgnoreReason::StaleRid, IgnoreReason::StaleRid, IgnoreReason::Finished]
+        [
+            IgnoreReason::StaleRid,
+            IgnoreReason::StaleRid,
+            IgnoreReason::Finished
+        ]
     );
 }
 
@@ -505,10 +634,22 @@ fn unknown_rids_and_foreign_topics_are_ignored() {
     let (sim, outcome) = Sim::new(fast_timing()).run(
         |_, i| match i {
             0 => vec![
-                Reply::Raw { topic: "$dps/registrations/res/200/?$rid=999".into(), body: "{}".into() },
-                Reply::Raw { topic: "$dps/registrations/res/200/?$rid=not-ours".into(), body: "{}".into() },
-                Reply::Raw { topic: "$iothub/twin/res/200/?$rid=1".into(), body: "{}".into() },
-                Reply::Raw { topic: "$dps/registrations/res/20x/?$rid=1".into(), body: "{}".into() },
+                Reply::Raw {
+                    topic: "$dps/registrations/res/200/?$rid=999".into(),
+                    body: "{}".into(),
+                },
+                Reply::Raw {
+                    topic: "$dps/registrations/res/200/?$rid=not-ours".into(),
+                    body: "{}".into(),
+                },
+                Reply::Raw {
+                    topic: "$iothub/twin/res/200/?$rid=1".into(),
+                    body: "{}".into(),
+                },
+                Reply::Raw {
+                    topic: "$dps/registrations/res/20x/?$rid=1".into(),
+                    body: "{}".into(),
+                },
                 assigned(),
             ],
             _ => unreachable!(),
@@ -526,15 +667,31 @@ fn unknown_rids_and_foreign_topics_are_ignored() {
 
 #[test]
 fn malformed_json_is_retried() {
-    let malformed = Reply::Answer { status: 202, retry_after: Some(1), body: "{\"operationId\":".into() };
+    let malformed = Reply::Answer {
+        status: 202,
+        retry_after: Some(1),
+        body: "{\"operationId\":".into(),
+    };
     let (sim, outcome) = Sim::new(fast_timing().max_jitter(Duration::ZERO)).run(
-        |_, i| vec![if i == 0 { malformed.clone() } else { assigned() }],
+        |_, i| {
+            vec![if i == 0 {
+                malformed.clone()
+            } else {
+                assigned()
+            }]
+        },
         always_connect,
     );
     assert!(outcome.is_ok());
     // max(backoff 1 s, retry-after 1 s).
     assert_eq!(sim.request_times(), [at(0), at(1)]);
-    assert!(sim.events.iter().any(|(_, e)| matches!(e, Event::Retrying { reason: RetryReason::InvalidResponse(_), .. })));
+    assert!(sim.events.iter().any(|(_, e)| matches!(
+        e,
+        Event::Retrying {
+            reason: RetryReason::InvalidResponse(_),
+            ..
+        }
+    )));
 }
 
 #[test]
@@ -544,13 +701,25 @@ fn missing_operation_id_and_unknown_operation_restart_from_register() {
         retry_after: Some(1),
         body: r#"{"operationId":"","status":"assigning"}"#.into(),
     };
-    let script = [assigning(Some(1)), error(404, None), no_id, assigning(Some(1)), assigned()];
+    let script = [
+        assigning(Some(1)),
+        error(404, None),
+        no_id,
+        assigning(Some(1)),
+        assigned(),
+    ];
     let (sim, outcome) = Sim::new(fast_timing().max_jitter(Duration::ZERO))
         .run(|_, i| vec![script[i].clone()], always_connect);
     assert!(outcome.is_ok());
     assert_eq!(
         sim.kinds(),
-        [RequestKind::Register, RequestKind::Poll, RequestKind::Register, RequestKind::Register, RequestKind::Poll]
+        [
+            RequestKind::Register,
+            RequestKind::Poll,
+            RequestKind::Register,
+            RequestKind::Register,
+            RequestKind::Poll
+        ]
     );
 }
 
@@ -569,7 +738,10 @@ fn dropped_connection_reconnects_and_resumes_polling() {
     assert!(outcome.is_ok());
     assert_eq!(sim.connects, [at(0), at(6)]);
     assert_eq!(sim.request_times(), [at(0), at(5), at(6)]);
-    assert_eq!(sim.kinds(), [RequestKind::Register, RequestKind::Poll, RequestKind::Poll]);
+    assert_eq!(
+        sim.kinds(),
+        [RequestKind::Register, RequestKind::Poll, RequestKind::Poll]
+    );
 }
 
 #[test]
@@ -578,9 +750,14 @@ fn a_drop_while_waiting_still_honours_retry_after() {
     // Drive by hand: connect, subscribe, register.
     assert_eq!(sim.reg.poll_transmit(), Some(Transmit::Connect));
     sim.reg.handle_connected(at(0));
-    assert!(matches!(sim.reg.poll_transmit(), Some(Transmit::Subscribe { .. })));
+    assert!(matches!(
+        sim.reg.poll_transmit(),
+        Some(Transmit::Subscribe { .. })
+    ));
     sim.reg.handle_subscribed(at(0));
-    let Some(Transmit::Publish { topic, .. }) = sim.reg.poll_transmit() else { panic!() };
+    let Some(Transmit::Publish { topic, .. }) = sim.reg.poll_transmit() else {
+        panic!()
+    };
     assert!(topic.starts_with("$dps/registrations/PUT/iotdps-register/?$rid=1"));
     sim.reg.handle_publish(
         at(0),
@@ -593,21 +770,33 @@ fn a_drop_while_waiting_still_honours_retry_after() {
     sim.reg.handle_timeout(at(3));
     assert_eq!(sim.reg.poll_transmit(), Some(Transmit::Connect));
     sim.reg.handle_connected(at(3));
-    assert!(matches!(sim.reg.poll_transmit(), Some(Transmit::Subscribe { .. })));
+    assert!(matches!(
+        sim.reg.poll_transmit(),
+        Some(Transmit::Subscribe { .. })
+    ));
     sim.reg.handle_subscribed(at(3));
     assert_eq!(sim.reg.poll_transmit(), None);
     assert_eq!(sim.reg.poll_timeout(), Some(at(30)));
     sim.reg.handle_timeout(at(30));
-    let Some(Transmit::Publish { topic, .. }) = sim.reg.poll_transmit() else { panic!() };
+    let Some(Transmit::Publish { topic, .. }) = sim.reg.poll_transmit() else {
+        panic!()
+    };
     assert!(topic.starts_with("$dps/registrations/GET/iotdps-get-operationstatus/?$rid=2&"));
 }
 
 #[test]
 fn missing_suback_reconnects() {
-    let mut reg = Registration::new(RegistrationConfig::new("d").timing(fast_timing().max_jitter(Duration::ZERO)), at(0), 1);
+    let mut reg = Registration::new(
+        RegistrationConfig::new("d").timing(fast_timing().max_jitter(Duration::ZERO)),
+        at(0),
+        1,
+    );
     assert_eq!(reg.poll_transmit(), Some(Transmit::Connect));
     reg.handle_connected(at(0));
-    assert!(matches!(reg.poll_transmit(), Some(Transmit::Subscribe { .. })));
+    assert!(matches!(
+        reg.poll_transmit(),
+        Some(Transmit::Subscribe { .. })
+    ));
     assert_eq!(reg.poll_timeout(), Some(at(10)));
     reg.handle_timeout(at(10));
     assert_eq!(reg.poll_transmit(), Some(Transmit::Disconnect));
@@ -622,7 +811,9 @@ fn silence_ends_in_a_timeout() {
     let (sim, outcome) = Sim::new(timing).run(|_, _| vec![], always_connect);
     assert_eq!(
         outcome.unwrap_err(),
-        RegistrationError::Timeout { last_problem: Some(RetryReason::RequestTimeout) }
+        RegistrationError::Timeout {
+            last_problem: Some(RetryReason::RequestTimeout)
+        }
     );
     // Sent at 0; timed out at 10 → retry at 11; timed out at 21 → retry at 23; timed out at 33 →
     // retry at 37; timed out at 47 → the next slot (55) is before the deadline, at 65 it is not.
@@ -640,7 +831,10 @@ fn spurious_calls_are_harmless() {
     assert_eq!(reg.poll_transmit(), None);
     reg.handle_connected(at(0));
     reg.handle_connected(at(0));
-    assert!(matches!(reg.poll_transmit(), Some(Transmit::Subscribe { .. })));
+    assert!(matches!(
+        reg.poll_transmit(),
+        Some(Transmit::Subscribe { .. })
+    ));
     assert_eq!(reg.poll_transmit(), None);
 }
 
@@ -648,7 +842,10 @@ fn spurious_calls_are_harmless() {
 fn same_seed_same_timeline() {
     let run = |seed| {
         let sim = Sim::with_config(RegistrationConfig::new("dev-1").timing(fast_timing()), seed);
-        let (sim, _) = sim.run(|_, i| vec![if i < 5 { error(503, None) } else { assigned() }], always_connect);
+        let (sim, _) = sim.run(
+            |_, i| vec![if i < 5 { error(503, None) } else { assigned() }],
+            always_connect,
+        );
         sim.request_times()
     };
     assert_eq!(run(7), run(7));
@@ -689,8 +886,10 @@ fn input() -> impl proptest::strategy::Strategy<Value = Input> {
         any::<u8>().prop_map(Input::ConnectFailed),
         Just(Input::Subscribed),
         Just(Input::Disconnected),
-        (".{0,60}", proptest::collection::vec(any::<u8>(), 0..80)).prop_map(|(t, p)| Input::Publish(t, p)),
-        (100u16..600, proptest::option::of(0u32..100), 0u8..6).prop_map(|(s, r, b)| Input::Respond(s, r, b)),
+        (".{0,60}", proptest::collection::vec(any::<u8>(), 0..80))
+            .prop_map(|(t, p)| Input::Publish(t, p)),
+        (100u16..600, proptest::option::of(0u32..100), 0u8..6)
+            .prop_map(|(s, r, b)| Input::Respond(s, r, b)),
         (0u64..120_000).prop_map(Input::Advance),
     ]
 }

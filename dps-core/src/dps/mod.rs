@@ -12,11 +12,14 @@ pub mod registration;
 mod response;
 pub mod topic;
 
-pub use connect::{CSR_API_VERSION, DEFAULT_API_VERSION, DpsConnectInfo, DpsUsername, GLOBAL_ENDPOINT};
+pub use connect::{
+    CSR_API_VERSION, DEFAULT_API_VERSION, DpsConnectInfo, DpsUsername, GLOBAL_ENDPOINT,
+};
 pub use model::{
     DeviceRegistrationResult, ErrorCode, ModelError, RegistrationOperationStatus,
-    RegistrationRequest, RegistrationStatus, ServiceError, Substatus, SymmetricKeyRegistrationResult,
-    TpmRegistrationResult, X509CertificateInfo, X509RegistrationResult,
+    RegistrationRequest, RegistrationStatus, ServiceError, Substatus,
+    SymmetricKeyRegistrationResult, TpmRegistrationResult, X509CertificateInfo,
+    X509RegistrationResult,
 };
 pub use registration::Registration;
 pub use response::{Response, ResponseBody, ResponseError, parse_body};

@@ -25,6 +25,9 @@ pub enum ResponseError {
 }
 
 /// The body of a response: an operation status or an error.
+// One value per received message, moved at most once: boxing the larger variant would cost an
+// allocation per message for no gain.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ResponseBody {
     /// `RegistrationOperationStatus` (200 and 202 responses).

@@ -217,10 +217,22 @@ mod tests {
             ("$dps/registrations/res/+20/?$rid=1", InvalidStatus),
             ("$dps/registrations/res/2000/?$rid=1", InvalidStatus),
             ("$dps/registrations/res//?$rid=1", InvalidStatus),
-            ("$dps/registrations/res/202/?$rid=1&$rid=2", DuplicateParameter),
-            ("$dps/registrations/res/202/?$rid=1&retry-after=x", InvalidRetryAfter),
-            ("$dps/registrations/res/202/?$rid=1&retry-after=-1", InvalidRetryAfter),
-            ("$dps/registrations/res/202/?$rid=1&retry-after=99999999999", InvalidRetryAfter),
+            (
+                "$dps/registrations/res/202/?$rid=1&$rid=2",
+                DuplicateParameter,
+            ),
+            (
+                "$dps/registrations/res/202/?$rid=1&retry-after=x",
+                InvalidRetryAfter,
+            ),
+            (
+                "$dps/registrations/res/202/?$rid=1&retry-after=-1",
+                InvalidRetryAfter,
+            ),
+            (
+                "$dps/registrations/res/202/?$rid=1&retry-after=99999999999",
+                InvalidRetryAfter,
+            ),
         ];
         for (topic, err) in cases {
             assert_eq!(ResponseTopic::parse(topic), Err(err), "{topic}");
@@ -229,7 +241,8 @@ mod tests {
 
     #[test]
     fn lenient_keys() {
-        let t = ResponseTopic::parse("$dps/registrations/res/429/?%24rid=5&Retry-After=10&x=y").unwrap();
+        let t = ResponseTopic::parse("$dps/registrations/res/429/?%24rid=5&Retry-After=10&x=y")
+            .unwrap();
         assert_eq!((t.status, t.rid, t.retry_after), (429, "5", Some(10)));
     }
 

@@ -100,7 +100,8 @@ impl Timing {
     /// Clamps a service-requested wait into `[floor, ceiling]`.
     pub(crate) fn clamp(&self, wait: Duration) -> Duration {
         // A floor above the ceiling is a configuration mistake; the ceiling wins.
-        wait.max(self.retry_after_floor).min(self.retry_after_ceiling)
+        wait.max(self.retry_after_floor)
+            .min(self.retry_after_ceiling)
     }
 }
 

@@ -127,13 +127,17 @@ impl Registration {
             return;
         }
         match failure {
-            ConnectFailure::Refused { code: code @ (4 | 5) } => {
+            ConnectFailure::Refused {
+                code: code @ (4 | 5),
+            } => {
                 self.finish(Err(RegistrationError::Unauthorized {
                     status: u16::from(code),
                     error: None,
                 }));
             }
-            ConnectFailure::Refused { code: code @ (1 | 2) } => {
+            ConnectFailure::Refused {
+                code: code @ (1 | 2),
+            } => {
                 self.finish(Err(RegistrationError::ConnectionRefused { code }));
             }
             ConnectFailure::Refused { .. } | ConnectFailure::Network => {
@@ -311,7 +315,8 @@ impl Registration {
                 self.failures = 0;
                 self.last_problem = None;
                 let timing = &self.config.timing;
-                let wait = timing.clamp(self.last_retry_after.unwrap_or(timing.default_retry_after));
+                let wait =
+                    timing.clamp(self.last_retry_after.unwrap_or(timing.default_retry_after));
                 if op.operation_id.is_empty() {
                     self.step = Step::Register;
                     self.retry_in(now, RetryReason::MissingOperationId, wait);
@@ -448,7 +453,8 @@ impl Registration {
                 Vec::new(),
             ),
         };
-        self.transmits.push_back(Transmit::Publish { topic, payload });
+        self.transmits
+            .push_back(Transmit::Publish { topic, payload });
         self.in_flight = Some(InFlight {
             rid,
             kind,

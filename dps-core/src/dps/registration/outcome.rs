@@ -58,7 +58,10 @@ impl Assignment {
     /// otherwise. Any length is accepted.
     #[must_use]
     pub fn issued_certificate_chain(&self) -> &[String] {
-        self.state.issued_certificate_chain.as_deref().unwrap_or_default()
+        self.state
+            .issued_certificate_chain
+            .as_deref()
+            .unwrap_or_default()
     }
 
     /// The operation id of the registration.
