@@ -1,0 +1,67 @@
+//! Exit codes and the error type commands return.
+
+use std::fmt;
+
+/// The process exit code, one per failure class, so scripts can tell them apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ExitCode {
+    /// The command did what was asked.
+    Success = 0,
+    /// The command failed while running (e.g. standard output could not be written).
+    Failure = 1,
+    /// The command line is wrong: unknown option, missing or malformed argument (reported by
+    /// the argument parser).
+    Usage = 2,
+    /// An argument is well-formed but unusable: a key that is not base64, an invalid
+    /// registration id, an empty resource.
+    InvalidInput = 3,
+}
+
+/// The exit codes, as shown at the end of every `--help`.
+pub(crate) const EXIT_CODES_HELP: &str = "\
+Exit codes:
+  0  success
+  1  failure while running the command (e.g. output could not be written)
+  2  usage error: unknown option, missing or malformed argument
+  3  invalid input: key not valid base64, invalid registration id, empty resource
+
+Errors are printed as one line, 'error: ...', on standard error; keys never appear in them.";
+
+impl From<ExitCode> for std::process::ExitCode {
+    fn from(code: ExitCode) -> Self {
+        Self::from(code as u8)
+    }
+}
+
+/// A failure of a command: a one-line message and its exit code.
+#[derive(Debug)]
+pub(crate) struct CliError {
+    code: ExitCode,
+    message: String,
+}
+
+impl CliError {
+    /// An unusable argument value (exit code 3). The message must not contain secrets.
+    pub(crate) fn invalid_input(message: impl fmt::Display) -> Self {
+        Self {
+            code: ExitCode::InvalidInput,
+            message: message.to_string(),
+        }
+    }
+
+    /// A failure while running (exit code 1). The message must not contain secrets.
+    pub(crate) fn failure(message: impl fmt::Display) -> Self {
+        Self {
+            code: ExitCode::Failure,
+            message: message.to_string(),
+        }
+    }
+
+    pub(crate) const fn code(&self) -> ExitCode {
+        self.code
+    }
+
+    pub(crate) fn message(&self) -> &str {
+        &self.message
+    }
+}
