@@ -1,0 +1,293 @@
+//! The listeners: MQTT over TLS on the MQTT port, HTTPS (REST + MQTT over WebSocket) on the
+//! HTTPS port. Each accepted connection runs as one task; shutdown stops accepting, tells every
+//! connection to close, and waits (bounded) for them.
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::ServerConfig;
+use rustls::pki_types::CertificateDer;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::{JoinHandle, JoinSet};
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
+
+use super::http::HttpHandler;
+use super::https_server::{HttpsContext, serve_https};
+use super::mqtt::{MqttHandler, Transport};
+use super::mqtt_connection::{ConnectionContext, MqttLimits, run_connection};
+use super::packet_io::StreamIo;
+use super::wait_shutdown;
+
+/// Default limit on an incoming MQTT packet's remaining length: 256 KiB (IoT Hub's largest
+/// message) plus 1 KiB for the topic and header fields.
+pub const DEFAULT_MAX_PACKET_SIZE: usize = 256 * 1024 + 1024;
+/// Default limit on an HTTP request body (larger bodies get 413).
+pub const DEFAULT_MAX_HTTP_BODY_SIZE: usize = 4 * 1024 * 1024;
+/// Default time allowed for the TLS handshake.
+pub const DEFAULT_TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// After shutdown is signalled, connections get this long to close before they are aborted.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// Pause after a failed accept (e.g. out of file descriptors) so the loop does not spin.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// How to start [`Servers`]. Build it with [`ServerOptions::new`] and adjust the public fields.
+#[derive(Clone)]
+pub struct ServerOptions {
+    /// Address to bind both listeners to (default 127.0.0.1).
+    pub bind: IpAddr,
+    /// MQTT-over-TLS port (production 8883; 0 = any free port, the default).
+    pub mqtt_port: u16,
+    /// HTTPS port for REST and MQTT over WebSocket (production 443; 0 = any free port, the
+    /// default).
+    pub https_port: u16,
+    /// The TLS configuration, normally [`crate::TlsMaterial::server_config`].
+    pub tls: Arc<ServerConfig>,
+    /// Accepts MQTT connections from both listeners.
+    pub mqtt: Arc<dyn MqttHandler>,
+    /// Answers HTTPS requests other than WebSocket upgrades.
+    pub http: Arc<dyn HttpHandler>,
+    /// Largest accepted remaining length of an incoming MQTT packet; larger closes the connection.
+    pub max_packet_size: usize,
+    /// Largest accepted HTTP request body; larger gets 413.
+    pub max_http_body_size: usize,
+    /// Time allowed for a TLS handshake.
+    pub tls_handshake_timeout: Duration,
+    /// Time allowed between the TLS handshake (or WebSocket upgrade) and a complete CONNECT.
+    pub mqtt_connect_timeout: Duration,
+    /// Time allowed for writing one MQTT packet before the client is considered gone.
+    pub mqtt_write_timeout: Duration,
+}
+
+impl ServerOptions {
+    /// Options with the defaults: 127.0.0.1, ephemeral ports, the default limits and timeouts.
+    pub fn new(
+        tls: Arc<ServerConfig>,
+        mqtt: Arc<dyn MqttHandler>,
+        http: Arc<dyn HttpHandler>,
+    ) -> Self {
+        Self {
+            bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            mqtt_port: 0,
+            https_port: 0,
+            tls,
+            mqtt,
+            http,
+            max_packet_size: DEFAULT_MAX_PACKET_SIZE,
+            max_http_body_size: DEFAULT_MAX_HTTP_BODY_SIZE,
+            tls_handshake_timeout: DEFAULT_TLS_HANDSHAKE_TIMEOUT,
+            mqtt_connect_timeout: Duration::from_secs(30),
+            mqtt_write_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The running listeners. Dropping it signals shutdown without waiting; prefer
+/// [`Servers::shutdown`].
+#[derive(Debug)]
+pub struct Servers {
+    mqtt_addr: SocketAddr,
+    https_addr: SocketAddr,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+/// Which protocol a listener speaks after TLS.
+#[derive(Clone, Copy, Debug)]
+enum Service {
+    Mqtt,
+    Https,
+}
+
+/// What every connection of a listener shares.
+struct ListenerContext {
+    service: Service,
+    acceptor: TlsAcceptor,
+    handshake_timeout: Duration,
+    mqtt: Arc<dyn MqttHandler>,
+    mqtt_limits: MqttLimits,
+    https: Arc<HttpsContext>,
+}
+
+impl Servers {
+    /// Binds both listeners and starts accepting. Fails if a port cannot be bound.
+    pub async fn start(options: ServerOptions) -> io::Result<Self> {
+        let mqtt_listener = TcpListener::bind((options.bind, options.mqtt_port)).await?;
+        let https_listener = TcpListener::bind((options.bind, options.https_port)).await?;
+        let mqtt_addr = mqtt_listener.local_addr()?;
+        let https_addr = https_listener.local_addr()?;
+
+        let acceptor = TlsAcceptor::from(Arc::clone(&options.tls));
+        let mqtt_limits = MqttLimits {
+            max_packet_size: options.max_packet_size,
+            connect_timeout: options.mqtt_connect_timeout,
+            write_timeout: options.mqtt_write_timeout,
+        };
+        let https = Arc::new(HttpsContext {
+            http: Arc::clone(&options.http),
+            mqtt: Arc::clone(&options.mqtt),
+            mqtt_limits,
+            max_body_size: options.max_http_body_size,
+        });
+        let context = |service| {
+            Arc::new(ListenerContext {
+                service,
+                acceptor: acceptor.clone(),
+                handshake_timeout: options.tls_handshake_timeout,
+                mqtt: Arc::clone(&options.mqtt),
+                mqtt_limits,
+                https: Arc::clone(&https),
+            })
+        };
+
+        let (shutdown, _) = watch::channel(false);
+        let tasks = vec![
+            tokio::spawn(accept_loop(
+                mqtt_listener,
+                context(Service::Mqtt),
+                shutdown.subscribe(),
+            )),
+            tokio::spawn(accept_loop(
+                https_listener,
+                context(Service::Https),
+                shutdown.subscribe(),
+            )),
+        ];
+        tracing::info!(%mqtt_addr, %https_addr, "listening");
+        Ok(Self {
+            mqtt_addr,
+            https_addr,
+            shutdown,
+            tasks,
+        })
+    }
+
+    /// The bound MQTT-over-TLS address (with the actual port when 0 was asked for).
+    pub fn mqtt_addr(&self) -> SocketAddr {
+        self.mqtt_addr
+    }
+
+    /// The bound HTTPS address (with the actual port when 0 was asked for).
+    pub fn https_addr(&self) -> SocketAddr {
+        self.https_addr
+    }
+
+    /// Stops accepting, closes every connection (sessions get [`super::CloseReason::Shutdown`]),
+    /// and waits for them (at most a few seconds before aborting stragglers).
+    pub async fn shutdown(mut self) {
+        self.shutdown.send_replace(true);
+        for task in std::mem::take(&mut self.tasks) {
+            if let Err(e) = task.await {
+                tracing::error!(error = %e, "a listener task failed");
+            }
+        }
+        tracing::info!("servers stopped");
+    }
+}
+
+impl Drop for Servers {
+    fn drop(&mut self) {
+        self.shutdown.send_replace(true);
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    context: Arc<ListenerContext>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            biased;
+            () = wait_shutdown(&mut shutdown) => break,
+            Some(done) = connections.join_next(), if !connections.is_empty() => {
+                if let Err(e) = done {
+                    if e.is_panic() {
+                        tracing::error!(error = %e, "a connection task panicked");
+                    }
+                }
+            }
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, peer)) => {
+                    // MQTT acknowledgements are tiny; do not let Nagle hold them back.
+                    let _ = tcp.set_nodelay(true);
+                    connections.spawn(serve_connection(tcp, peer, Arc::clone(&context), shutdown.clone()));
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, service = ?context.service, "accept failed");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                }
+            }
+        }
+    }
+    drop(listener);
+    let drain = async { while connections.join_next().await.is_some() {} };
+    if tokio::time::timeout(DRAIN_TIMEOUT, drain).await.is_err() {
+        tracing::warn!(service = ?context.service, "connections did not close in time; aborting them");
+        connections.shutdown().await;
+    }
+}
+
+async fn serve_connection(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    context: Arc<ListenerContext>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let handshake = tokio::time::timeout(context.handshake_timeout, context.acceptor.accept(tcp));
+    let tls: TlsStream<TcpStream> = tokio::select! {
+        () = wait_shutdown(&mut shutdown) => return,
+        result = handshake => match result {
+            Ok(Ok(tls)) => tls,
+            Ok(Err(e)) => {
+                tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!(%peer, "TLS handshake timed out");
+                return;
+            }
+        }
+    };
+    let (_, session) = tls.get_ref();
+    let peer_certificates: Vec<CertificateDer<'static>> = session
+        .peer_certificates()
+        .map(<[_]>::to_vec)
+        .unwrap_or_default();
+    tracing::trace!(
+        %peer,
+        version = ?session.protocol_version(),
+        suite = ?session.negotiated_cipher_suite().map(|s| s.suite()),
+        client_certificates = peer_certificates.len(),
+        "TLS established"
+    );
+
+    match context.service {
+        Service::Mqtt => {
+            let ctx = ConnectionContext {
+                handler: Arc::clone(&context.mqtt),
+                peer_certificates,
+                transport: Transport::Tcp,
+                peer_addr: peer,
+                limits: context.mqtt_limits,
+                shutdown,
+            };
+            run_connection(StreamIo(tls), ctx).await;
+        }
+        Service::Https => {
+            serve_https(
+                tls,
+                peer,
+                peer_certificates,
+                Arc::clone(&context.https),
+                shutdown,
+            )
+            .await;
+        }
+    }
+}
