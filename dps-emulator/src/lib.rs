@@ -26,9 +26,17 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod cli;
+pub mod config;
+pub mod dps;
+mod emulator;
+pub mod model;
 pub mod net;
 pub mod persist;
+pub mod service;
+mod state;
 pub mod tls;
+mod util;
 
 pub use net::{
     Close, CloseReason, ConnectRequest, ConnectReturnCode, HttpHandler, HttpRequest, HttpResponse,
@@ -37,3 +45,9 @@ pub use net::{
 };
 pub use persist::{JsonFile, PersistError, write_atomic};
 pub use tls::{TlsError, TlsMaterial};
+
+pub use config::{Behaviour, ConfigError, ConfigFile, DEFAULT_ID_SCOPE, EmulatorConfig};
+pub use dps::faults::{Faults, InjectStatus, RateLimit};
+pub use emulator::{Emulator, EmulatorError, EmulatorInfo};
+pub use service::ServiceFailure;
+pub use state::StoreError;

@@ -1,0 +1,156 @@
+//! Emulator settings: network, identity, behaviour knobs, and preloaded enrollments.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::dps::faults::Faults;
+use crate::model::{EnrollmentGroup, IndividualEnrollment};
+
+/// The id scope used when none is configured (fixed so that scripts can rely on it).
+pub const DEFAULT_ID_SCOPE: &str = "0ne00000001";
+
+/// How the emulated DPS behaves.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct Behaviour {
+    /// The `retry-after` sent with 202 answers (default 3 s).
+    pub retry_after_seconds: u32,
+    /// Operation-status polls answered `assigning` before the result (default 1; 0 answers the
+    /// registration request with the result directly).
+    pub polls_before_assignment: u32,
+    /// Injected faults (all off by default).
+    pub faults: Faults,
+}
+
+impl Default for Behaviour {
+    fn default() -> Self {
+        Self {
+            retry_after_seconds: 3,
+            polls_before_assignment: 1,
+            faults: Faults::default(),
+        }
+    }
+}
+
+/// The contents of `--config FILE` (JSON or TOML).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct ConfigFile {
+    /// Hubs linked to the DPS instance (default: the emulator's host name).
+    pub linked_hubs: Vec<String>,
+    /// Behaviour knobs.
+    pub behaviour: Behaviour,
+    /// Individual enrollments to create (or replace) at start.
+    pub enrollments: Vec<IndividualEnrollment>,
+    /// Enrollment groups to create (or replace) at start.
+    pub enrollment_groups: Vec<EnrollmentGroup>,
+}
+
+impl ConfigFile {
+    /// Reads a JSON (`.json`) or TOML (anything else) file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        if path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("json"))
+        {
+            serde_json::from_str(&text).map_err(|e| ConfigError::Parse {
+                path: path.to_owned(),
+                message: e.to_string(),
+            })
+        } else {
+            toml::from_str(&text).map_err(|e| ConfigError::Parse {
+                path: path.to_owned(),
+                message: e.to_string(),
+            })
+        }
+    }
+}
+
+/// Why the configuration could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The file is not valid.
+    #[error("invalid config {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// Everything needed to start an emulator. Defaults suit tests: loopback, ephemeral ports.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct EmulatorConfig {
+    /// Address to listen on (default 127.0.0.1).
+    pub bind: IpAddr,
+    /// The DPS endpoint name and the default hub name (default `localhost`).
+    pub hostname: String,
+    /// MQTT over TLS port (0 = ephemeral).
+    pub mqtt_port: u16,
+    /// HTTPS port: MQTT over WebSocket and the REST APIs (0 = ephemeral).
+    pub https_port: u16,
+    /// Where state, keys and the CA live.
+    pub data_dir: PathBuf,
+    /// The DPS id scope.
+    pub id_scope: String,
+    /// The base64 shared access key of `provisioningserviceowner` and `iothubowner`; generated
+    /// and saved in the data dir when `None`.
+    pub service_key: Option<String>,
+    /// Behaviour, linked hubs and preloaded enrollments.
+    pub file: ConfigFile,
+}
+
+impl EmulatorConfig {
+    /// Defaults for an in-process emulator storing its state in `data_dir`.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            hostname: "localhost".into(),
+            mqtt_port: 0,
+            https_port: 0,
+            data_dir: data_dir.into(),
+            id_scope: DEFAULT_ID_SCOPE.into(),
+            service_key: None,
+            file: ConfigFile::default(),
+        }
+    }
+
+    /// Sets the behaviour knobs.
+    #[must_use]
+    pub fn behaviour(mut self, behaviour: Behaviour) -> Self {
+        self.file.behaviour = behaviour;
+        self
+    }
+
+    /// Sets the linked hubs.
+    #[must_use]
+    pub fn linked_hubs(mut self, hubs: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.file.linked_hubs = hubs.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// The linked hubs, defaulting to the host name.
+    pub(crate) fn hubs(&self) -> Vec<String> {
+        if self.file.linked_hubs.is_empty() {
+            vec![self.hostname.clone()]
+        } else {
+            self.file.linked_hubs.clone()
+        }
+    }
+}

@@ -1,0 +1,4 @@
+//! Small helpers: service-style timestamps and identifiers.
+
+pub(crate) mod ids;
+pub(crate) mod time;
