@@ -25,7 +25,9 @@ use super::mqtt::{MqttHandler, Transport};
 use super::mqtt_connection::{ConnectionContext, MqttLimits, run_connection};
 use super::packet_io::WebSocketIo;
 use super::wait_shutdown;
-use super::websocket::{check_upgrade, is_websocket_path, upgrade_headers, websocket_config};
+use super::websocket::{
+    check_upgrade, is_websocket_path, is_websocket_upgrade, upgrade_headers, websocket_config,
+};
 
 /// A client gets this long to send a request's headers (slow-loris protection).
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
@@ -149,6 +151,15 @@ async fn handle_request(
                 into_hyper(HttpResponse::text(StatusCode::BAD_REQUEST, why))
             }
         };
+    }
+
+    if is_websocket_upgrade(request.headers()) {
+        // Azure only upgrades on the MQTT path; REST handlers never see upgrade requests.
+        tracing::debug!(%peer, path = request.uri().path(), "WebSocket upgrade on another path refused");
+        return into_hyper(HttpResponse::text(
+            StatusCode::BAD_REQUEST,
+            "WebSocket upgrades are only accepted on /$iothub/websocket",
+        ));
     }
 
     let (parts, body) = request.into_parts();

@@ -24,6 +24,11 @@ pub(crate) fn is_websocket_path(raw_path: &str) -> bool {
     raw_path == WEBSOCKET_PATH || percent_decode(raw_path, false).as_deref() == Some(WEBSOCKET_PATH)
 }
 
+/// Whether a request asks for a WebSocket upgrade (whatever its path).
+pub(crate) fn is_websocket_upgrade(headers: &HeaderMap) -> bool {
+    has_token(headers, &UPGRADE, "websocket")
+}
+
 /// Checks an upgrade request on the WebSocket path. `Ok` holds the `Sec-WebSocket-Accept` value
 /// for the 101 answer; `Err` says why the request gets 400.
 pub(crate) fn check_upgrade(
