@@ -452,6 +452,82 @@ async fn a_client_with_only_a_disallowed_suite_cannot_connect() {
     emu.servers.shutdown().await;
 }
 
+/// A hand-built ClientHello (rustls cannot speak TLS 1.1 or offer CBC suites, so the refused
+/// cases are written byte by byte). Offers ECDHE on x25519/P-256 and ECDSA/RSA signatures.
+fn client_hello(version: [u8; 2], suites: &[u16]) -> Vec<u8> {
+    fn ext(kind: u16, data: &[u8]) -> Vec<u8> {
+        let mut out = kind.to_be_bytes().to_vec();
+        out.extend((data.len() as u16).to_be_bytes());
+        out.extend(data);
+        out
+    }
+    fn list16(items: &[u16]) -> Vec<u8> {
+        let mut out = ((items.len() * 2) as u16).to_be_bytes().to_vec();
+        items.iter().for_each(|i| out.extend(i.to_be_bytes()));
+        out
+    }
+    let name = b"localhost";
+    let mut sni = ((name.len() + 3) as u16).to_be_bytes().to_vec();
+    sni.push(0);
+    sni.extend((name.len() as u16).to_be_bytes());
+    sni.extend(name);
+    let mut extensions = ext(0x0000, &sni);
+    extensions.extend(ext(0x000a, &list16(&[0x001d, 0x0017])));
+    extensions.extend(ext(0x000b, &[1, 0]));
+    extensions.extend(ext(0x000d, &list16(&[0x0403, 0x0804, 0x0401])));
+
+    let mut body = version.to_vec();
+    body.extend([7u8; 32]);
+    body.push(0);
+    body.extend(list16(suites));
+    body.extend([1, 0]);
+    body.extend((extensions.len() as u16).to_be_bytes());
+    body.extend(extensions);
+    let mut handshake = vec![1, 0, (body.len() >> 8) as u8, body.len() as u8];
+    handshake.extend(body);
+    let mut record = vec![0x16, 3, 1];
+    record.extend((handshake.len() as u16).to_be_bytes());
+    record.extend(handshake);
+    record
+}
+
+/// Sends a raw ClientHello and returns the first record's content type and, for an alert,
+/// its description.
+async fn raw_hello(addr: std::net::SocketAddr, hello: &[u8]) -> (u8, Option<u8>) {
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(hello).await.unwrap();
+    let mut head = [0u8; 7];
+    tokio::time::timeout(STEP, tcp.read_exact(&mut head))
+        .await
+        .expect("an answer in time")
+        .unwrap();
+    (head[0], (head[0] == 0x15).then_some(head[6]))
+}
+
+#[tokio::test]
+async fn tls11_and_cbc_only_clients_are_refused() {
+    let emu = start().await;
+    const ECDHE_ECDSA_AES128_GCM_SHA256: u16 = 0xc02b;
+    const ECDHE_ECDSA_AES128_CBC_SHA: u16 = 0xc009;
+    const ECDHE_ECDSA_AES128_CBC_SHA256: u16 = 0xc023;
+    const ECDHE_RSA_AES256_CBC_SHA384: u16 = 0xc028;
+    for addr in [emu.servers.mqtt_addr(), emu.servers.https_addr()] {
+        // Control: the same hand-built hello with an allowed suite gets a ServerHello.
+        let good = client_hello([3, 3], &[ECDHE_ECDSA_AES128_GCM_SHA256]);
+        assert_eq!(raw_hello(addr, &good).await, (0x16, None));
+        // TLS 1.1 only: protocol_version alert.
+        let tls11 = client_hello([3, 2], &[ECDHE_ECDSA_AES128_CBC_SHA]);
+        assert_eq!(raw_hello(addr, &tls11).await, (0x15, Some(70)));
+        // TLS 1.2 with CBC suites only (still on IoT Hub's list, but not offered): handshake_failure.
+        let cbc = client_hello(
+            [3, 3],
+            &[ECDHE_ECDSA_AES128_CBC_SHA256, ECDHE_RSA_AES256_CBC_SHA384],
+        );
+        assert_eq!(raw_hello(addr, &cbc).await, (0x15, Some(40)));
+    }
+    emu.servers.shutdown().await;
+}
+
 // ---------------------------------------------------------------------------------------------
 // MQTT with a real client
 

@@ -218,18 +218,18 @@ async fn refuse_protocol<T: PacketIo>(io: &mut T, ctx: &ConnectionContext, level
     let _ = write(io, &connack, ctx.limits.write_timeout).await;
 }
 
-fn log_read_error(peer: SocketAddr, error: &ReadError, when: &str) {
+fn log_read_error(peer: SocketAddr, error: &ReadError, phase: &'static str) {
     match error {
-        ReadError::Eof => tracing::debug!(%peer, "peer closed the connection {when}"),
+        ReadError::Eof => tracing::debug!(%peer, phase, "peer closed the connection"),
         ReadError::Io(e) if e.kind() == io::ErrorKind::InvalidData => {
-            tracing::warn!(%peer, error = %e, "transport protocol error {when}");
+            tracing::warn!(%peer, phase, error = %e, "transport protocol error; closing");
         }
-        ReadError::Io(e) => tracing::debug!(%peer, error = %e, "read failed {when}"),
+        ReadError::Io(e) => tracing::debug!(%peer, phase, error = %e, "read failed"),
         ReadError::TooLarge(size) => {
-            tracing::warn!(%peer, size, "oversized MQTT packet {when}; closing");
+            tracing::warn!(%peer, phase, size, "oversized MQTT packet; closing");
         }
         ReadError::Malformed(e) => {
-            tracing::warn!(%peer, error = %e, "malformed MQTT packet {when}; closing");
+            tracing::warn!(%peer, phase, error = %e, "malformed MQTT packet; closing");
         }
     }
 }
@@ -291,7 +291,7 @@ impl<T: PacketIo> Connection<T> {
                     let packet = match read {
                         Ok(packet) => packet,
                         Err(e) => {
-                            log_read_error(self.peer, &e, "");
+                            log_read_error(self.peer, &e, "connected");
                             return e.close_reason();
                         }
                     };
@@ -321,6 +321,11 @@ impl<T: PacketIo> Connection<T> {
                 qos,
                 pkid,
             } => {
+                if topic.len() > usize::from(u16::MAX) {
+                    // The codec would silently truncate the length prefix and corrupt the stream.
+                    tracing::error!(peer = %self.peer, len = topic.len(), "outgoing topic too long; message dropped");
+                    return Ok(());
+                }
                 let mut publish = rumqttc::mqttbytes::v4::Publish::from_bytes(topic, qos, payload);
                 publish.pkid = pkid.unwrap_or(0);
                 self.send(&Packet::Publish(publish)).await
