@@ -13,7 +13,9 @@ use crate::emulator::Emulator;
 /// When ready it prints one line of JSON on stdout (endpoints, CA file, id scope, service
 /// connection strings), then logs on stderr (`RUST_LOG` sets the level).
 #[derive(Debug, Clone, clap::Args)]
-#[command(after_help = "Exit codes:\n  0  stopped by SIGINT/SIGTERM\n  1  could not start (bad config, port in use, unreadable data dir)\n  2  usage error")]
+#[command(
+    after_help = "Exit codes:\n  0  stopped by SIGINT/SIGTERM\n  1  could not start (bad config, port in use, unreadable data dir)\n  2  usage error"
+)]
 pub struct EmulatorArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1")]
@@ -69,7 +71,10 @@ pub async fn run(args: EmulatorArgs) -> ExitCode {
     };
     let ready = serde_json::to_string(emulator.info()).unwrap_or_default();
     let mut stdout = std::io::stdout().lock();
-    if writeln!(stdout, "{ready}").and_then(|()| stdout.flush()).is_err() {
+    if writeln!(stdout, "{ready}")
+        .and_then(|()| stdout.flush())
+        .is_err()
+    {
         tracing::warn!("could not print the ready line");
     }
     drop(stdout);
