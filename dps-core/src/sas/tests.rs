@@ -51,8 +51,7 @@ fn documented_dps_form_is_the_default() {
 #[test]
 fn vector_4_7_hub_device_and_module() {
     let device = SasResource::hub_device("myiothub.azure-devices.net", "my_device");
-    let module =
-        SasResource::hub_module("myiothub.azure-devices.net", "my_device", "my_module");
+    let module = SasResource::hub_module("myiothub.azure-devices.net", "my_device", "my_module");
     let style = SasStyle::for_resource(&device);
     assert_eq!(style, SasStyle::hub());
     assert_eq!(
