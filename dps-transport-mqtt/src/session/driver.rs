@@ -1,0 +1,487 @@
+//! The task that owns a connection's stream.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use rumqttc::mqttbytes::{self, v4};
+use tokio::io::{
+    AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _, ReadHalf, WriteHalf,
+};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+use super::handshake::{MAX_INCOMING_PACKET, MAX_OUTGOING_PACKET};
+use super::{CLOSE_TIMEOUT, CloseReason, Command, Incoming, QoS, Reply, Shared};
+use crate::error::TransportError;
+
+/// What a SUBACK grants, filter by filter.
+type Granted = Vec<Option<QoS>>;
+
+/// The session task's state.
+pub(super) struct Driver<S> {
+    read: ReadHalf<S>,
+    write: WriteHalf<S>,
+    rbuf: BytesMut,
+    wbuf: BytesMut,
+    commands: mpsc::UnboundedReceiver<Command>,
+    incoming: mpsc::UnboundedSender<Incoming>,
+    guard: oneshot::Receiver<()>,
+    shared: Arc<Shared>,
+    keep_alive: Option<Duration>,
+    last_sent: Instant,
+    last_received: Instant,
+    ping_outstanding: bool,
+    next_pkid: u16,
+    publishes: HashMap<u16, Reply<()>>,
+    /// Outstanding subscribes: the number of filters and who waits for the SUBACK.
+    subscribes: HashMap<u16, (usize, Reply<Granted>)>,
+    unsubscribes: HashMap<u16, Reply<()>>,
+    /// Bytes handed to the stream so far.
+    written: u64,
+    /// Bytes queued so far (written + still in `wbuf`).
+    queued: u64,
+    /// Whether everything written has been flushed.
+    flushed: bool,
+    /// QoS 0 publishes waiting for their last byte (an offset in `queued`) to be flushed.
+    write_waiters: VecDeque<(u64, Reply<()>)>,
+}
+
+/// The name of a packet type, for logs and errors.
+pub(super) fn packet_name(packet: &v4::Packet) -> &'static str {
+    match packet {
+        v4::Packet::Connect(_) => "connect",
+        v4::Packet::ConnAck(_) => "connack",
+        v4::Packet::Publish(_) => "publish",
+        v4::Packet::PubAck(_) => "puback",
+        v4::Packet::PubRec(_) => "pubrec",
+        v4::Packet::PubRel(_) => "pubrel",
+        v4::Packet::PubComp(_) => "pubcomp",
+        v4::Packet::Subscribe(_) => "subscribe",
+        v4::Packet::SubAck(_) => "suback",
+        v4::Packet::Unsubscribe(_) => "unsubscribe",
+        v4::Packet::UnsubAck(_) => "unsuback",
+        v4::Packet::PingReq => "pingreq",
+        v4::Packet::PingResp => "pingresp",
+        v4::Packet::Disconnect => "disconnect",
+    }
+}
+
+impl<S> Driver<S>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    pub(super) fn new(
+        stream: S,
+        rbuf: BytesMut,
+        commands: mpsc::UnboundedReceiver<Command>,
+        incoming: mpsc::UnboundedSender<Incoming>,
+        guard: oneshot::Receiver<()>,
+        shared: Arc<Shared>,
+        keep_alive: Option<Duration>,
+    ) -> Self {
+        let (read, write) = tokio::io::split(stream);
+        let now = Instant::now();
+        Self {
+            read,
+            write,
+            rbuf,
+            wbuf: BytesMut::with_capacity(4096),
+            commands,
+            incoming,
+            guard,
+            shared,
+            keep_alive,
+            last_sent: now,
+            last_received: now,
+            ping_outstanding: false,
+            next_pkid: 0,
+            publishes: HashMap::new(),
+            subscribes: HashMap::new(),
+            unsubscribes: HashMap::new(),
+            written: 0,
+            queued: 0,
+            flushed: true,
+            write_waiters: VecDeque::new(),
+        }
+    }
+
+    /// Runs the session until it ends, then fails whatever is outstanding.
+    pub(super) async fn run(mut self) {
+        let reason = self.serve().await;
+        match &reason {
+            CloseReason::ClosedByClient => tracing::debug!("mqtt connection closed by the client"),
+            other => tracing::info!(reason = %other, "mqtt connection closed"),
+        }
+        // The reason is visible before `recv` returns `None` and before any operation fails.
+        self.shared.set_close_reason(reason);
+        self.fail_outstanding();
+    }
+
+    async fn serve(&mut self) -> CloseReason {
+        // Bytes that arrived right behind the CONNACK.
+        if let Err(reason) = self.process_input() {
+            return reason;
+        }
+        loop {
+            let timer = self.next_timer();
+            let want_write = !self.wbuf.is_empty();
+            let want_flush = !want_write && !self.flushed;
+            tokio::select! {
+                biased;
+                _ = &mut self.guard => return self.close_gracefully().await,
+                read = self.read.read_buf(&mut self.rbuf) => match read {
+                    Ok(0) => return CloseReason::ClosedByPeer,
+                    Ok(_) => {
+                        self.last_received = Instant::now();
+                        if let Err(reason) = self.process_input() {
+                            return reason;
+                        }
+                    }
+                    Err(e) => return network(&e),
+                },
+                step = write_step(&mut self.write, &mut self.wbuf), if want_write || want_flush => {
+                    match step {
+                        Ok(Some(0)) => return CloseReason::ClosedByPeer,
+                        Ok(Some(n)) => {
+                            self.written += n as u64;
+                            self.flushed = false;
+                        }
+                        Ok(None) => {
+                            self.flushed = true;
+                            self.release_written();
+                        }
+                        Err(e) => return network(&e),
+                    }
+                },
+                command = self.commands.recv() => match command {
+                    Some(command) => self.handle_command(command),
+                    // Only the connection handle and its senders hold the channel; with all of
+                    // them gone, nobody can use the connection any more.
+                    None => return self.close_gracefully().await,
+                },
+                () = sleep_until(timer), if timer.is_some() => {
+                    if let Some(reason) = self.on_timer() {
+                        return reason;
+                    }
+                }
+            }
+        }
+    }
+
+    /// When the keep-alive next needs attention.
+    fn next_timer(&self) -> Option<Instant> {
+        let keep_alive = self.keep_alive?;
+        let mut ping_due = self.last_sent + keep_alive;
+        if !self.ping_outstanding {
+            // Probe a silent server in time for its answer to beat the deadline.
+            ping_due = ping_due.min(self.last_received + keep_alive);
+        }
+        Some(ping_due.min(self.dead_at(keep_alive)))
+    }
+
+    fn dead_at(&self, keep_alive: Duration) -> Instant {
+        self.last_received + keep_alive + keep_alive / 2
+    }
+
+    fn on_timer(&mut self) -> Option<CloseReason> {
+        let keep_alive = self.keep_alive?;
+        let now = Instant::now();
+        if now >= self.dead_at(keep_alive) {
+            return Some(CloseReason::KeepAliveTimeout);
+        }
+        let due_by_sent = now >= self.last_sent + keep_alive;
+        let due_by_silence = !self.ping_outstanding && now >= self.last_received + keep_alive;
+        if due_by_sent || due_by_silence {
+            tracing::trace!("mqtt pingreq");
+            self.ping_outstanding = true;
+            self.queue(&v4::Packet::PingReq).ok();
+        }
+        None
+    }
+
+    /// Parses and handles every complete packet in the read buffer.
+    fn process_input(&mut self) -> Result<(), CloseReason> {
+        loop {
+            match v4::Packet::read(&mut self.rbuf, MAX_INCOMING_PACKET) {
+                Ok(packet) => self.handle_packet(packet)?,
+                Err(mqttbytes::Error::InsufficientBytes(_)) => return Ok(()),
+                Err(e) => {
+                    return Err(CloseReason::ProtocolError(format!(
+                        "malformed packet from the server: {e}"
+                    )));
+                }
+            }
+        }
+    }
+
+    fn handle_packet(&mut self, packet: v4::Packet) -> Result<(), CloseReason> {
+        match packet {
+            v4::Packet::Publish(publish) => {
+                let qos = QoS::from_wire(publish.qos);
+                if qos == QoS::ExactlyOnce {
+                    return Err(CloseReason::ProtocolError(
+                        "qos 2 publish from the server".into(),
+                    ));
+                }
+                tracing::trace!(topic = %publish.topic, qos = ?qos, len = publish.payload.len(), "mqtt publish received");
+                // A dropped connection handle means nobody listens; the guard ends us soon.
+                let _ = self.incoming.send(Incoming::Publish {
+                    topic: publish.topic,
+                    payload: publish.payload,
+                    qos,
+                    retain: publish.retain,
+                });
+                if qos == QoS::AtLeastOnce {
+                    self.queue(&v4::Packet::PubAck(v4::PubAck::new(publish.pkid)))
+                        .map_err(|e| CloseReason::ProtocolError(e.to_string()))?;
+                }
+            }
+            v4::Packet::PubAck(ack) => match self.publishes.remove(&ack.pkid) {
+                Some(done) => {
+                    let _ = done.send(Ok(()));
+                }
+                None => tracing::debug!(pkid = ack.pkid, "puback for no outstanding publish"),
+            },
+            v4::Packet::SubAck(ack) => match self.subscribes.remove(&ack.pkid) {
+                Some((count, done)) => {
+                    let granted: Vec<Option<QoS>> = ack
+                        .return_codes
+                        .iter()
+                        .map(|code| match code {
+                            v4::SubscribeReasonCode::Success(qos) => Some(QoS::from_wire(*qos)),
+                            v4::SubscribeReasonCode::Failure => None,
+                        })
+                        .collect();
+                    let result = if granted.len() == count {
+                        Ok(granted)
+                    } else {
+                        Err(TransportError::ProtocolError(format!(
+                            "suback has {} return codes for {count} filters",
+                            granted.len()
+                        )))
+                    };
+                    let _ = done.send(result);
+                }
+                None => tracing::debug!(pkid = ack.pkid, "suback for no outstanding subscribe"),
+            },
+            v4::Packet::UnsubAck(ack) => match self.unsubscribes.remove(&ack.pkid) {
+                Some(done) => {
+                    let _ = done.send(Ok(()));
+                }
+                None => tracing::debug!(pkid = ack.pkid, "unsuback for no outstanding unsubscribe"),
+            },
+            v4::Packet::PingResp => self.ping_outstanding = false,
+            other => {
+                return Err(CloseReason::ProtocolError(format!(
+                    "unexpected {} from the server",
+                    packet_name(&other)
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    fn handle_command(&mut self, command: Command) {
+        match command {
+            Command::Publish {
+                topic,
+                payload,
+                qos,
+                done,
+            } => {
+                let mut publish = v4::Publish::from_bytes(topic, qos.to_wire(), payload);
+                if qos == QoS::AtLeastOnce {
+                    let Some(pkid) = self.allocate_pkid() else {
+                        let _ = done.send(Err(TransportError::Unsupported(
+                            "more than 65535 operations in flight",
+                        )));
+                        return;
+                    };
+                    publish.pkid = pkid;
+                    match self.queue(&v4::Packet::Publish(publish)) {
+                        Ok(()) => {
+                            self.publishes.insert(pkid, done);
+                        }
+                        Err(e) => {
+                            let _ = done.send(Err(e));
+                        }
+                    }
+                } else {
+                    match self.queue(&v4::Packet::Publish(publish)) {
+                        Ok(()) => self.write_waiters.push_back((self.queued, done)),
+                        Err(e) => {
+                            let _ = done.send(Err(e));
+                        }
+                    }
+                }
+            }
+            Command::Subscribe { filters, done } => {
+                let Some(pkid) = self.allocate_pkid() else {
+                    let _ = done.send(Err(TransportError::Unsupported(
+                        "more than 65535 operations in flight",
+                    )));
+                    return;
+                };
+                let count = filters.len();
+                let subscribe = v4::Subscribe {
+                    pkid,
+                    filters: filters
+                        .into_iter()
+                        .map(|(path, qos)| v4::SubscribeFilter::new(path, qos.to_wire()))
+                        .collect(),
+                };
+                match self.queue(&v4::Packet::Subscribe(subscribe)) {
+                    Ok(()) => {
+                        self.subscribes.insert(pkid, (count, done));
+                    }
+                    Err(e) => {
+                        let _ = done.send(Err(e));
+                    }
+                }
+            }
+            Command::Unsubscribe { filters, done } => {
+                let Some(pkid) = self.allocate_pkid() else {
+                    let _ = done.send(Err(TransportError::Unsupported(
+                        "more than 65535 operations in flight",
+                    )));
+                    return;
+                };
+                let unsubscribe = v4::Unsubscribe {
+                    pkid,
+                    topics: filters,
+                };
+                match self.queue(&v4::Packet::Unsubscribe(unsubscribe)) {
+                    Ok(()) => {
+                        self.unsubscribes.insert(pkid, done);
+                    }
+                    Err(e) => {
+                        let _ = done.send(Err(e));
+                    }
+                }
+            }
+        }
+    }
+
+    /// The next free packet id (1..=65535), or `None` when all are in use.
+    fn allocate_pkid(&mut self) -> Option<u16> {
+        for _ in 0..u16::MAX {
+            self.next_pkid = self.next_pkid.checked_add(1).unwrap_or(1);
+            let pkid = self.next_pkid;
+            if !self.publishes.contains_key(&pkid)
+                && !self.subscribes.contains_key(&pkid)
+                && !self.unsubscribes.contains_key(&pkid)
+            {
+                return Some(pkid);
+            }
+        }
+        None
+    }
+
+    /// Encodes `packet` behind whatever is waiting to be written.
+    fn queue(&mut self, packet: &v4::Packet) -> Result<(), TransportError> {
+        let mut encoded = BytesMut::with_capacity(packet.size());
+        packet
+            .write(&mut encoded, MAX_OUTGOING_PACKET)
+            .map_err(|e| TransportError::ProtocolError(format!("cannot encode packet: {e}")))?;
+        self.queued += encoded.len() as u64;
+        self.wbuf.extend_from_slice(&encoded);
+        self.last_sent = Instant::now();
+        Ok(())
+    }
+
+    /// Resolves the QoS 0 publishes whose bytes have all been written and flushed.
+    fn release_written(&mut self) {
+        while let Some((end, _)) = self.write_waiters.front() {
+            if *end > self.written {
+                break;
+            }
+            if let Some((_, done)) = self.write_waiters.pop_front() {
+                let _ = done.send(Ok(()));
+            }
+        }
+    }
+
+    /// Writes DISCONNECT behind pending data, flushes and shuts the stream down, within
+    /// [`CLOSE_TIMEOUT`].
+    async fn close_gracefully(&mut self) -> CloseReason {
+        let _ = self.queue(&v4::Packet::Disconnect);
+        let flush = async {
+            while !self.wbuf.is_empty() {
+                let n = self.write.write_buf(&mut self.wbuf).await?;
+                if n == 0 {
+                    return Err(std::io::ErrorKind::WriteZero.into());
+                }
+                self.written += n as u64;
+            }
+            self.write.flush().await?;
+            self.release_written();
+            self.write.shutdown().await
+        };
+        match tokio::time::timeout(CLOSE_TIMEOUT, flush).await {
+            Ok(Ok(())) => tracing::debug!("mqtt disconnect sent"),
+            Ok(Err(e)) => tracing::debug!(error = %e, "mqtt disconnect could not be sent"),
+            Err(_) => tracing::debug!("mqtt disconnect timed out"),
+        }
+        CloseReason::ClosedByClient
+    }
+
+    /// Fails every outstanding operation and every queued command.
+    fn fail_outstanding(&mut self) {
+        for (_, done) in self.publishes.drain() {
+            let _ = done.send(closed());
+        }
+        for (_, (_, done)) in self.subscribes.drain() {
+            let _ = done.send(closed());
+        }
+        for (_, done) in self.unsubscribes.drain() {
+            let _ = done.send(closed());
+        }
+        for (_, done) in self.write_waiters.drain(..) {
+            let _ = done.send(closed());
+        }
+        self.commands.close();
+        while let Ok(command) = self.commands.try_recv() {
+            match command {
+                Command::Publish { done, .. } | Command::Unsubscribe { done, .. } => {
+                    let _ = done.send(closed());
+                }
+                Command::Subscribe { done, .. } => {
+                    let _ = done.send(closed());
+                }
+            }
+        }
+    }
+}
+
+fn closed<T>() -> Result<T, TransportError> {
+    Err(TransportError::ConnectionClosed)
+}
+
+/// Writes some of `buffer` (`Some(bytes written)`) or, when it is empty, flushes (`None`).
+/// Cancel-safe: nothing is lost when the future is dropped before completing.
+async fn write_step<W: AsyncWrite + Unpin>(
+    write: &mut W,
+    buffer: &mut BytesMut,
+) -> std::io::Result<Option<usize>> {
+    if buffer.is_empty() {
+        write.flush().await.map(|()| None)
+    } else {
+        write.write_buf(buffer).await.map(Some)
+    }
+}
+
+fn network(error: &std::io::Error) -> CloseReason {
+    CloseReason::Network {
+        kind: error.kind(),
+        message: error.to_string(),
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}

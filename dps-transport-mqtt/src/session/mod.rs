@@ -1,0 +1,376 @@
+//! [`MqttConnection`]: one MQTT 3.1.1 session over any byte stream, shared by every transport.
+//!
+//! A spawned task owns the stream: it reads and writes packets (rumqttc's codec), sends
+//! PINGREQ when the connection is idle for the keep-alive, closes the connection when nothing
+//! arrives for 1.5 × the keep-alive, acknowledges QoS 1 messages once handed over, and ends
+//! (sending DISCONNECT) when the [`MqttConnection`] is dropped.
+
+mod driver;
+mod handshake;
+
+use std::fmt;
+use std::io;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use bytes::Bytes;
+use rumqttc::mqttbytes;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use crate::error::{TimeoutStage, TransportError};
+
+/// How long [`MqttConnection::disconnect`] (or a drop) waits for DISCONNECT to be written and
+/// the stream to shut down.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// MQTT quality of service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum QoS {
+    /// At most once (0).
+    AtMostOnce,
+    /// At least once (1).
+    AtLeastOnce,
+    /// Exactly once (2): not supported by IoT Hub or DPS, refused by this client.
+    ExactlyOnce,
+}
+
+impl QoS {
+    fn to_wire(self) -> mqttbytes::QoS {
+        match self {
+            Self::AtMostOnce => mqttbytes::QoS::AtMostOnce,
+            Self::AtLeastOnce => mqttbytes::QoS::AtLeastOnce,
+            Self::ExactlyOnce => mqttbytes::QoS::ExactlyOnce,
+        }
+    }
+
+    fn from_wire(qos: mqttbytes::QoS) -> Self {
+        match qos {
+            mqttbytes::QoS::AtMostOnce => Self::AtMostOnce,
+            mqttbytes::QoS::AtLeastOnce => Self::AtLeastOnce,
+            mqttbytes::QoS::ExactlyOnce => Self::ExactlyOnce,
+        }
+    }
+}
+
+/// Something the server sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Incoming {
+    /// An application message. QoS 1 messages are acknowledged by the session once handed over.
+    Publish {
+        /// The topic.
+        topic: String,
+        /// The payload.
+        payload: Bytes,
+        /// The QoS it was delivered with.
+        qos: QoS,
+        /// The retain flag.
+        retain: bool,
+    },
+}
+
+/// Why a connection ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CloseReason {
+    /// The server closed the connection.
+    ClosedByPeer,
+    /// The network failed.
+    Network {
+        /// The kind of I/O error.
+        kind: io::ErrorKind,
+        /// What went wrong.
+        message: String,
+    },
+    /// Nothing arrived from the server for 1.5 × the keep-alive.
+    KeepAliveTimeout,
+    /// The server broke the protocol.
+    ProtocolError(String),
+    /// This client disconnected (or dropped the connection).
+    ClosedByClient,
+}
+
+impl fmt::Display for CloseReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::ClosedByPeer => f.write_str("closed by the server"),
+            Self::Network { kind, message } => write!(f, "network error ({kind}): {message}"),
+            Self::KeepAliveTimeout => f.write_str("keep-alive timeout"),
+            Self::ProtocolError(message) => write!(f, "protocol error: {message}"),
+            Self::ClosedByClient => f.write_str("closed by the client"),
+        }
+    }
+}
+
+/// State shared by the handles and the task.
+#[derive(Debug, Default)]
+struct Shared {
+    close_reason: Mutex<Option<CloseReason>>,
+}
+
+impl Shared {
+    fn close_reason(&self) -> Option<CloseReason> {
+        self.close_reason
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn set_close_reason(&self, reason: CloseReason) {
+        let mut slot = self
+            .close_reason
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        slot.get_or_insert(reason);
+    }
+}
+
+type Reply<T> = oneshot::Sender<Result<T, TransportError>>;
+
+/// A request from a handle to the task.
+enum Command {
+    Publish {
+        topic: String,
+        payload: Bytes,
+        qos: QoS,
+        done: Reply<()>,
+    },
+    Subscribe {
+        filters: Vec<(String, QoS)>,
+        done: Reply<Vec<Option<QoS>>>,
+    },
+    Unsubscribe {
+        filters: Vec<String>,
+        done: Reply<()>,
+    },
+}
+
+/// A cloneable handle that publishes and subscribes on a connection, so one task can
+/// [`recv`](MqttConnection::recv) while others send. It does not keep the connection open:
+/// once the [`MqttConnection`] is dropped or the connection dies, every call fails with
+/// [`TransportError::ConnectionClosed`].
+#[derive(Clone)]
+pub struct MqttSender {
+    commands: mpsc::UnboundedSender<Command>,
+    subscribe_timeout: Duration,
+}
+
+impl fmt::Debug for MqttSender {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MqttSender")
+            .field("closed", &self.commands.is_closed())
+            .finish_non_exhaustive()
+    }
+}
+
+impl MqttSender {
+    /// Publishes `payload` on `topic`. QoS 0 resolves once the packet is written; QoS 1 when
+    /// the server's PUBACK arrives. Several publishes may be in flight at once.
+    ///
+    /// # Errors
+    /// [`TransportError::Unsupported`] for QoS 2 (nothing is sent) or an empty topic;
+    /// [`TransportError::ConnectionClosed`] when the connection ends first;
+    /// [`TransportError::ProtocolError`] when the packet cannot be encoded (too large).
+    pub async fn publish(
+        &self,
+        topic: &str,
+        payload: impl Into<Bytes>,
+        qos: QoS,
+    ) -> Result<(), TransportError> {
+        if qos == QoS::ExactlyOnce {
+            return Err(TransportError::Unsupported("qos 2"));
+        }
+        if topic.is_empty() {
+            return Err(TransportError::Unsupported("an empty topic"));
+        }
+        let (done, reply) = oneshot::channel();
+        self.send(Command::Publish {
+            topic: topic.to_owned(),
+            payload: payload.into(),
+            qos,
+            done,
+        })?;
+        reply.await.unwrap_or(Err(TransportError::ConnectionClosed))
+    }
+
+    /// Subscribes to `filters` and waits for SUBACK: one entry per filter, the granted QoS or
+    /// `None` when the server refused that filter.
+    ///
+    /// # Errors
+    /// [`TransportError::Unsupported`] when a filter asks for QoS 2;
+    /// [`TransportError::Timeout`] (stage `Subscribe`) when no SUBACK arrives within the
+    /// subscribe timeout; [`TransportError::ConnectionClosed`] when the connection ends first.
+    pub async fn subscribe(
+        &self,
+        filters: &[(&str, QoS)],
+    ) -> Result<Vec<Option<QoS>>, TransportError> {
+        if filters.is_empty() {
+            return Ok(Vec::new());
+        }
+        if filters.iter().any(|(_, qos)| *qos == QoS::ExactlyOnce) {
+            return Err(TransportError::Unsupported("qos 2"));
+        }
+        let (done, reply) = oneshot::channel();
+        self.send(Command::Subscribe {
+            filters: filters
+                .iter()
+                .map(|(filter, qos)| ((*filter).to_owned(), *qos))
+                .collect(),
+            done,
+        })?;
+        self.await_ack(reply).await
+    }
+
+    /// Unsubscribes from `filters` and waits for UNSUBACK (bounded by the subscribe timeout).
+    ///
+    /// # Errors
+    /// As [`subscribe`](Self::subscribe).
+    pub async fn unsubscribe(&self, filters: &[&str]) -> Result<(), TransportError> {
+        if filters.is_empty() {
+            return Ok(());
+        }
+        let (done, reply) = oneshot::channel();
+        self.send(Command::Unsubscribe {
+            filters: filters.iter().map(|f| (*f).to_owned()).collect(),
+            done,
+        })?;
+        self.await_ack(reply).await
+    }
+
+    /// Whether the connection has ended.
+    #[must_use]
+    pub fn is_closed(&self) -> bool {
+        self.commands.is_closed()
+    }
+
+    fn send(&self, command: Command) -> Result<(), TransportError> {
+        self.commands
+            .send(command)
+            .map_err(|_| TransportError::ConnectionClosed)
+    }
+
+    async fn await_ack<T>(
+        &self,
+        reply: oneshot::Receiver<Result<T, TransportError>>,
+    ) -> Result<T, TransportError> {
+        match tokio::time::timeout(self.subscribe_timeout, reply).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(TransportError::ConnectionClosed),
+            Err(_) => Err(TransportError::Timeout {
+                stage: TimeoutStage::Subscribe,
+            }),
+        }
+    }
+}
+
+/// An open MQTT connection: publish, subscribe, receive. Made by a [`Transport`](crate::Transport)
+/// or, over a stream you opened yourself, by [`MqttConnection::handshake`].
+///
+/// Dropping it ends the connection (DISCONNECT, then the stream is shut down) and fails every
+/// outstanding operation of its [senders](Self::sender); nothing is left running.
+pub struct MqttConnection {
+    sender: MqttSender,
+    incoming: mpsc::UnboundedReceiver<Incoming>,
+    session_present: bool,
+    shared: Arc<Shared>,
+    /// Dropped to tell the task to close.
+    guard: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl fmt::Debug for MqttConnection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MqttConnection")
+            .field("session_present", &self.session_present)
+            .field("close_reason", &self.shared.close_reason())
+            .finish_non_exhaustive()
+    }
+}
+
+impl MqttConnection {
+    /// A handle for publishing and subscribing from other tasks.
+    #[must_use]
+    pub fn sender(&self) -> MqttSender {
+        self.sender.clone()
+    }
+
+    /// See [`MqttSender::publish`].
+    ///
+    /// # Errors
+    /// As [`MqttSender::publish`].
+    pub async fn publish(
+        &self,
+        topic: &str,
+        payload: impl Into<Bytes>,
+        qos: QoS,
+    ) -> Result<(), TransportError> {
+        self.sender.publish(topic, payload, qos).await
+    }
+
+    /// See [`MqttSender::subscribe`].
+    ///
+    /// # Errors
+    /// As [`MqttSender::subscribe`].
+    pub async fn subscribe(
+        &self,
+        filters: &[(&str, QoS)],
+    ) -> Result<Vec<Option<QoS>>, TransportError> {
+        self.sender.subscribe(filters).await
+    }
+
+    /// See [`MqttSender::unsubscribe`].
+    ///
+    /// # Errors
+    /// As [`MqttSender::unsubscribe`].
+    pub async fn unsubscribe(&self, filters: &[&str]) -> Result<(), TransportError> {
+        self.sender.unsubscribe(filters).await
+    }
+
+    /// The next message from the server; `None` once the connection has closed (then
+    /// [`close_reason`](Self::close_reason) says why). Messages are queued until received, so
+    /// call this regularly.
+    pub async fn recv(&mut self) -> Option<Incoming> {
+        self.incoming.recv().await
+    }
+
+    /// A message already received, if any, without waiting.
+    pub fn try_recv(&mut self) -> Option<Incoming> {
+        self.incoming.try_recv().ok()
+    }
+
+    /// Why the connection closed; `None` while it is open.
+    #[must_use]
+    pub fn close_reason(&self) -> Option<CloseReason> {
+        self.shared.close_reason()
+    }
+
+    /// Whether the connection has closed.
+    #[must_use]
+    pub fn is_closed(&self) -> bool {
+        self.shared.close_reason().is_some()
+    }
+
+    /// The CONNACK's session-present flag: whether the server kept subscriptions from a
+    /// previous session (only possible with `clean_session = false`). When `false`, subscribe
+    /// again.
+    #[must_use]
+    pub fn session_present(&self) -> bool {
+        self.session_present
+    }
+
+    /// Sends DISCONNECT, shuts the stream down cleanly and waits (briefly) for that to finish.
+    pub async fn disconnect(mut self) {
+        self.guard.take();
+        if let Some(task) = self.task.take() {
+            let _ = tokio::time::timeout(CLOSE_TIMEOUT + Duration::from_secs(1), task).await;
+        }
+    }
+}
+
+impl Drop for MqttConnection {
+    fn drop(&mut self) {
+        // Dropping the guard makes the task send DISCONNECT and close the stream on its own.
+        self.guard.take();
+    }
+}
