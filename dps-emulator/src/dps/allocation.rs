@@ -55,7 +55,8 @@ pub(crate) struct Placement {
     pub(crate) hub: String,
     /// The substatus to report.
     pub(crate) substatus: Substatus,
-    /// Move the twin from this hub (migration).
+    /// The hub the device leaves: its identity there is removed, and its twin moves along
+    /// unless `reset_twin` (the service removes the old hub's entry on migration and on reset).
     pub(crate) migrate_from: Option<String>,
     /// Start from the initial twin.
     pub(crate) reset_twin: bool,
@@ -98,10 +99,10 @@ pub(crate) fn place(
             migrate_from: Some(old.to_owned()),
             reset_twin: false,
         },
-        Some(_) => Placement {
+        Some((old, _)) => Placement {
             hub: chosen,
             substatus: Substatus::DeviceDataReset,
-            migrate_from: None,
+            migrate_from: Some(old.to_owned()),
             reset_twin: true,
         },
     }
@@ -181,8 +182,12 @@ mod tests {
         );
         let reset_to = place("b".into(), Some(("a", &init)), reset, false);
         assert_eq!(
-            (reset_to.substatus, reset_to.reset_twin),
-            (Substatus::DeviceDataReset, true)
+            (
+                reset_to.substatus,
+                reset_to.reset_twin,
+                reset_to.migrate_from.as_deref()
+            ),
+            (Substatus::DeviceDataReset, true, Some("a"))
         );
         let stays = place("b".into(), Some(("a", &init)), never, false);
         assert_eq!(

@@ -641,7 +641,10 @@ fn upsert_device(
             device.etag = ids::etag();
         }
         None => {
-            let twin = migrated_twin.unwrap_or_else(fresh_twin);
+            let twin = match migrated_twin {
+                Some(twin) if !placement.reset_twin => twin,
+                _ => fresh_twin(),
+            };
             data.hub_devices.insert(
                 key,
                 HubDevice {
