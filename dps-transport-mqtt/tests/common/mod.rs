@@ -3,7 +3,7 @@
 //! which of the emulator's ports it speaks to. `conformance_suite!(setup)` expands to one
 //! `#[tokio::test]` per case.
 
-#![allow(dead_code, unreachable_pub)]
+#![allow(dead_code, unreachable_pub, unused_macros)]
 
 pub mod echo;
 pub mod pki;
