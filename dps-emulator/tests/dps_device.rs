@@ -652,6 +652,40 @@ async fn x509_expired_leaf_is_refused() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_enrolled_certificate_of_the_chain_decides_even_if_disabled() {
+    let emu = start().await;
+    let root = Ca::root("Shared Root");
+    let intermediate = root.intermediate("Shared Intermediate");
+    // Group ids sort so that the root's group would come first if order of groups mattered.
+    emu.put_enrollment_group(group(x509_group("a-root-group", &root.pem)), None)
+        .await
+        .unwrap();
+    emu.put_enrollment_group(group(x509_group("b-inter-group", &intermediate.pem)), None)
+        .await
+        .unwrap();
+    let identity = intermediate
+        .leaf("first-dev")
+        .presenting(&[&intermediate.cert, &root.cert]);
+    let mut dev = x509_device(&emu, "first-dev", &identity).await.unwrap();
+    let x509 = dev
+        .provision_ok()
+        .await
+        .registration_state
+        .unwrap()
+        .x509
+        .unwrap();
+    assert_eq!(x509.enrollment_group_id.as_deref(), Some("b-inter-group"));
+
+    // Disabling the intermediate's group disables the device: the root's group is not tried.
+    let mut disabled = emu.enrollment_group("b-inter-group").unwrap();
+    disabled.settings.provisioning_status = dps_emulator::model::ProvisioningStatus::Disabled;
+    emu.put_enrollment_group(disabled, None).await.unwrap();
+    let mut dev = x509_device(&emu, "first-dev", &identity).await.unwrap();
+    let op = dev.register("1", "").await.operation();
+    assert_eq!(op.status, RegistrationStatus::Disabled);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Enrollment semantics
 
@@ -1483,6 +1517,104 @@ async fn without_a_subscription_no_answer_is_delivered() {
     assert!(dev.send_raw(&buf).await);
     dev.send_register("3", "").await;
     assert!(dev.next_publish(Duration::from_secs(1)).await.is_none());
+}
+
+// ---------------------------------------------------------------------------------------------
+// MQTT over WebSocket
+
+/// Registers over `wss://…/$iothub/websocket` with the rumqttc client; the final answer.
+async fn register_over_websocket(
+    emu: &Emulator,
+    registration_id: &str,
+    password: Option<String>,
+    identity: Option<&Identity>,
+) -> dps_core::dps::RegistrationOperationStatus {
+    let port = emu.https_addr().port();
+    let url = format!("wss://localhost:{port}/$iothub/websocket");
+    let mut options = rumqttc::MqttOptions::new(registration_id, url, port);
+    options.set_transport(rumqttc::Transport::wss_with_config(
+        rumqttc::TlsConfiguration::Rustls(client_config(emu, identity)),
+    ));
+    options.set_credentials(
+        username(emu.id_scope(), registration_id, API),
+        password.unwrap_or_default(),
+    );
+    let (client, mut eventloop) = rumqttc::AsyncClient::new(options, 10);
+    client
+        .subscribe(RES_FILTER, rumqttc::QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    client
+        .publish(
+            "$dps/registrations/PUT/iotdps-register/?$rid=1",
+            rumqttc::QoS::AtLeastOnce,
+            false,
+            "",
+        )
+        .await
+        .unwrap();
+    let deadline = Instant::now() + STEP;
+    loop {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let event = tokio::time::timeout(remaining, eventloop.poll())
+            .await
+            .expect("MQTT event in time")
+            .expect("WebSocket connection healthy");
+        let rumqttc::Event::Incoming(rumqttc::Packet::Publish(publish)) = event else {
+            continue;
+        };
+        let message = Message {
+            topic: publish.topic.clone(),
+            payload: publish.payload.to_vec(),
+        };
+        let op = message.operation();
+        match message.status() {
+            202 => client
+                .publish(
+                    format!(
+                        "$dps/registrations/GET/iotdps-get-operationstatus/?$rid=2&operationId={}",
+                        op.operation_id
+                    ),
+                    rumqttc::QoS::AtLeastOnce,
+                    false,
+                    " ",
+                )
+                .await
+                .unwrap(),
+            200 => return op,
+            _ => panic!("unexpected answer {message:?}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn devices_register_over_websocket_with_sas_and_x509() {
+    let emu = start().await;
+    let (primary, _) = enroll(&emu, "ws-sas").await;
+    let op = register_over_websocket(
+        &emu,
+        "ws-sas",
+        Some(sas(&primary, emu.id_scope(), "ws-sas")),
+        None,
+    )
+    .await;
+    assert_eq!(op.status, RegistrationStatus::Assigned);
+
+    let root = Ca::root("WS Root");
+    let intermediate = root.intermediate("WS Intermediate");
+    emu.put_enrollment_group(group(x509_group("ws-group", &root.pem)), None)
+        .await
+        .unwrap();
+    let identity = intermediate
+        .leaf("ws-x509")
+        .presenting(&[&intermediate.cert]);
+    let op = register_over_websocket(&emu, "ws-x509", None, Some(&identity)).await;
+    let state = op.registration_state.unwrap();
+    assert_eq!(
+        state.x509.unwrap().enrollment_group_id.as_deref(),
+        Some("ws-group")
+    );
+    assert!(emu.hub_device("localhost", "ws-x509").is_some());
 }
 
 // ---------------------------------------------------------------------------------------------

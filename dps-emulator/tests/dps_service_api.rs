@@ -657,7 +657,16 @@ async fn registration_records_get_and_delete() {
         412,
         412_001,
     );
-    let delete = service(&emu, "DELETE", "/registrations/rec-dev", None, &[]).await;
+    // The record's etag matches, quoted or not; `*` matches anything.
+    let etag = record["etag"].as_str().unwrap().to_owned();
+    let delete = service(
+        &emu,
+        "DELETE",
+        "/registrations/rec-dev",
+        None,
+        &[("if-match", format!("\"{etag}\""))],
+    )
+    .await;
     assert_eq!(delete.status, 204, "{delete:?}");
     assert_error(
         &service(&emu, "GET", "/registrations/rec-dev", None, &[]).await,
@@ -670,6 +679,30 @@ async fn registration_records_get_and_delete() {
         404,
         404_201,
     );
+    // Registering again creates a new record, deletable with its bare etag and with `*`.
+    for if_match in ["bare", "*"] {
+        let etag = dev
+            .provision_ok()
+            .await
+            .registration_state
+            .unwrap()
+            .etag
+            .unwrap();
+        let value = if if_match == "*" {
+            "*".to_owned()
+        } else {
+            etag
+        };
+        let delete = service(
+            &emu,
+            "DELETE",
+            "/registrations/rec-dev",
+            None,
+            &[("if-match", value)],
+        )
+        .await;
+        assert_eq!(delete.status, 204, "{if_match}: {delete:?}");
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -201,7 +201,11 @@ pub(crate) async fn delete_registration(
                 )
             })?;
             if let Some(expected) = if_match.filter(|m| *m != "*") {
-                if existing.etag.as_deref() != Some(expected) {
+                if !existing
+                    .etag
+                    .as_deref()
+                    .is_some_and(|actual| same_etag(actual, expected))
+                {
                     return Err(ServiceFailure::precondition_failed());
                 }
             }

@@ -335,7 +335,8 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 // ---------------------------------------------------------------------------------------------
 // TLS
 
-fn client_config(emu: &Emulator, identity: Option<&Identity>) -> Arc<ClientConfig> {
+/// A rustls client config trusting the emulator's CA, with an optional client certificate.
+pub(crate) fn client_config(emu: &Emulator, identity: Option<&Identity>) -> Arc<ClientConfig> {
     let mut roots = RootCertStore::empty();
     roots.add(emu.ca_der().clone()).unwrap();
     let builder =
