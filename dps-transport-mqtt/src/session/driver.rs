@@ -16,6 +16,9 @@ use super::handshake::{MAX_INCOMING_PACKET, MAX_OUTGOING_PACKET};
 use super::{CLOSE_TIMEOUT, CloseReason, Command, Incoming, QoS, Reply, Shared};
 use crate::error::TransportError;
 
+/// How much room to make in the read buffer at a time.
+const READ_CHUNK: usize = 16 * 1024;
+
 /// What a SUBACK grants, filter by filter.
 type Granted = Vec<Option<QoS>>;
 
@@ -128,8 +131,11 @@ where
             let timer = self.next_timer();
             let want_write = !self.wbuf.is_empty();
             let want_flush = !want_write && !self.flushed;
+            if self.rbuf.capacity() - self.rbuf.len() < READ_CHUNK / 4 {
+                self.rbuf.reserve(READ_CHUNK);
+            }
+            // Unbiased: reading, writing and new commands all make progress under load.
             tokio::select! {
-                biased;
                 _ = &mut self.guard => return self.close_gracefully().await,
                 read = self.read.read_buf(&mut self.rbuf) => match read {
                     Ok(0) => return CloseReason::ClosedByPeer,

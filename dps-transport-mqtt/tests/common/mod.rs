@@ -7,6 +7,7 @@
 
 pub mod echo;
 pub mod pki;
+pub mod silent;
 pub mod tls_servers;
 
 use std::sync::Arc;
@@ -90,6 +91,7 @@ macro_rules! conformance_suite {
             echo_round_trip_and_concurrent_senders,
             outstanding_operations_fail_when_the_connection_dies,
             subscribe_times_out,
+            a_silent_server_is_detected_by_keep_alive,
             connect_times_out_in_the_tls_stage,
             client_hello_offers_only_the_policy_and_tls11_is_refused,
             ecc_only_offers_only_ecdsa,
@@ -577,6 +579,35 @@ pub async fn subscribe_times_out(setup: Setup) {
     );
     drop(connection);
     server.servers.shutdown().await;
+}
+
+/// The server accepts the connection, then never answers (not even PINGRESP).
+pub async fn a_silent_server_is_detected_by_keep_alive(setup: Setup) {
+    let ca = Ca::new("Silent CA");
+    let addr = silent::server(&ca, setup.port == Port::Https).await;
+    let options =
+        tls_only_options(addr.port(), trusting(&ca.der())).with_keep_alive(Duration::from_secs(1));
+    let mut connection = connect(&setup, &options).await;
+    let started = std::time::Instant::now();
+    let sender = connection.sender();
+    let pending = tokio::spawn(async move { sender.publish("t", "x", QoS::AtLeastOnce).await });
+    assert_eq!(
+        tokio::time::timeout(STEP, connection.recv()).await.unwrap(),
+        None
+    );
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed >= Duration::from_millis(1300) && elapsed < Duration::from_millis(2500),
+        "closed after {elapsed:?}"
+    );
+    assert_eq!(
+        connection.close_reason(),
+        Some(CloseReason::KeepAliveTimeout)
+    );
+    assert_eq!(
+        pending.await.unwrap(),
+        Err(TransportError::ConnectionClosed)
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
