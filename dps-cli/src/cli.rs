@@ -29,6 +29,78 @@ pub(crate) enum Command {
     /// followed by a newline.
     #[command(after_help = EXIT_CODES_HELP)]
     Sas(SasArgs),
+    /// Register a device with DPS and print its assignment as JSON.
+    ///
+    /// Exits 0 when the device is assigned; otherwise prints one line on standard error and
+    /// exits with the code of the failure class (see below).
+    #[command(after_help = EXIT_CODES_HELP)]
+    Provision(ProvisionArgs),
+    /// Run the local DPS and IoT Hub emulator (the same as the `dps-emulator` binary).
+    Emulator(dps_emulator::cli::EmulatorArgs),
+}
+
+/// How `provision` authenticates.
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+pub(crate) struct Credential {
+    /// The device's symmetric key (individual enrollment), base64; `-` reads standard input.
+    #[arg(long, value_name = "BASE64")]
+    pub(crate) symmetric_key: Option<String>,
+    /// The enrollment group's key, base64; the device key is derived from it. `-` reads
+    /// standard input.
+    #[arg(long, value_name = "BASE64")]
+    pub(crate) group_key: Option<String>,
+    /// The device certificate chain (PEM, leaf first); needs --key.
+    #[arg(long, value_name = "PEM", requires = "key")]
+    pub(crate) cert: Option<std::path::PathBuf>,
+}
+
+/// The transports `provision` can use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum TransportKind {
+    /// MQTT over TLS (port 8883).
+    Mqtt,
+    /// MQTT over WebSocket over TLS (port 443).
+    Ws,
+}
+
+/// Arguments of `dps provision`.
+#[derive(Debug, Args)]
+pub(crate) struct ProvisionArgs {
+    /// The DPS id scope.
+    #[arg(long, value_name = "SCOPE")]
+    pub(crate) id_scope: String,
+    /// The device's registration id.
+    #[arg(long, value_name = "ID")]
+    pub(crate) registration_id: String,
+    #[command(flatten)]
+    pub(crate) credential: Credential,
+    /// The private key of --cert (PEM: PKCS#8, SEC1 or PKCS#1).
+    #[arg(long, value_name = "PEM", requires = "cert")]
+    pub(crate) key: Option<std::path::PathBuf>,
+    /// The DPS endpoint, HOST or HOST:PORT.
+    #[arg(
+        long,
+        value_name = "HOST[:PORT]",
+        default_value = "global.azure-devices-provisioning.net"
+    )]
+    pub(crate) endpoint: String,
+    /// The transport.
+    #[arg(long, value_enum, default_value = "mqtt")]
+    pub(crate) transport: TransportKind,
+    /// An extra trusted root (PEM), e.g. the emulator's ca.pem; the public roots stay trusted.
+    #[arg(long, value_name = "PEM")]
+    pub(crate) ca_file: Option<std::path::PathBuf>,
+    /// A custom payload (JSON) for custom allocation.
+    #[arg(long, value_name = "JSON")]
+    pub(crate) payload: Option<String>,
+    /// Ask DPS to issue a certificate: generate a key and CSR, and write the key and the issued
+    /// chain to DIR (`{id}.key.pem`, `{id}.cert.pem`).
+    #[arg(long, value_name = "DIR")]
+    pub(crate) csr_out: Option<std::path::PathBuf>,
+    /// Give up after this many seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 120)]
+    pub(crate) timeout: u64,
 }
 
 /// Arguments of `dps derive-key`.

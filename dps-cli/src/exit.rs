@@ -15,6 +15,22 @@ pub(crate) enum ExitCode {
     /// An argument is well-formed but unusable: a key that is not base64, an invalid
     /// registration id, an empty resource.
     InvalidInput = 3,
+    /// `provision`: the service refused the credentials (wrong key, certificate or id scope).
+    Unauthorized = 10,
+    /// `provision`: the enrollment is disabled.
+    Disabled = 11,
+    /// `provision`: the service failed the registration (e.g. custom allocation error).
+    Failed = 12,
+    /// `provision`: no hub was assigned.
+    Unassigned = 13,
+    /// `provision`: the service rejected the request (bad payload, CSR not accepted).
+    Rejected = 14,
+    /// `provision`: still throttled or failing when the deadline passed.
+    Throttled = 15,
+    /// `provision`: no answer before the deadline.
+    Timeout = 16,
+    /// `provision`: the endpoint cannot be used (TLS trust, host name, proxy).
+    Transport = 17,
 }
 
 /// The exit codes, as shown at the end of every `--help`.
@@ -24,6 +40,14 @@ Exit codes:
   1  failure while running the command (e.g. output could not be written)
   2  usage error: unknown option, missing or malformed argument
   3  invalid input: key not valid base64, invalid registration id, empty resource
+ 10  provision: unauthorized (wrong key, certificate or id scope)
+ 11  provision: the enrollment is disabled
+ 12  provision: the service failed the registration
+ 13  provision: no hub was assigned
+ 14  provision: the request was rejected (payload, CSR)
+ 15  provision: still throttled when the deadline passed
+ 16  provision: timed out
+ 17  provision: transport (TLS trust, host name, proxy)
 
 Errors are printed as one line, 'error: ...', on standard error; keys never appear in them.";
 
@@ -45,6 +69,14 @@ impl CliError {
     pub(crate) fn invalid_input(message: impl fmt::Display) -> Self {
         Self {
             code: ExitCode::InvalidInput,
+            message: message.to_string(),
+        }
+    }
+
+    /// A failure with a specific exit code. The message must not contain secrets.
+    pub(crate) fn new(code: ExitCode, message: impl fmt::Display) -> Self {
+        Self {
+            code,
             message: message.to_string(),
         }
     }

@@ -17,8 +17,9 @@ pub const DEFAULT_ID_SCOPE: &str = "0ne00000001";
 pub struct Behaviour {
     /// The `retry-after` sent with 202 answers (default 3 s).
     pub retry_after_seconds: u32,
-    /// Operation-status polls answered `assigning` before the result (default 1; 0 answers the
-    /// registration request with the result directly).
+    /// How many operation-status polls it takes to get the result: 1 (the default) answers the
+    /// first poll with it, 2 answers one poll `assigning` first, and so on; 0 answers the
+    /// registration request itself with the result.
     pub polls_before_assignment: u32,
     /// Injected faults (all off by default).
     pub faults: Faults,

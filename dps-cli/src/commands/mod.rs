@@ -1,6 +1,8 @@
 //! One module per command.
 
 mod derive_key;
+mod emulator;
+mod provision;
 mod sas;
 
 use std::io::{self, BufRead as _, Write as _};
@@ -15,6 +17,8 @@ pub(crate) fn run(command: Command) -> Result<(), CliError> {
     match command {
         Command::DeriveKey(args) => derive_key::run(&args),
         Command::Sas(args) => sas::run(&args),
+        Command::Provision(args) => provision::run(&args),
+        Command::Emulator(args) => emulator::run(args),
     }
 }
 

@@ -39,6 +39,10 @@ struct Operation {
     result: RegistrationOperationStatus,
 }
 
+/// How many finished operations are kept for late polls. A registration's new operation
+/// replaces its old one, so this bounds memory only against many distinct devices.
+const MAX_OPERATIONS: usize = 100_000;
+
 /// The DPS device runtime: turns requests into replies.
 pub(crate) struct Registrar {
     pub(crate) store: Store,
@@ -122,14 +126,22 @@ impl Registrar {
         };
         let operation_id = result.operation_id.clone();
         let registration_id = identity.registration_id.to_ascii_lowercase();
-        self.lock().insert(
-            operation_id.clone(),
-            Operation {
-                registration_id,
-                polls_left: polls,
-                result: result.clone(),
-            },
-        );
+        {
+            let mut operations = self.lock();
+            // One live operation per device: a new registration supersedes the previous one.
+            operations.retain(|_, op| op.registration_id != registration_id);
+            if operations.len() >= MAX_OPERATIONS {
+                operations.clear();
+            }
+            operations.insert(
+                operation_id.clone(),
+                Operation {
+                    registration_id,
+                    polls_left: polls,
+                    result: result.clone(),
+                },
+            );
+        }
         if polls == 0 {
             return Reply::json(200, None, &result);
         }
@@ -199,7 +211,16 @@ impl Registrar {
             }
             EnrollmentRef::Group(_) => None,
         });
-        let device_id = device_id.unwrap_or_else(|| registration_id.clone());
+        // Registration ids are case-insensitive but device ids are not: a device that registers
+        // again with another case keeps the device id it got the first time.
+        let previous_device_id = self.store.read(|data| {
+            data.registrations
+                .get(&lower)
+                .and_then(|p| p.device_id.clone())
+        });
+        let device_id = device_id
+            .or(previous_device_id)
+            .unwrap_or_else(|| registration_id.clone());
         let previous = self
             .store
             .read(|data| data.registrations.get(&lower).cloned());
@@ -490,8 +511,18 @@ fn parse_request(identity: &DpsIdentity, body: &[u8]) -> Result<Request, Reply> 
 }
 
 /// The `YYYY-MM-DD` part of an api-version, which orders versions.
-fn api_date(version: &str) -> &str {
-    version.get(..10).unwrap_or(version)
+/// `None` for versions that do not start with a date: they are treated as too old for
+/// features gated on a version.
+fn api_date(version: &str) -> Option<&str> {
+    let date = version.get(..10)?;
+    let digits = date.bytes().enumerate().all(|(i, b)| {
+        if i == 4 || i == 7 {
+            b == b'-'
+        } else {
+            b.is_ascii_digit()
+        }
+    });
+    digits.then_some(date)
 }
 
 /// The enrollment's settings and its full JSON (for the custom allocation webhook).

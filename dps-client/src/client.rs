@@ -1,0 +1,226 @@
+//! `ProvisioningClient`: configuration and the `register()` entry point.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use dps_auth::Authenticator;
+use dps_core::dps::registration::{Assignment, RegistrationConfig, Timing};
+use dps_core::dps::{
+    CSR_API_VERSION, DEFAULT_API_VERSION, DpsConnectInfo, GLOBAL_ENDPOINT, RegistrationRequest,
+};
+use dps_transport_mqtt::{MqttTransport, TlsConfig, Transport};
+use serde::Serialize;
+
+use crate::driver;
+use crate::error::ProvisioningError;
+
+/// The user agent announced in the DPS username (`ClientVersion`).
+pub const USER_AGENT: &str = concat!("dps-rs/", env!("CARGO_PKG_VERSION"));
+
+/// Registers one device with DPS.
+///
+/// Cheap to clone; [`register`](Self::register) may be called any number of times and
+/// concurrently (each call is an independent registration on its own connection), so a gateway
+/// can provision its fleet from one process.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// use dps_auth::SymmetricKey;
+/// use dps_client::ProvisioningClient;
+///
+/// let key = SymmetricKey::from_base64("c2VjcmV0LWtleS1vZi10aGUtZW5yb2xsbWVudA==")?;
+/// let assignment = ProvisioningClient::new("0ne00000A0A", "my-device", key)
+///     .register()
+///     .await?;
+/// println!("assigned to {} as {}", assignment.assigned_hub(), assignment.device_id());
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct ProvisioningClient {
+    pub(crate) endpoint: String,
+    pub(crate) id_scope: String,
+    pub(crate) registration_id: String,
+    pub(crate) authenticator: Arc<dyn Authenticator>,
+    pub(crate) transport: Arc<dyn Transport>,
+    pub(crate) tls: TlsConfig,
+    pub(crate) api_version: Option<String>,
+    pub(crate) request: RegistrationRequest,
+    pub(crate) timing: Timing,
+    pub(crate) keep_alive: Duration,
+    pub(crate) seed: Option<u64>,
+    pub(crate) config_error: Option<String>,
+}
+
+impl fmt::Debug for ProvisioningClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProvisioningClient")
+            .field("endpoint", &self.endpoint)
+            .field("id_scope", &self.id_scope)
+            .field("registration_id", &self.registration_id)
+            .field("authenticator", &self.authenticator)
+            .field("transport", &self.transport.name())
+            .field("timing", &self.timing)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ProvisioningClient {
+    /// A client for `registration_id` in the DPS instance `id_scope`, authenticating with
+    /// `authenticator` (a [`SymmetricKey`](dps_auth::SymmetricKey), a key derived from a
+    /// [`GroupKey`](dps_auth::GroupKey), an [`X509Identity`](dps_auth::X509Identity), or any
+    /// [`Authenticator`]).
+    ///
+    /// Defaults are right for Azure: the global endpoint, MQTT over TLS on 8883, the public
+    /// roots, api-version `2019-03-31`, and the [`Timing`] defaults.
+    pub fn new(
+        id_scope: impl Into<String>,
+        registration_id: impl Into<String>,
+        authenticator: impl Authenticator + 'static,
+    ) -> Self {
+        let registration_id = registration_id.into();
+        Self {
+            endpoint: GLOBAL_ENDPOINT.to_owned(),
+            id_scope: id_scope.into(),
+            request: RegistrationRequest::new(registration_id.clone()),
+            registration_id,
+            authenticator: Arc::new(authenticator),
+            transport: Arc::new(MqttTransport::new()),
+            tls: TlsConfig::default(),
+            api_version: None,
+            timing: Timing::default(),
+            keep_alive: Duration::from_secs(240),
+            seed: None,
+            config_error: None,
+        }
+    }
+
+    /// The DPS endpoint, `host` or `host:port` (default `global.azure-devices-provisioning.net`
+    /// on the transport's port).
+    #[must_use]
+    pub fn endpoint(mut self, endpoint: impl Into<String>) -> Self {
+        self.endpoint = endpoint.into();
+        self
+    }
+
+    /// The transport: [`MqttTransport`] (the default) or `dps_transport_ws::WebSocketTransport`
+    /// for port 443 and HTTP proxies.
+    #[must_use]
+    pub fn transport(mut self, transport: impl Transport + 'static) -> Self {
+        self.transport = Arc::new(transport);
+        self
+    }
+
+    /// The TLS policy (add a private root such as the emulator's CA here).
+    #[must_use]
+    pub fn tls(mut self, tls: TlsConfig) -> Self {
+        self.tls = tls;
+        self
+    }
+
+    /// Sends a custom payload (any serializable value) for custom allocation policies.
+    #[must_use]
+    pub fn payload<T: Serialize + ?Sized>(mut self, payload: &T) -> Self {
+        match self.request.clone().payload(payload) {
+            Ok(request) => self.request = request,
+            Err(e) => self.config_error = Some(format!("payload: {e}")),
+        }
+        self
+    }
+
+    /// Sends a custom payload given as JSON text (validated, then sent verbatim).
+    #[must_use]
+    pub fn payload_json(mut self, json: &str) -> Self {
+        match self.request.clone().payload_json(json) {
+            Ok(request) => self.request = request,
+            Err(e) => self.config_error = Some(format!("payload: {e}")),
+        }
+        self
+    }
+
+    /// Announces an IoT Plug and Play model: the payload `{"modelId": model_id}`.
+    #[must_use]
+    pub fn model_id(self, model_id: &str) -> Self {
+        self.payload(&serde_json::json!({ "modelId": model_id }))
+    }
+
+    /// Asks DPS to issue a client certificate: `csr_der` is a DER PKCS#10 request whose CN is the
+    /// registration id. Switches to api-version `2025-07-01-preview` unless a later one is set.
+    #[must_use]
+    pub fn csr(mut self, csr_der: &[u8]) -> Self {
+        self.request = self
+            .request
+            .clone()
+            .csr(base64::engine::general_purpose::STANDARD.encode(csr_der));
+        self
+    }
+
+    /// Overrides the api-version in the username.
+    #[must_use]
+    pub fn api_version(mut self, api_version: impl Into<String>) -> Self {
+        self.api_version = Some(api_version.into());
+        self
+    }
+
+    /// Replaces the timers and retry limits (`retry-after` floor and ceiling, backoff, request
+    /// timeout, overall deadline).
+    #[must_use]
+    pub fn timing(mut self, timing: Timing) -> Self {
+        self.timing = timing;
+        self
+    }
+
+    /// The overall deadline of one `register()` call (default 5 minutes).
+    #[must_use]
+    pub fn deadline(mut self, deadline: Duration) -> Self {
+        self.timing = self.timing.deadline(deadline);
+        self
+    }
+
+    /// MQTT keep-alive (default 240 s).
+    #[must_use]
+    pub fn keep_alive(mut self, keep_alive: Duration) -> Self {
+        self.keep_alive = keep_alive;
+        self
+    }
+
+    /// Seeds the backoff jitter (default: random per call). Fixed seeds make tests replayable.
+    #[must_use]
+    pub fn jitter_seed(mut self, seed: u64) -> Self {
+        self.seed = Some(seed);
+        self
+    }
+
+    /// The registration id.
+    #[must_use]
+    pub fn registration_id(&self) -> &str {
+        &self.registration_id
+    }
+
+    /// Registers the device and returns its assignment.
+    ///
+    /// Cancellation-safe: dropping the future closes the connection.
+    ///
+    /// # Errors
+    /// A [`ProvisioningError`] saying what went wrong and what to do.
+    pub async fn register(&self) -> Result<Assignment, ProvisioningError> {
+        if let Some(error) = &self.config_error {
+            return Err(ProvisioningError::Config(error.clone()));
+        }
+        dps_core::ids::validate_registration_id(&self.registration_id)
+            .map_err(|e| ProvisioningError::Config(format!("registration id: {e}")))?;
+        let api_version = match (&self.api_version, self.request.csr.is_some()) {
+            (Some(version), _) => version.clone(),
+            (None, true) => CSR_API_VERSION.to_owned(),
+            (None, false) => DEFAULT_API_VERSION.to_owned(),
+        };
+        let connect = DpsConnectInfo::new(&self.id_scope, &self.registration_id)
+            .api_version(api_version)
+            .client_version(USER_AGENT);
+        let config = RegistrationConfig::new(&self.registration_id)
+            .request(self.request.clone())
+            .timing(self.timing);
+        driver::run(self, &connect, config).await
+    }
+}

@@ -1,0 +1,150 @@
+//! Why a registration did not produce an assignment, and what to do about it.
+
+use std::time::Duration;
+
+use dps_core::dps::ServiceError;
+use dps_core::dps::registration::{RegistrationError, RetryReason};
+use dps_core::dps::{DeviceRegistrationResult, ErrorCode};
+use dps_transport_mqtt::TransportError;
+
+/// A failed registration. Every variant says what to do; [`is_retriable`](Self::is_retriable)
+/// tells a fleet manager whether trying again later can help.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProvisioningError {
+    /// The service refused the credentials (CONNACK 4/5, or 401/403). Check the key (for group
+    /// enrollments, the key derived for this registration id), the certificate chain, the id
+    /// scope, and the device clock (token expiry).
+    #[error(
+        "unauthorized (status {status}): check the key or certificate, the id scope and the clock"
+    )]
+    Unauthorized {
+        /// 401/403 for a response, 4/5 for a CONNACK refusal.
+        status: u16,
+        /// The service's error body, when there was one.
+        error: Option<ServiceError>,
+    },
+    /// The enrollment is disabled. Enable it in DPS (or ask the operator); retrying will not help.
+    #[error("the enrollment is disabled")]
+    Disabled {
+        /// The registration state, when sent.
+        state: Option<Box<DeviceRegistrationResult>>,
+    },
+    /// The service ended without assigning a hub (no linked hub fits the enrollment).
+    #[error("the device was not assigned to any hub")]
+    Unassigned {
+        /// The registration state, when sent.
+        state: Option<Box<DeviceRegistrationResult>>,
+    },
+    /// The service tried and failed (for example the custom allocation webhook failed, or DPS
+    /// could not reach the hub). Quote the error code and tracking id to support.
+    #[error("registration failed{}: {}", code_suffix(.error_code), .message.as_deref().unwrap_or("no message"))]
+    Failed {
+        /// The six-digit error code.
+        error_code: Option<ErrorCode>,
+        /// The service's message.
+        message: Option<String>,
+        /// The tracking id, when sent.
+        tracking_id: Option<String>,
+    },
+    /// The service rejected the request (a 4xx such as a malformed payload, or a CSR with an
+    /// api-version that does not accept one). Fix the request.
+    #[error("request rejected (status {status})")]
+    Rejected {
+        /// The status.
+        status: u16,
+        /// The service's error body, when there was one.
+        error: Option<ServiceError>,
+    },
+    /// The deadline passed while the service kept throttling (429) or failing (5xx). Try again
+    /// later, spread over time; raise the deadline for large fleets.
+    #[error("still throttled or failing (status {status}) when the deadline passed")]
+    Throttled {
+        /// 429 or a 5xx.
+        status: u16,
+        /// The last `retry-after` the service asked for.
+        retry_after: Option<Duration>,
+    },
+    /// The deadline passed without an answer. `last_problem` says what kept failing (network,
+    /// lost responses, ...).
+    #[error("registration timed out{}", problem_suffix(.last_problem))]
+    Timeout {
+        /// The last retried failure, if any.
+        last_problem: Option<RetryReason>,
+    },
+    /// The connection cannot work as configured: an untrusted or expired server certificate, a
+    /// wrong host name, an insecure URL, a proxy refusal. Fix the endpoint or the trust roots.
+    #[error("transport: {0}")]
+    Transport(#[source] TransportError),
+    /// The authenticator could not produce credentials (a signer failed, an X.509 identity
+    /// whose CN differs from the registration id).
+    #[error("credentials: {0}")]
+    Credentials(#[source] dps_auth::AuthError),
+    /// The client configuration is invalid (for example a custom payload that is not JSON).
+    #[error("invalid configuration: {0}")]
+    Config(String),
+}
+
+impl ProvisioningError {
+    /// True when trying again later may succeed (throttling, timeouts, transient network or
+    /// service failures); false when something must be fixed first.
+    #[must_use]
+    pub fn is_retriable(&self) -> bool {
+        match self {
+            Self::Throttled { .. } | Self::Timeout { .. } => true,
+            Self::Transport(e) => e.is_retriable(),
+            _ => false,
+        }
+    }
+}
+
+impl From<RegistrationError> for ProvisioningError {
+    fn from(error: RegistrationError) -> Self {
+        match error {
+            RegistrationError::Unauthorized { status, error } => {
+                Self::Unauthorized { status, error }
+            }
+            RegistrationError::ConnectionRefused { code } => Self::Rejected {
+                status: u16::from(code),
+                error: None,
+            },
+            RegistrationError::Disabled { state } => Self::Disabled {
+                state: state.map(Box::new),
+            },
+            RegistrationError::Unassigned { state } => Self::Unassigned {
+                state: state.map(Box::new),
+            },
+            RegistrationError::Failed {
+                error_code,
+                message,
+                tracking_id,
+                ..
+            } => Self::Failed {
+                error_code,
+                message,
+                tracking_id,
+            },
+            RegistrationError::Rejected { status, error } => Self::Rejected { status, error },
+            RegistrationError::Throttled {
+                status,
+                retry_after,
+            } => Self::Throttled {
+                status,
+                retry_after,
+            },
+            RegistrationError::Timeout { last_problem } => Self::Timeout { last_problem },
+            // `RegistrationError` is non-exhaustive; a new terminal state is at least a timeout.
+            _ => Self::Timeout { last_problem: None },
+        }
+    }
+}
+
+fn code_suffix(code: &Option<ErrorCode>) -> String {
+    code.map_or_else(String::new, |c| format!(" ({c})"))
+}
+
+fn problem_suffix(problem: &Option<RetryReason>) -> String {
+    problem
+        .as_ref()
+        .map_or_else(String::new, |p| format!(" (last problem: {p:?})"))
+}
