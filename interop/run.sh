@@ -15,7 +15,7 @@ if [ ! -x "$venv/bin/python" ] || ! cmp -s interop/requirements.txt "$venv/requi
 fi
 
 cargo build --quiet --locked -p dps-emulator --bin dps-emulator
-emulator="$(pwd)/target/debug/dps-emulator"
+emulator="${CARGO_TARGET_DIR:-$(pwd)/target}/debug/dps-emulator"
 
 cd interop
 "../$venv/bin/python" dps_suite.py "$emulator"
