@@ -139,6 +139,15 @@ impl From<RegistrationError> for ProvisioningError {
     }
 }
 
+/// CONNACK return codes are below 100; response statuses are HTTP-like.
+fn describe_status(status: u16) -> String {
+    if status < 100 {
+        format!("CONNACK {status}")
+    } else {
+        format!("status {status}")
+    }
+}
+
 fn code_suffix(code: &Option<ErrorCode>) -> String {
     code.map_or_else(String::new, |c| format!(" ({c})"))
 }

@@ -89,7 +89,7 @@ impl Assignment {
 pub enum RegistrationError {
     /// The service refused the credentials (CONNACK 4/5, or a 401/403 response). Retrying will
     /// not help: check the key (or derived key), the certificate chain, and the id scope.
-    #[error("unauthorized (status {status}): check the key or certificate and the id scope")]
+    #[error("unauthorized ({}): check the key or certificate and the id scope", describe_status(*.status))]
     Unauthorized {
         /// 401 or 403 for a response; 4 or 5 for a CONNACK refusal.
         status: u16,
@@ -152,6 +152,15 @@ pub enum RegistrationError {
         /// The last retried failure, if any.
         last_problem: Option<RetryReason>,
     },
+}
+
+/// CONNACK return codes are below 100; response statuses are HTTP-like.
+fn describe_status(status: u16) -> String {
+    if status < 100 {
+        alloc::format!("CONNACK {status}")
+    } else {
+        alloc::format!("status {status}")
+    }
 }
 
 fn fmt_code(code: &Option<ErrorCode>) -> String {
