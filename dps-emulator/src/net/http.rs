@@ -138,32 +138,13 @@ pub trait HttpHandler: Send + Sync + 'static {
 /// Decodes `%XX` escapes (and `+` as a space when `form` is true, as in query strings).
 /// `None` if an escape is malformed or the result is not UTF-8.
 pub fn percent_decode(text: &str, form: bool) -> Option<String> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' => {
-                let hex = bytes.get(i + 1..i + 3)?;
-                // from_str_radix alone would also accept a sign ("%+1").
-                if !hex.iter().all(u8::is_ascii_hexdigit) {
-                    return None;
-                }
-                let hex = std::str::from_utf8(hex).ok()?;
-                out.push(u8::from_str_radix(hex, 16).ok()?);
-                i += 3;
-            }
-            b'+' if form => {
-                out.push(b' ');
-                i += 1;
-            }
-            b => {
-                out.push(b);
-                i += 1;
-            }
-        }
+    // The escapes are decoded by dps-core, the one decoder of the workspace; only form
+    // encoding's `+` is handled here. A literal `+` is `%2B`, so replacing first is safe.
+    if form && text.contains('+') {
+        let spaced = text.replace('+', " ");
+        return dps_core::encoding::percent_decode(&spaced).ok().map(|c| c.into_owned());
     }
-    String::from_utf8(out).ok()
+    dps_core::encoding::percent_decode(text).ok().map(|c| c.into_owned())
 }
 
 #[cfg(test)]
