@@ -16,7 +16,8 @@ pub enum ProvisioningError {
     /// enrollments, the key derived for this registration id), the certificate chain, the id
     /// scope, and the device clock (token expiry).
     #[error(
-        "unauthorized (status {status}): check the key or certificate, the id scope and the clock"
+        "unauthorized ({}): check the key or certificate, the id scope and the clock",
+        describe_status(*.status)
     )]
     Unauthorized {
         /// 401/403 for a response, 4/5 for a CONNACK refusal.

@@ -301,6 +301,13 @@ impl Emulator {
         self.dps.faults()
     }
 
+    /// How many DPS device requests (register and operation-status publishes on the documented
+    /// topics) `registration_id` has sent since the emulator started, including those answered
+    /// with injected faults or closed on. Registration ids are case-insensitive.
+    pub fn device_requests(&self, registration_id: &str) -> u32 {
+        self.dps.device_requests(registration_id)
+    }
+
     /// Replaces the `retry-after` of 202 answers and the number of polls before assignment.
     pub fn set_timing(&self, retry_after_seconds: u32, polls_before_assignment: u32) {
         self.dps

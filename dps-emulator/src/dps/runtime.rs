@@ -1,5 +1,6 @@
 //! The DPS device endpoint: CONNECT decisions and per-connection sessions.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
@@ -29,6 +30,9 @@ pub(crate) struct DpsRuntime {
     pub(crate) registrar: Registrar,
     behaviour: Mutex<(u32, u32)>,
     faults: Mutex<FaultState>,
+    /// Device requests (register and poll publishes on documented topics) received, by
+    /// lower-case registration id.
+    requests: Mutex<HashMap<String, u32>>,
 }
 
 impl DpsRuntime {
@@ -41,7 +45,23 @@ impl DpsRuntime {
                 behaviour.polls_before_assignment,
             )),
             faults: Mutex::new(FaultState::new(behaviour.faults.clone())),
+            requests: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// How many device requests (register and poll publishes) `registration_id` sent so far,
+    /// including those answered with injected faults or closed on.
+    pub(crate) fn device_requests(&self, registration_id: &str) -> u32 {
+        lock(&self.requests)
+            .get(&registration_id.to_ascii_lowercase())
+            .copied()
+            .unwrap_or(0)
+    }
+
+    fn count_request(&self, registration_id: &str) {
+        *lock(&self.requests)
+            .entry(registration_id.to_ascii_lowercase())
+            .or_default() += 1;
     }
 
     /// Replaces the `retry-after` and polls-before-assignment knobs.
@@ -195,6 +215,10 @@ impl MqttSession for DpsSession {
     ) -> Result<(), Close> {
         let registration_id = &self.identity.registration_id;
         self.publishes += 1;
+        let request = parse_request_topic(&topic);
+        if request.is_some() {
+            self.runtime.count_request(registration_id);
+        }
         let faults = self.runtime.faults();
         if faults
             .close_after_publishes
@@ -207,7 +231,7 @@ impl MqttSession for DpsSession {
             tracing::warn!(%registration_id, "QoS 2 publish: closing");
             return Err(Close);
         }
-        let Some(request) = parse_request_topic(&topic) else {
+        let Some(request) = request else {
             tracing::warn!(%registration_id, %topic, "undocumented DPS topic: closing");
             return Err(Close);
         };
