@@ -1,0 +1,411 @@
+//! What a [`HubSession`](super::HubSession) asks its driver to do, what the driver reports, and
+//! what the session tells the application.
+
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt;
+use core::time::Duration;
+
+use bytes::Bytes;
+use serde_json::Value;
+
+use crate::message::ReceivedMessage;
+
+macro_rules! id_type {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub struct $name(pub(crate) u64);
+
+        impl $name {
+            /// The number (unique within one session, increasing).
+            #[must_use]
+            pub const fn get(self) -> u64 {
+                self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Display::fmt(&self.0, f)
+            }
+        }
+    };
+}
+
+id_type!(
+    /// Names one accepted telemetry message until its outcome ([`Event::TelemetryAcked`],
+    /// [`Event::TelemetryExpired`] or [`Event::TelemetryAbandoned`]: exactly one of them).
+    MessageId
+);
+id_type!(
+    /// Names one [`Transmit::Publish`]; report its PUBACK with
+    /// [`handle_published`](super::HubSession::handle_published). A message published again after
+    /// a reconnect gets a new one.
+    PublishId
+);
+id_type!(
+    /// Names a twin request or a method response until its outcome.
+    RequestId
+);
+
+/// MQTT quality of service. There is no QoS 2: IoT Hub closes the connection of a device that
+/// uses it, so this API cannot express it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum QoS {
+    /// At most once (0).
+    AtMostOnce,
+    /// At least once (1): everything this session publishes.
+    AtLeastOnce,
+}
+
+/// An action for the driver. Perform it, then report the result with the matching `handle_*`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Transmit {
+    /// Open a connection: TLS, then MQTT CONNECT with clean session **false** (the hub keeps
+    /// cloud-to-device messages for the device), the configured keep-alive and **fresh**
+    /// credentials. Report with [`handle_connected`](super::HubSession::handle_connected) or
+    /// [`handle_connect_failed`](super::HubSession::handle_connect_failed).
+    Connect,
+    /// Subscribe to every filter at QoS 1, in one SUBSCRIBE. Report SUBACK with
+    /// [`handle_subscribed`](super::HubSession::handle_subscribed); a refused filter or a
+    /// failure is a broken connection: drop it and report
+    /// [`handle_disconnected`](super::HubSession::handle_disconnected).
+    Subscribe {
+        /// The topic filters.
+        filters: Vec<String>,
+    },
+    /// Publish; report the PUBACK with [`handle_published`](super::HubSession::handle_published)
+    /// or a failure with [`handle_publish_failed`](super::HubSession::handle_publish_failed).
+    /// Several publishes may be outstanding at once.
+    Publish {
+        /// Correlates the PUBACK.
+        id: PublishId,
+        /// The topic.
+        topic: String,
+        /// The payload.
+        payload: Bytes,
+        /// Always [`QoS::AtLeastOnce`] today.
+        qos: QoS,
+    },
+    /// Close the connection (DISCONNECT) or abandon the connection attempt in progress. No
+    /// report is expected: the session already counts the connection as gone.
+    Disconnect,
+}
+
+/// Why a connection attempt failed, as the driver saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ConnectFailure {
+    /// CONNACK with a non-zero return code: 1 protocol version, 2 identifier rejected, 3 server
+    /// unavailable (retried), 4 bad user name or password, 5 not authorized (bad, expired or
+    /// unknown credentials, or a disabled device).
+    Refused {
+        /// The CONNACK return code.
+        code: u8,
+    },
+    /// TCP, TLS, WebSocket or the CONNACK wait failed in a way worth retrying.
+    Network,
+    /// A failure retrying cannot fix (an untrusted server certificate, an insecure URL,
+    /// credentials the authenticator cannot produce). The session stops.
+    Unrecoverable,
+}
+
+/// How an established connection ended, as the driver saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ConnectionLoss {
+    /// The network failed, the keep-alive timed out, or the server broke the protocol.
+    Network,
+    /// The server closed the connection (for example when the token expired, the device was
+    /// disabled, or another connection used the same identity).
+    ClosedByService,
+}
+
+/// Why the session is not connected at the moment; it reconnects by itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum DisconnectReason {
+    /// The network failed (during a connect attempt or on an established connection).
+    Network,
+    /// The hub closed the connection.
+    ClosedByService,
+    /// The hub closed the connection after the token expired (the renewal did not happen in
+    /// time, for example while the device slept).
+    TokenExpired,
+    /// Proactive renewal: the session reconnects at once with a fresh token.
+    TokenRenewal,
+    /// The hub refused the connection with a code worth retrying (3, server unavailable).
+    Refused {
+        /// The CONNACK code.
+        code: u8,
+    },
+    /// No SUBACK in time, or a subscription was refused.
+    SubscribeFailed,
+    /// A publish waited longer than the ack timeout for its PUBACK: the connection was dead.
+    AckTimeout,
+}
+
+/// Why the session stopped for good.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum StopReason {
+    /// [`close`](super::HubSession::close) was called.
+    Closed,
+    /// The hub refused the credentials or the identity: CONNACK 4 (bad user name or password),
+    /// 5 (not authorized: a wrong, expired or unknown key or certificate, or a **disabled**
+    /// device), 1 or 2. Retrying with the same identity cannot help; fix the credentials or
+    /// enable the device (or re-provision).
+    Refused {
+        /// The CONNACK code.
+        code: u8,
+    },
+    /// [`Backoff::max_attempts`](super::Backoff::max_attempts) consecutive attempts failed.
+    RetriesExhausted {
+        /// Why the last one failed.
+        last: DisconnectReason,
+    },
+    /// The driver reported a failure retrying cannot fix (TLS trust, insecure endpoint,
+    /// unusable credentials).
+    Unrecoverable,
+}
+
+/// The connection as the application sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ConnectionState {
+    /// Connected and subscribed: messages flow.
+    Connected,
+    /// Not connected; the next attempt starts after `retry_in`.
+    Disconnected {
+        /// Why.
+        reason: DisconnectReason,
+        /// The wait before the next attempt.
+        retry_in: Duration,
+        /// Consecutive failed attempts so far (0 for a renewal).
+        attempt: u32,
+    },
+    /// Stopped for good; every outstanding operation has been failed.
+    Stopped(StopReason),
+}
+
+impl ConnectionState {
+    /// Whether this is [`Connected`](Self::Connected).
+    #[must_use]
+    pub const fn is_connected(&self) -> bool {
+        matches!(self, Self::Connected)
+    }
+
+    /// Whether this is [`Stopped`](Self::Stopped).
+    #[must_use]
+    pub const fn is_stopped(&self) -> bool {
+        matches!(self, Self::Stopped(_))
+    }
+}
+
+/// Why a message or request was not accepted, or did not reach the hub.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
+#[non_exhaustive]
+pub enum SendError {
+    /// The offline queue is full (`queued + in flight == capacity`). Nothing was queued: slow
+    /// down, drop, or raise the capacity. Returned at once; never waits.
+    #[error("the send queue is full ({capacity} messages)")]
+    QueueFull {
+        /// The configured capacity.
+        capacity: usize,
+    },
+    /// The message is larger than IoT Hub accepts (body plus properties); nothing was queued.
+    #[error("the message is {size} bytes, over the hub's limit of {limit}")]
+    TooLarge {
+        /// Body plus encoded properties, in bytes.
+        size: usize,
+        /// The limit (262 144).
+        limit: usize,
+    },
+    /// The session is closing or stopped.
+    #[error("the client is closed")]
+    Closed,
+    /// The request needs a feature turned off in [`Features`](super::Features) (twin requests
+    /// without [`Features::twin`](super::Features::twin)).
+    #[error("the feature this request needs is turned off")]
+    NotSubscribed,
+    /// The message's time to live ran out before the hub acknowledged it.
+    #[error("the message expired before it could be sent")]
+    Expired,
+}
+
+/// Why a twin request failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
+#[non_exhaustive]
+pub enum TwinError {
+    /// No answer within the request timeout (counted from the call, connected or not).
+    #[error("no twin response within the request timeout")]
+    Timeout,
+    /// The hub answered with an error status: 400 (malformed patch), 429 (throttled; retry
+    /// later), 5xx (service error; retry with backoff).
+    #[error("the hub answered the twin request with status {status}")]
+    Status {
+        /// The status.
+        status: u16,
+    },
+    /// The answer could not be read (not JSON, or no version).
+    #[error("the twin response could not be read")]
+    InvalidResponse,
+    /// The session closed first.
+    #[error("the client is closed")]
+    Closed,
+    /// The reported patch is larger than the hub accepts.
+    #[error("the twin patch is {size} bytes, over the limit of {limit}")]
+    TooLarge {
+        /// The size of the patch.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+}
+
+/// A device twin: the desired and reported property documents, each with its `$version`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Twin {
+    /// The desired properties (with `$version` and, from the hub, `$metadata`).
+    pub desired: Value,
+    /// The reported properties (with `$version`).
+    pub reported: Value,
+}
+
+impl Twin {
+    /// Reads a twin GET response body: `{"desired":{..},"reported":{..}}`.
+    pub(crate) fn parse(body: &[u8]) -> Option<Self> {
+        let Value::Object(mut doc) = serde_json::from_slice::<Value>(body).ok()? else {
+            return None;
+        };
+        let desired = doc
+            .remove("desired")
+            .unwrap_or(Value::Object(Default::default()));
+        let reported = doc
+            .remove("reported")
+            .unwrap_or(Value::Object(Default::default()));
+        Some(Self { desired, reported })
+    }
+
+    /// The desired properties' `$version`.
+    #[must_use]
+    pub fn desired_version(&self) -> Option<u64> {
+        self.desired.get("$version").and_then(Value::as_u64)
+    }
+
+    /// The reported properties' `$version`.
+    #[must_use]
+    pub fn reported_version(&self) -> Option<u64> {
+        self.reported.get("$version").and_then(Value::as_u64)
+    }
+}
+
+/// A direct method (or IoT Plug and Play command) invocation. Answer it with
+/// [`respond_method`](super::HubSession::respond_method) and its [`rid`](Self::rid).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MethodRequest {
+    /// The method name, percent-decoded (`thermostat1*getMaxMinReport` for a component
+    /// command).
+    pub name: String,
+    /// The IoT Plug and Play component: the part before `*`, if any.
+    pub component: Option<String>,
+    /// The command: the part after `*`, or the whole name.
+    pub command: String,
+    /// The request id exactly as the hub sent it; echo it in the response.
+    pub rid: String,
+    /// The request body (JSON, possibly empty).
+    pub payload: Bytes,
+}
+
+/// Why a received publish was ignored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum IgnoreReason {
+    /// No IoT Hub feature of this session matches the topic.
+    UnknownTopic,
+    /// The topic belongs to a feature but is malformed.
+    MalformedTopic,
+    /// The topic names another device or module.
+    OtherIdentity,
+    /// A twin response whose `$rid` no pending request has (late, duplicate, or timed out).
+    UnknownRequest,
+    /// A desired patch whose body is not a JSON object.
+    InvalidBody,
+    /// The session has stopped.
+    Stopped,
+}
+
+/// Something the application may act on. Draining events is required (see the
+/// [module docs](super)); acting on them is optional.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Event {
+    /// The connection state changed.
+    ConnectionState(ConnectionState),
+    /// The hub acknowledged (PUBACK) the telemetry message.
+    TelemetryAcked {
+        /// The message.
+        id: MessageId,
+    },
+    /// The message's time to live ran out while it waited in the queue.
+    TelemetryExpired {
+        /// The message.
+        id: MessageId,
+    },
+    /// The session stopped before the message was acknowledged. (It may have reached the hub:
+    /// its PUBACK did not.)
+    TelemetryAbandoned {
+        /// The message.
+        id: MessageId,
+    },
+    /// A cloud-to-device message.
+    C2d(ReceivedMessage),
+    /// A module input message.
+    Input(ReceivedMessage),
+    /// A desired-properties patch pushed by the hub.
+    DesiredPatch {
+        /// Its `$version`.
+        version: u64,
+        /// The patch (a JSON object, `$version` included).
+        body: Value,
+    },
+    /// The answer to [`get_twin`](super::HubSession::get_twin).
+    TwinReceived {
+        /// The request.
+        request: RequestId,
+        /// The twin or why not.
+        result: Result<Twin, TwinError>,
+    },
+    /// The answer to [`update_reported`](super::HubSession::update_reported).
+    ReportedUpdated {
+        /// The request.
+        request: RequestId,
+        /// The new reported version or why not.
+        result: Result<u64, TwinError>,
+    },
+    /// The twin as re-read after a connect: desired patches are not delivered while offline, so
+    /// reconcile with this full document.
+    TwinResync {
+        /// The whole twin.
+        twin: Twin,
+        /// How many desired versions were missed since the last one seen (`0`: none). `None`
+        /// on the first connect, when no earlier version is known.
+        missed: Option<u64>,
+    },
+    /// A direct method invocation.
+    MethodRequest(MethodRequest),
+    /// The outcome of a method response.
+    MethodResponded {
+        /// The response ([`respond_method`](super::HubSession::respond_method)'s id).
+        request: RequestId,
+        /// `Ok` once the hub acknowledged it; `Err(SendError::Closed)` if the session stopped
+        /// first.
+        result: Result<(), SendError>,
+    },
+    /// A received publish was ignored.
+    Ignored {
+        /// Its topic.
+        topic: String,
+        /// Why.
+        reason: IgnoreReason,
+    },
+}
