@@ -12,6 +12,10 @@ use crate::config::EmulatorConfig;
 use crate::dps::faults::Faults;
 use crate::dps::registrar::{CertificateIssuer, Registrar};
 use crate::dps::runtime::DpsRuntime;
+use crate::hub::{
+    CloudToDeviceMessage, Device, HubEvent, HubRuntime, HubServiceApi, MethodInvocation,
+    MethodResult, Module, Twin,
+};
 use crate::model::{DeviceRegistrationState, EnrollmentGroup, HubDevice, IndividualEnrollment};
 use crate::net::{
     ConnectRequest, ConnectReturnCode, HttpHandler, HttpRequest, HttpResponse, MqttHandler,
@@ -78,6 +82,7 @@ pub struct Emulator {
     tls: Arc<TlsMaterial>,
     store: Store,
     dps: Arc<DpsRuntime>,
+    hub: Arc<HubRuntime>,
     servers: Servers,
     mqtt_addr: SocketAddr,
     https_addr: SocketAddr,
@@ -125,6 +130,16 @@ impl Emulator {
             registrar,
             &config.file.behaviour,
         ));
+        let hub = HubRuntime::new(
+            store.clone(),
+            hubs.clone(),
+            vec![tls.ca_certificate().clone()],
+        );
+        let hub_api = Arc::new(HubServiceApi {
+            runtime: Arc::clone(&hub),
+            hostname: config.hostname.clone(),
+            key: key.clone(),
+        });
         let service = Arc::new(ServiceApi {
             store: store.clone(),
             hostname: config.hostname.clone(),
@@ -136,8 +151,9 @@ impl Emulator {
             tls.server_config(),
             Arc::new(MqttRouter {
                 dps: Arc::clone(&dps),
+                hub: Arc::clone(&hub),
             }),
-            Arc::new(HttpRouter { service }),
+            Arc::new(HttpRouter { service, hub_api }),
         );
         options.bind = config.bind;
         options.mqtt_port = config.mqtt_port;
@@ -172,6 +188,7 @@ impl Emulator {
             tls,
             store,
             dps,
+            hub,
             servers,
             mqtt_addr,
             https_addr,
@@ -314,6 +331,206 @@ impl Emulator {
             .set_timing(retry_after_seconds, polls_before_assignment);
     }
 
+    /// The hub the service API and the admin API address by default: the first linked hub
+    /// (the host name, unless hubs are configured).
+    pub fn default_hub(&self) -> &str {
+        self.hub.default_hub()
+    }
+
+    /// Creates a device identity in `hub` (as `PUT /devices/{id}` without `If-Match`): keys
+    /// are generated when omitted; 409001 if it exists.
+    pub async fn create_device(&self, hub: &str, device: Device) -> Result<Device, ServiceFailure> {
+        let id = device.device_id.clone();
+        self.hub.put_device(hub, &id, device, None).await
+    }
+
+    /// Updates an existing device identity (status, status reason, authentication,
+    /// capabilities). With `if_match`, 412 unless it is the identity's etag (or `*`).
+    pub async fn update_device(
+        &self,
+        hub: &str,
+        device: Device,
+        if_match: Option<&str>,
+    ) -> Result<Device, ServiceFailure> {
+        let id = device.device_id.clone();
+        self.hub.device(hub, &id)?;
+        self.hub
+            .put_device(hub, &id, device, Some(if_match.unwrap_or("*")))
+            .await
+    }
+
+    /// A device identity, with its live connection state.
+    pub fn device(&self, hub: &str, device_id: &str) -> Result<Device, ServiceFailure> {
+        self.hub.device(hub, device_id)
+    }
+
+    /// The device identities of `hub` (at most 1000, as the service lists them).
+    pub fn devices(&self, hub: &str) -> Result<Vec<Device>, ServiceFailure> {
+        self.hub.devices(hub, usize::MAX)
+    }
+
+    /// Deletes a device identity (its modules, twin and queued messages too) and closes its
+    /// connections. With `if_match`, 412 unless it is the identity's etag (or `*`).
+    pub async fn delete_device(
+        &self,
+        hub: &str,
+        device_id: &str,
+        if_match: Option<&str>,
+    ) -> Result<(), ServiceFailure> {
+        self.hub.delete_device(hub, device_id, if_match).await
+    }
+
+    /// Creates a module identity on a device; keys are generated when omitted.
+    pub async fn create_module(
+        &self,
+        hub: &str,
+        device_id: &str,
+        module: Module,
+    ) -> Result<Module, ServiceFailure> {
+        let id = module.module_id.clone();
+        self.hub.put_module(hub, device_id, &id, module, None).await
+    }
+
+    /// A module identity.
+    pub fn module(
+        &self,
+        hub: &str,
+        device_id: &str,
+        module_id: &str,
+    ) -> Result<Module, ServiceFailure> {
+        self.hub.module(hub, device_id, module_id)
+    }
+
+    /// Deletes a module identity and closes its connection.
+    pub async fn delete_module(
+        &self,
+        hub: &str,
+        device_id: &str,
+        module_id: &str,
+        if_match: Option<&str>,
+    ) -> Result<(), ServiceFailure> {
+        self.hub
+            .delete_module(hub, device_id, module_id, if_match)
+            .await
+    }
+
+    /// A device twin, as `GET /twins/{id}` shows it.
+    pub fn twin(&self, hub: &str, device_id: &str) -> Result<Twin, ServiceFailure> {
+        self.hub.twin(hub, device_id, None)
+    }
+
+    /// A module twin.
+    pub fn module_twin(
+        &self,
+        hub: &str,
+        device_id: &str,
+        module_id: &str,
+    ) -> Result<Twin, ServiceFailure> {
+        self.hub.twin(hub, device_id, Some(module_id))
+    }
+
+    /// Updates a device twin as `PATCH /twins/{id}` does: `patch` is
+    /// `{"tags": {..}, "properties": {"desired": {..}}}` (either part optional; `null` members
+    /// delete). A desired change is pushed to the device if connected and subscribed. With
+    /// `if_match`, 412 unless it is the twin's etag (or `*`).
+    pub async fn update_twin(
+        &self,
+        hub: &str,
+        device_id: &str,
+        patch: serde_json::Value,
+        if_match: Option<&str>,
+    ) -> Result<Twin, ServiceFailure> {
+        self.hub
+            .update_twin(hub, device_id, None, &patch, if_match, false)
+            .await
+    }
+
+    /// Merges `desired` into a device twin's desired properties (see
+    /// [`Emulator::update_twin`]).
+    pub async fn patch_desired(
+        &self,
+        hub: &str,
+        device_id: &str,
+        desired: serde_json::Value,
+    ) -> Result<Twin, ServiceFailure> {
+        let patch = serde_json::json!({ "properties": { "desired": desired } });
+        self.update_twin(hub, device_id, patch, None).await
+    }
+
+    /// Updates a module twin (see [`Emulator::update_twin`]).
+    pub async fn update_module_twin(
+        &self,
+        hub: &str,
+        device_id: &str,
+        module_id: &str,
+        patch: serde_json::Value,
+        if_match: Option<&str>,
+    ) -> Result<Twin, ServiceFailure> {
+        self.hub
+            .update_twin(hub, device_id, Some(module_id), &patch, if_match, false)
+            .await
+    }
+
+    /// Invokes a direct method on a device and waits for its answer: 404103 DeviceNotOnline
+    /// if it is not connected and subscribed within the connect timeout, 504101
+    /// GatewayTimeout if it does not answer within the response timeout.
+    pub async fn invoke_method(
+        &self,
+        hub: &str,
+        device_id: &str,
+        invocation: MethodInvocation,
+    ) -> Result<MethodResult, ServiceFailure> {
+        self.hub
+            .invoke_method(hub, device_id, None, &invocation)
+            .await
+    }
+
+    /// Invokes a direct method on a module (see [`Emulator::invoke_method`]).
+    pub async fn invoke_module_method(
+        &self,
+        hub: &str,
+        device_id: &str,
+        module_id: &str,
+        invocation: MethodInvocation,
+    ) -> Result<MethodResult, ServiceFailure> {
+        self.hub
+            .invoke_method(hub, device_id, Some(module_id), &invocation)
+            .await
+    }
+
+    /// Queues a cloud-to-device message (at most 50 per device, 403004 beyond) and delivers it
+    /// at once if the device is connected and subscribed, else when it next subscribes. The
+    /// message stays queued until the device acknowledges it. Returns the message id.
+    pub async fn send_c2d(
+        &self,
+        hub: &str,
+        device_id: &str,
+        message: CloudToDeviceMessage,
+    ) -> Result<String, ServiceFailure> {
+        self.hub.send_c2d(hub, device_id, message).await
+    }
+
+    /// Sends a message to a module's input (what an IoT Edge route would do); the module must
+    /// be connected and subscribed to its inputs (else 404103). Returns the message id.
+    pub fn send_to_module_input(
+        &self,
+        hub: &str,
+        device_id: &str,
+        module_id: &str,
+        input: &str,
+        message: CloudToDeviceMessage,
+    ) -> Result<String, ServiceFailure> {
+        self.hub
+            .send_to_input(hub, device_id, module_id, input, message)
+    }
+
+    /// The events of `hub` (telemetry and lifecycle notifications) numbered after `since`,
+    /// oldest first. The feed keeps the last [`hub::EVENT_FEED_CAPACITY`](crate::hub::EVENT_FEED_CAPACITY)
+    /// events of all hubs, in memory.
+    pub fn hub_events(&self, hub: &str, since: u64) -> Vec<HubEvent> {
+        self.hub.read_events(hub, since, usize::MAX).0
+    }
+
     /// Stops listening, closes every connection and writes the state.
     pub async fn shutdown(self) {
         self.servers.shutdown().await;
@@ -358,6 +575,7 @@ impl CertificateIssuer for CaIssuer {
 /// Sends each MQTT connection to DPS or to the hub by its username.
 struct MqttRouter {
     dps: Arc<DpsRuntime>,
+    hub: Arc<HubRuntime>,
 }
 
 #[async_trait]
@@ -371,19 +589,24 @@ impl MqttHandler for MqttRouter {
         if DpsRuntime::is_dps_username(username) {
             return self.dps.connect(&request, outbox);
         }
-        tracing::warn!(client_id = %request.client_id, "IoT Hub device connections are not served yet");
-        Err(ConnectReturnCode::NotAuthorized)
+        // Everything else is a hub username (`{hub}/{device}[/{module}]/?api-version=..`).
+        self.hub.connect(&request, outbox)
     }
 }
 
 /// Sends each REST request to the DPS or hub service API by its path.
 struct HttpRouter {
     service: Arc<ServiceApi>,
+    hub_api: Arc<HubServiceApi>,
 }
 
 #[async_trait]
 impl HttpHandler for HttpRouter {
     async fn handle(&self, request: HttpRequest) -> HttpResponse {
+        // Hub paths first: `/emulator/hubs/..` is the hub's, the rest of `/emulator` DPS's.
+        if HubServiceApi::serves(&request.path) {
+            return self.hub_api.handle(request).await;
+        }
         if ServiceApi::serves(&request.path) {
             return self.service.handle(request).await;
         }

@@ -10,6 +10,8 @@
 //!   port both REST ([`HttpHandler`]) and MQTT over WebSocket at `/$iothub/websocket`. The DPS and
 //!   IoT Hub logic plugs in through [`MqttHandler`]/[`MqttSession`] and [`HttpHandler`].
 //! - [`persist`]: atomic, crash-safe state files ([`JsonFile`]).
+//! - [`hub`]: the emulated IoT Hub (device side and service API); managed from Rust through
+//!   [`Emulator`] (`create_device`, `update_twin`, `invoke_method`, `send_c2d`, `hub_events`).
 //!
 //! ```no_run
 //! # use std::sync::Arc;
@@ -30,6 +32,7 @@ pub mod cli;
 pub mod config;
 pub mod dps;
 mod emulator;
+pub mod hub;
 pub mod model;
 pub mod net;
 pub mod persist;
@@ -49,5 +52,9 @@ pub use tls::{TlsError, TlsMaterial};
 pub use config::{Behaviour, ConfigError, ConfigFile, DEFAULT_ID_SCOPE, EmulatorConfig};
 pub use dps::faults::{Faults, InjectStatus, RateLimit};
 pub use emulator::{Emulator, EmulatorError, EmulatorInfo};
+pub use hub::{
+    CloudToDeviceMessage, ConnectionState, Device, HubEvent, HubEventKind, MethodInvocation,
+    MethodResult, Module, Twin,
+};
 pub use service::ServiceFailure;
 pub use state::StoreError;

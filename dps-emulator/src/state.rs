@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, watch};
 
+use crate::hub::QueuedC2d;
 use crate::model::{DeviceRegistrationState, EnrollmentGroup, HubDevice, IndividualEnrollment};
 
 /// Everything that survives a restart. Keys are lower-case ids (ids compare case-insensitively).
@@ -30,6 +31,10 @@ pub(crate) struct StoreData {
     /// Hub devices by `{hub}/{deviceId}` (hub lower-case).
     #[serde(default)]
     pub(crate) hub_devices: BTreeMap<String, HubDevice>,
+    /// Cloud-to-device messages not yet completed by their device, oldest first, by the
+    /// device's [`StoreData::hub_device_key`].
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub(crate) hub_c2d: BTreeMap<String, Vec<QueuedC2d>>,
 }
 
 impl StoreData {
@@ -125,6 +130,11 @@ impl Store {
         let result = self.mutate(f);
         self.flush().await;
         result
+    }
+
+    /// A counter bumped by every mutation: equal values mean nothing changed in between.
+    pub(crate) fn generation(&self) -> u64 {
+        *lock(&self.inner.generation)
     }
 
     /// Waits until every change made so far is on disk.

@@ -688,6 +688,7 @@ fn upsert_device(
                     twin,
                     registration_id: Some(registration_id.to_owned()),
                     created_date_time_utc: now.to_owned(),
+                    ..HubDevice::default()
                 },
             );
         }

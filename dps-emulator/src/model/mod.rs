@@ -14,5 +14,7 @@ pub use enrollment::{
     AllocationPolicy, CustomAllocationDefinition, DeviceCapabilities, EnrollmentGroup,
     EnrollmentSettings, IndividualEnrollment, ProvisioningStatus, ReprovisionPolicy,
 };
-pub use hub_device::{DeviceStatus, HubAuthType, HubAuthentication, HubDevice, X509Thumbprint};
+pub use hub_device::{
+    DeviceStatus, HubAuthType, HubAuthentication, HubDevice, HubModule, TwinMeta, X509Thumbprint,
+};
 pub use registration::DeviceRegistrationState;

@@ -1,0 +1,222 @@
+//! Device lifecycle notifications (`createDeviceIdentity`, `deleteDeviceIdentity`, and the
+//! module equivalents) on the events feed.
+//!
+//! The registry API emits them as it writes. Devices DPS creates (or moves away) are noticed by
+//! comparing the registry with what the hub last saw, whenever the store has changed since:
+//! before a device connects, before the feed is read, and before registry writes. That keeps the
+//! DPS code free of hub concerns, and a device's creation always precedes its telemetry.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use serde_json::{Value, json};
+
+use super::events::{HubEvent, HubEventKind};
+use super::runtime::HubRuntime;
+use super::twin;
+use crate::model::{HubDevice, HubModule, TwinMeta};
+use crate::state::Store;
+use crate::util::time;
+
+/// What the hub has announced: device store key → (hub, device id, generation id).
+#[derive(Debug, Default)]
+pub(crate) struct Known {
+    /// The store generation last compared; `None` forces a comparison.
+    generation: Option<u64>,
+    devices: HashMap<String, (String, String, String)>,
+}
+
+impl Known {
+    /// Records a device as announced.
+    pub(crate) fn insert(&mut self, device: &HubDevice) {
+        self.devices.insert(
+            crate::state::StoreData::hub_device_key(&device.hub, &device.device_id),
+            (
+                device.hub.clone(),
+                device.device_id.clone(),
+                device.generation_id.clone(),
+            ),
+        );
+    }
+
+    /// Records a device as gone.
+    pub(crate) fn remove(&mut self, hub: &str, device_id: &str) {
+        self.devices
+            .remove(&crate::state::StoreData::hub_device_key(hub, device_id));
+    }
+}
+
+/// The lifecycle bookkeeping. Registry writes hold its lock around their store mutation so
+/// that a concurrent comparison never reports their change a second time.
+#[derive(Debug)]
+pub(crate) struct Lifecycle {
+    known: Mutex<Known>,
+}
+
+impl Lifecycle {
+    /// Devices already in the store at start were announced before the restart.
+    pub(crate) fn new(store: &Store) -> Self {
+        let mut known = Known::default();
+        store.read(|data| data.hub_devices.values().for_each(|d| known.insert(d)));
+        Self {
+            known: Mutex::new(known),
+        }
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Known> {
+        self.known.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Which notification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Operation {
+    Create,
+    Delete,
+}
+
+impl HubRuntime {
+    /// Announces registry changes made outside the registry API (DPS assignments).
+    pub(crate) fn sync_lifecycle(&self) {
+        let mut known = self.lifecycle.lock();
+        self.sync_locked(&mut known);
+    }
+
+    /// [`HubRuntime::sync_lifecycle`] with the lock already held.
+    pub(crate) fn sync_locked(&self, known: &mut Known) {
+        let generation = self.store.generation();
+        if known.generation == Some(generation) {
+            return;
+        }
+        known.generation = Some(generation);
+        let (created, current) = self.store.read(|data| {
+            let created: Vec<HubDevice> = data
+                .hub_devices
+                .iter()
+                .filter(|(key, d)| {
+                    known
+                        .devices
+                        .get(*key)
+                        .is_none_or(|(_, _, generation)| *generation != d.generation_id)
+                })
+                .map(|(_, d)| d.clone())
+                .collect();
+            let current: Vec<String> = known
+                .devices
+                .keys()
+                .filter(|k| !data.hub_devices.contains_key(*k))
+                .cloned()
+                .collect();
+            (created, current)
+        });
+        for gone in current {
+            if let Some((hub, device_id, _)) = known.devices.remove(&gone) {
+                let hub = self.hub_name(&hub).unwrap_or(&hub).to_owned();
+                // Moved to another hub by reprovisioning, or deleted: its connection ends too.
+                self.live.close_device(&hub, &device_id);
+                self.store.mutate(|data| data.hub_c2d.remove(&gone));
+                let body = json!({ "deviceId": device_id, "properties": {} });
+                self.events.push(lifecycle_event(
+                    &hub,
+                    &device_id,
+                    None,
+                    Operation::Delete,
+                    &body,
+                ));
+            }
+        }
+        for device in created {
+            known.insert(&device);
+            self.events.push(lifecycle_event(
+                self.hub_name(&device.hub).unwrap_or(&device.hub),
+                &device.device_id,
+                None,
+                Operation::Create,
+                &device_twin_body(&device),
+            ));
+        }
+    }
+}
+
+/// The notification body: the twin, as the service sends it.
+pub(crate) fn device_twin_body(device: &HubDevice) -> Value {
+    twin_body(&device.device_id, None, &device.twin, &device.twin_meta)
+}
+
+/// The notification body of a module.
+pub(crate) fn module_twin_body(device_id: &str, module: &HubModule) -> Value {
+    twin_body(
+        device_id,
+        Some(&module.module_id),
+        &module.twin,
+        &module.twin_meta,
+    )
+}
+
+fn twin_body(device_id: &str, module_id: Option<&str>, doc: &Value, meta: &TwinMeta) -> Value {
+    let mut body = json!({
+        "deviceId": device_id,
+        "etag": twin::etag(meta.version),
+        "version": meta.version,
+        "tags": twin::tags(doc),
+        "properties": twin::service_properties(doc, meta),
+    });
+    if let (Some(module_id), Some(map)) = (module_id, body.as_object_mut()) {
+        map.insert("moduleId".into(), module_id.into());
+    }
+    body
+}
+
+/// A lifecycle notification with the service's properties.
+pub(crate) fn lifecycle_event(
+    hub: &str,
+    device_id: &str,
+    module_id: Option<&str>,
+    operation: Operation,
+    body: &Value,
+) -> HubEvent {
+    let now = time::now_utc();
+    let op_type = match (operation, module_id.is_some()) {
+        (Operation::Create, false) => "createDeviceIdentity",
+        (Operation::Delete, false) => "deleteDeviceIdentity",
+        (Operation::Create, true) => "createModuleIdentity",
+        (Operation::Delete, true) => "deleteModuleIdentity",
+    };
+    let mut properties = BTreeMap::from([
+        ("opType".to_owned(), op_type.to_owned()),
+        ("hubName".to_owned(), hub.to_owned()),
+        ("deviceId".to_owned(), device_id.to_owned()),
+        ("operationTimestamp".to_owned(), now.clone()),
+        (
+            "iothub-message-schema".to_owned(),
+            "deviceLifecycleNotification".to_owned(),
+        ),
+    ]);
+    if let Some(module_id) = module_id {
+        properties.insert("moduleId".into(), module_id.to_owned());
+    }
+    let system_properties = BTreeMap::from([
+        ("contentType".to_owned(), "application/json".to_owned()),
+        ("contentEncoding".to_owned(), "utf-8".to_owned()),
+        ("iothub-enqueuedtime".to_owned(), now.clone()),
+        (
+            "iothub-message-source".to_owned(),
+            "deviceLifecycleEvents".to_owned(),
+        ),
+        (
+            "iothub-connection-device-id".to_owned(),
+            device_id.to_owned(),
+        ),
+    ]);
+    HubEvent {
+        sequence_number: 0,
+        hub: hub.to_owned(),
+        kind: HubEventKind::DeviceLifecycle,
+        device_id: device_id.to_owned(),
+        module_id: module_id.map(str::to_owned),
+        enqueued_time: now,
+        system_properties,
+        properties,
+        body: body.to_string().into_bytes(),
+    }
+}
