@@ -19,3 +19,4 @@ emulator="${CARGO_TARGET_DIR:-$(pwd)/target}/debug/dps-emulator"
 
 cd interop
 "../$venv/bin/python" dps_suite.py "$emulator"
+"../$venv/bin/python" hub_suite.py "$emulator"

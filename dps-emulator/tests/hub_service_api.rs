@@ -145,7 +145,7 @@ async fn device_identities_create_read_update_delete() {
         "DELETE",
         "/devices/rest-1",
         None,
-        &[("if-match", "*".into())],
+        &[("if-match", quoted("*"))], // quoted, as the Python service SDK sends it
     )
     .await;
     assert_eq!(deleted.status, 204, "{deleted:?}");

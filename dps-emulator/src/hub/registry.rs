@@ -32,19 +32,25 @@ pub(crate) fn module_not_found(device_id: &str, module_id: &str) -> ServiceFailu
     )
 }
 
-/// Whether an `If-Match` value allows writing an entity whose etag is `etag` (`*` always does;
-/// quotes and a weak `W/` prefix are ignored).
-pub(crate) fn etag_matches(if_match: &str, etag: &str) -> bool {
+/// An `If-Match` value without quotes and weak prefix (`"*"`, as the Python service SDK quotes
+/// it, is the wildcard too).
+fn unquote(if_match: &str) -> &str {
     let tag = if_match.trim();
-    if tag == "*" {
-        return true;
-    }
     let tag = tag.strip_prefix("W/").unwrap_or(tag);
-    let tag = tag
-        .strip_prefix('"')
+    tag.strip_prefix('"')
         .and_then(|t| t.strip_suffix('"'))
-        .unwrap_or(tag);
-    tag == etag
+        .unwrap_or(tag)
+}
+
+/// Whether an `If-Match` value is the wildcard `*` (any existing entity, or create).
+pub(crate) fn is_wildcard(if_match: &str) -> bool {
+    unquote(if_match) == "*"
+}
+
+/// Whether an `If-Match` value allows writing an entity whose etag is `etag`.
+pub(crate) fn etag_matches(if_match: &str, etag: &str) -> bool {
+    let tag = unquote(if_match);
+    tag == "*" || tag == etag
 }
 
 /// Checks and completes the authentication of a new or updated identity: keys are generated
@@ -232,7 +238,7 @@ impl HubRuntime {
                     device.etag = ids::etag();
                     Ok((device.clone(), false, drop_connection))
                 }
-                (None, Some(tag)) if tag.trim() != "*" => Err(device_not_found(device_id)),
+                (None, Some(tag)) if !is_wildcard(tag) => Err(device_not_found(device_id)),
                 (None, _) => {
                     let device = HubDevice {
                         hub: hub.to_owned(),
@@ -412,7 +418,7 @@ impl HubRuntime {
                     module.etag = ids::etag();
                     Ok((module.clone(), false, drop_connection))
                 }
-                (None, Some(tag)) if tag.trim() != "*" => {
+                (None, Some(tag)) if !is_wildcard(tag) => {
                     Err(module_not_found(device_id, module_id))
                 }
                 (None, _) => {
@@ -528,6 +534,8 @@ mod tests {
     #[test]
     fn if_match_forms() {
         assert!(etag_matches("*", "abc"));
+        assert!(etag_matches("\"*\"", "abc"));
+        assert!(is_wildcard("\"*\"") && !is_wildcard("abc"));
         assert!(etag_matches("\"abc\"", "abc"));
         assert!(etag_matches("W/\"abc\"", "abc"));
         assert!(etag_matches("abc", "abc"));

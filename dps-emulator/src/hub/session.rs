@@ -114,7 +114,9 @@ impl HubSession {
                 true
             });
         if sent != Some(true) {
-            tracing::warn!(identity = %self.key(), ?feature, "answer dropped: not subscribed");
+            // Some SDKs publish a request before subscribing to its answers; the hub answers
+            // only subscribed clients.
+            tracing::info!(identity = %self.key(), ?feature, "answer dropped: not subscribed");
         }
     }
 
