@@ -1332,3 +1332,108 @@ async fn hub_state_survives_a_restart() {
     assert!(topic.ends_with("&p=1"), "{topic}");
     emu.shutdown().await;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Robustness
+
+#[tokio::test]
+async fn hostile_input_never_takes_the_hub_down() {
+    let emu = start().await;
+    let hub = emu.default_hub().to_owned();
+    let key = create_sas_device(&emu, "dev-hostile").await;
+    let deep = format!("{}1{}", "{\"a\":".repeat(200), "}".repeat(200));
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("devices/dev-hostile/messages/events/a=%zz", b"x".to_vec()),
+        (
+            "devices/dev-hostile/messages/events/%ff%fe=1",
+            b"x".to_vec(),
+        ),
+        (
+            "devices/dev-hostile/messages/events/",
+            vec![0xff, 0x00, 0xfe],
+        ),
+        (
+            "$iothub/twin/PATCH/properties/reported/?$rid=1",
+            deep.clone().into_bytes(),
+        ),
+        (
+            "$iothub/twin/PATCH/properties/reported/?$rid=2",
+            vec![0xff; 10],
+        ),
+        (
+            "$iothub/twin/PATCH/properties/reported/?$rid=3",
+            b"null".to_vec(),
+        ),
+        (
+            "$iothub/twin/PATCH/properties/reported/?$rid=4",
+            b"{\"x\":".to_vec(),
+        ),
+        ("$iothub/twin/GET/?$rid=", b"".to_vec()),
+        ("$iothub/twin/GET/?nothing", b"".to_vec()),
+        ("$iothub/methods/res/abc/?$rid=1", b"{}".to_vec()),
+        ("$iothub/methods/res/99999999/?$rid=1", b"{}".to_vec()),
+        ("$iothub/methods/res/200/?$rid=unknown", vec![0xff]),
+        ("$iothub/methods/res/200", b"{}".to_vec()),
+        ("devices//messages/events/", b"x".to_vec()),
+        (
+            "devices/dev-hostile/modules//messages/events/",
+            b"x".to_vec(),
+        ),
+        (
+            "$iothub/credentials/POST/issueCertificate/?$rid=1",
+            b"{}".to_vec(),
+        ),
+    ];
+    for (topic, payload) in cases {
+        let mut conn = hub_device(&emu, "dev-hostile", &key).await;
+        conn.subscribe_ok("$iothub/twin/res/#").await;
+        let _ = conn.publish(topic, payload).await;
+        // Either answered or closed; the hub stays up either way.
+        let _ = conn.next_publish(Duration::from_millis(100)).await;
+    }
+    // Hostile REST bodies.
+    for (method, path, body) in [
+        ("PUT", "/devices/x", b"{".to_vec()),
+        ("PUT", "/devices/x", deep.clone().into_bytes()),
+        ("PATCH", "/twins/dev-hostile", b"[]".to_vec()),
+        ("PATCH", "/twins/dev-hostile", deep.into_bytes()),
+        (
+            "POST",
+            "/twins/dev-hostile/methods",
+            b"{\"methodName\":1}".to_vec(),
+        ),
+        (
+            "POST",
+            "/twins/dev-hostile/methods",
+            b"{\"methodName\":\"m\",\"responseTimeoutInSeconds\":18446744073709551615}".to_vec(),
+        ),
+        (
+            "POST",
+            &format!("/emulator/hubs/{hub}/devices/dev-hostile/c2d"),
+            b"{\"bodyBase64\":\"!!\"}".to_vec(),
+        ),
+        (
+            "GET",
+            &format!("/emulator/hubs/{hub}/events?since=-1&limit=x"),
+            Vec::new(),
+        ),
+    ] {
+        let mut headers = vec![("authorization", hub_token(&emu))];
+        headers.push(("content-type", "application/json".into()));
+        let reply = https(
+            &emu,
+            method,
+            &format!("{path}?api-version=2021-04-12"),
+            &headers,
+            Some(body),
+        )
+        .await;
+        assert!(reply.status < 500, "{method} {path}: {reply:?}");
+    }
+    // Still serving, with the twin unharmed.
+    let mut conn = hub_device(&emu, "dev-hostile", &key).await;
+    conn.subscribe_ok("$iothub/twin/res/#").await;
+    let (topic, twin) = conn.twin_get("ok").await;
+    assert!(topic.starts_with("$iothub/twin/res/200/"));
+    assert_eq!(twin["reported"], json!({"$version": 1}));
+}
