@@ -252,6 +252,12 @@ pub enum TwinError {
     /// The session closed first.
     #[error("the client is closed")]
     Closed,
+    /// Twin requests need [`Features::twin`](super::Features::twin), which is turned off.
+    #[error("the twin feature is turned off")]
+    NotSubscribed,
+    /// The patch could not be serialized as a JSON object.
+    #[error("the patch is not a JSON object")]
+    InvalidPatch,
     /// The reported patch is larger than the hub accepts.
     #[error("the twin patch is {size} bytes, over the limit of {limit}")]
     TooLarge {

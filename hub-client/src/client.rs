@@ -1,0 +1,777 @@
+//! [`HubClient`]: the async handle, its builder, and the items its streams carry.
+
+use std::any::Any;
+use std::collections::hash_map::RandomState;
+use std::fmt;
+use std::future::Future;
+use std::hash::{BuildHasher as _, Hasher as _};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use dps_auth::{Authenticator, SasAuthenticator, SasResource, SymmetricKey};
+use dps_core::dps::registration::Assignment;
+use dps_core::hub::HubConnectInfo;
+use dps_transport_mqtt::{MqttTransport, TlsConfig, Transport};
+use serde_json::Value;
+use tokio::sync::{mpsc, oneshot};
+use tracing::Instrument as _;
+
+use crate::connection_string::ConnectionString;
+use crate::driver::{self, Link};
+use crate::error::HubError;
+use crate::message::{Message, ReceivedMessage};
+use crate::proto::{
+    self, Backoff, ConnectionState, Features, Heartbeat, HubSession, MessageId, Renewal, SendError,
+    SessionConfig, StopReason, Twin, TwinError,
+};
+use crate::shared::{Failure, Outlets, Receivers, Shared};
+use crate::streams::Subscription;
+
+/// The user agent announced in the user name (`DeviceClientType`).
+pub const USER_AGENT: &str = concat!("hub-client/", env!("CARGO_PKG_VERSION"));
+
+/// A change of the desired properties, from the [`desired_patches`](HubClient::desired_patches)
+/// stream.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum DesiredUpdate {
+    /// A patch the hub pushed while connected (apply it as a JSON merge patch).
+    Patch {
+        /// Its `$version`.
+        version: u64,
+        /// The patch (`null` members mean "delete").
+        patch: Value,
+    },
+    /// The whole twin, read again after a (re)connect: patches are not delivered while
+    /// offline, so reconcile with `twin.desired`.
+    Resync {
+        /// The twin.
+        twin: Twin,
+        /// Desired versions missed while offline (`Some(0)`: none); `None` after the first
+        /// connect.
+        missed: Option<u64>,
+    },
+}
+
+impl DesiredUpdate {
+    /// The desired version this update brings the device to.
+    #[must_use]
+    pub fn version(&self) -> Option<u64> {
+        match self {
+            Self::Patch { version, .. } => Some(*version),
+            Self::Resync { twin, .. } => twin.desired_version(),
+        }
+    }
+}
+
+/// A direct method invocation, from the [`method_requests`](HubClient::method_requests)
+/// stream. Answer it with [`respond`](Self::respond) before the caller's timeout.
+pub struct MethodRequest {
+    request: proto::MethodRequest,
+    shared: Arc<Shared>,
+}
+
+impl fmt::Debug for MethodRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.request, f)
+    }
+}
+
+impl MethodRequest {
+    pub(crate) const fn new(request: proto::MethodRequest, shared: Arc<Shared>) -> Self {
+        Self { request, shared }
+    }
+
+    /// The method name (`thermostat1*getMaxMinReport` for a component command).
+    #[must_use]
+    pub fn name(&self) -> &str {
+        &self.request.name
+    }
+
+    /// The IoT Plug and Play component, if the name has one.
+    #[must_use]
+    pub fn component(&self) -> Option<&str> {
+        self.request.component.as_deref()
+    }
+
+    /// The command (the name without its component).
+    #[must_use]
+    pub fn command(&self) -> &str {
+        &self.request.command
+    }
+
+    /// The request id, as the hub sent it.
+    #[must_use]
+    pub fn request_id(&self) -> &str {
+        &self.request.rid
+    }
+
+    /// The request body (JSON, possibly empty).
+    #[must_use]
+    pub const fn payload(&self) -> &Bytes {
+        &self.request.payload
+    }
+
+    /// The request body as JSON (`Value::Null` when empty).
+    ///
+    /// # Errors
+    /// When the body is not valid JSON.
+    pub fn payload_json(&self) -> Result<Value, serde_json::Error> {
+        if self.request.payload.is_empty() {
+            return Ok(Value::Null);
+        }
+        serde_json::from_slice(&self.request.payload)
+    }
+
+    /// Answers with `status` (the caller sees it as the method's result code) and a JSON
+    /// `payload`; resolves when the hub acknowledged the response. While disconnected the
+    /// response waits for the next connection.
+    ///
+    /// # Errors
+    /// [`SendError::Closed`] when the client stopped first; [`SendError::TooLarge`].
+    pub async fn respond(self, status: u16, payload: Value) -> Result<(), SendError> {
+        let body = serde_json::to_vec(&payload).unwrap_or_default();
+        self.respond_raw(status, body).await
+    }
+
+    /// Answers with a body that is already JSON text.
+    ///
+    /// # Errors
+    /// As [`respond`](Self::respond).
+    pub async fn respond_raw(
+        self,
+        status: u16,
+        payload: impl Into<Bytes>,
+    ) -> Result<(), SendError> {
+        let payload = payload.into();
+        let (tx, rx) = oneshot::channel();
+        self.shared.with_session(|inner, now| {
+            let id = inner
+                .session
+                .respond_method(now, &self.request.rid, status, payload)?;
+            inner.responses.insert(id, tx);
+            Ok::<_, SendError>(())
+        })?;
+        rx.await.unwrap_or(Err(SendError::Closed))
+    }
+}
+
+/// Resolves when the hub acknowledged the message (`Ok`), or with why it never will. Dropping
+/// it does not withdraw the message.
+#[derive(Debug)]
+#[must_use = "a receipt does nothing unless awaited; dropping it keeps the message queued"]
+pub struct SendReceipt {
+    id: MessageId,
+    receiver: oneshot::Receiver<Result<(), SendError>>,
+}
+
+impl SendReceipt {
+    /// The message's id in this client.
+    #[must_use]
+    pub const fn id(&self) -> MessageId {
+        self.id
+    }
+}
+
+impl Future for SendReceipt {
+    type Output = Result<(), SendError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.receiver)
+            .poll(cx)
+            .map(|r| r.unwrap_or(Err(SendError::Closed)))
+    }
+}
+
+/// Closes the session when the last [`HubClient`] clone is dropped.
+struct CloseOnDrop(Arc<Shared>);
+
+impl Drop for CloseOnDrop {
+    fn drop(&mut self) {
+        self.0.with_session(|inner, now| inner.session.close(now));
+    }
+}
+
+/// An IoT Hub device (or module) client: telemetry, cloud-to-device messages, twin, direct
+/// methods, module inputs and outputs, over one connection that it keeps alive, renews and
+/// re-establishes by itself.
+///
+/// Cheap to clone; every clone drives the same connection. One tokio task per client does all
+/// the I/O. Dropping the last clone closes the connection.
+///
+/// See the [crate docs](crate) for an example.
+#[derive(Clone)]
+pub struct HubClient {
+    shared: Arc<Shared>,
+    _close: Arc<CloseOnDrop>,
+    device_id: Arc<str>,
+    module_id: Option<Arc<str>>,
+}
+
+impl fmt::Debug for HubClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HubClient")
+            .field("device_id", &self.device_id)
+            .field("module_id", &self.module_id)
+            .field("state", &self.connection_state())
+            .finish_non_exhaustive()
+    }
+}
+
+impl HubClient {
+    /// A builder for `device_id` on the hub `host` (`{name}.azure-devices.net`), authenticating
+    /// with `authenticator`: a [`SymmetricKey`], an [`X509Identity`](dps_auth::X509Identity), a
+    /// [`SasAuthenticator`] around a hardware signer, or any [`Authenticator`].
+    pub fn builder(
+        host: impl Into<String>,
+        device_id: impl Into<String>,
+        authenticator: impl Authenticator + 'static,
+    ) -> HubClientBuilder {
+        HubClientBuilder::new(host.into(), device_id.into(), authenticator)
+    }
+
+    /// A builder for the device DPS assigned: its hub and device id, with the same
+    /// authenticator that registered it.
+    ///
+    /// ```no_run
+    /// # async fn run(assignment: dps_core::dps::registration::Assignment, key: dps_auth::SymmetricKey)
+    /// # -> Result<(), Box<dyn std::error::Error>> {
+    /// use hub_client::{HubClient, Message};
+    ///
+    /// let hub = HubClient::from_registration(&assignment, key).connect().await?;
+    /// hub.send(Message::new("hello")).await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn from_registration(
+        assignment: &Assignment,
+        authenticator: impl Authenticator + 'static,
+    ) -> HubClientBuilder {
+        Self::builder(
+            assignment.assigned_hub(),
+            assignment.device_id(),
+            authenticator,
+        )
+    }
+
+    /// A builder from a device or module connection string
+    /// (`HostName=..;DeviceId=..;SharedAccessKey=..[;ModuleId=..][;GatewayHostName=..]`). With
+    /// `GatewayHostName` the client connects to the gateway; the user name and the token still
+    /// name `HostName`.
+    ///
+    /// # Errors
+    /// [`HubError::ConnectionString`] naming what is missing or wrong (never the key).
+    pub fn from_connection_string(connection_string: &str) -> Result<HubClientBuilder, HubError> {
+        let cs: ConnectionString = connection_string.parse()?;
+        let mut builder = Self::builder(cs.host_name(), cs.device_id(), cs.key().clone());
+        if let Some(module) = cs.module_id() {
+            builder = builder.module(module);
+        }
+        if let Some(gateway) = cs.gateway_host_name() {
+            builder = builder.endpoint(gateway);
+        }
+        Ok(builder)
+    }
+
+    /// The device id.
+    #[must_use]
+    pub fn device_id(&self) -> &str {
+        &self.device_id
+    }
+
+    /// The module id, for a module client.
+    #[must_use]
+    pub fn module_id(&self) -> Option<&str> {
+        self.module_id.as_deref()
+    }
+
+    /// Queues `message` and waits until the hub acknowledged it (QoS 1). While disconnected the
+    /// message waits in the queue and goes out after the reconnect; one whose PUBACK was lost
+    /// to a dropped connection is sent again (at least once).
+    ///
+    /// Cancellation-safe in the sense that matters: dropping the future does not withdraw the
+    /// message, it is still sent.
+    ///
+    /// # Errors
+    /// At once: [`SendError::QueueFull`], [`SendError::TooLarge`], [`SendError::Closed`]. Later:
+    /// [`SendError::Expired`] (its time to live ran out), [`SendError::Closed`] (the client
+    /// stopped before the PUBACK).
+    pub async fn send(&self, message: Message) -> Result<(), SendError> {
+        self.try_send(message)?.await
+    }
+
+    /// Queues `message` without waiting, and returns a receipt that resolves on PUBACK. Never
+    /// blocks: a full queue is an immediate [`SendError::QueueFull`].
+    ///
+    /// # Errors
+    /// [`SendError::QueueFull`], [`SendError::TooLarge`], [`SendError::Closed`].
+    pub fn try_send(&self, message: Message) -> Result<SendReceipt, SendError> {
+        let (tx, receiver) = oneshot::channel();
+        let id = self.shared.with_session(|inner, now| {
+            let id = inner.session.send_telemetry(now, message)?;
+            inner.sends.insert(id, tx);
+            Ok::<_, SendError>(id)
+        })?;
+        Ok(SendReceipt { id, receiver })
+    }
+
+    /// Telemetry accepted and not yet acknowledged (queued plus in flight).
+    #[must_use]
+    pub fn pending(&self) -> usize {
+        self.shared.lock().session.pending_telemetry()
+    }
+
+    /// Reads the whole twin.
+    ///
+    /// # Errors
+    /// A [`TwinError`]: timeout, an error status from the hub, or a closed client.
+    pub async fn get_twin(&self) -> Result<Twin, TwinError> {
+        let (tx, rx) = oneshot::channel();
+        self.shared.with_session(|inner, now| {
+            let id = inner.session.get_twin(now).map_err(twin_error)?;
+            inner.twin_gets.insert(id, tx);
+            Ok::<_, TwinError>(())
+        })?;
+        rx.await.unwrap_or(Err(TwinError::Closed))
+    }
+
+    /// Patches the reported properties (`null` members delete) and returns the new reported
+    /// version.
+    ///
+    /// # Errors
+    /// A [`TwinError`]: [`InvalidPatch`](TwinError::InvalidPatch) when `patch` is not a JSON
+    /// object, [`TooLarge`](TwinError::TooLarge) over 32 KiB, a status (400 bad patch, 429
+    /// throttled), a timeout, or a closed client.
+    pub async fn update_reported<T: serde::Serialize + ?Sized>(
+        &self,
+        patch: &T,
+    ) -> Result<u64, TwinError> {
+        let patch = serde_json::to_value(patch).map_err(|_| TwinError::InvalidPatch)?;
+        if !patch.is_object() {
+            return Err(TwinError::InvalidPatch);
+        }
+        let (tx, rx) = oneshot::channel();
+        self.shared.with_session(|inner, now| {
+            let id = inner
+                .session
+                .update_reported(now, &patch)
+                .map_err(twin_error)?;
+            inner.reported.insert(id, tx);
+            Ok::<_, TwinError>(())
+        })?;
+        rx.await.unwrap_or(Err(TwinError::Closed))
+    }
+
+    /// Cloud-to-device messages (devices). Each stream can be taken once.
+    #[must_use]
+    pub fn c2d_messages(&self) -> Subscription<ReceivedMessage> {
+        Subscription::new(self.shared.receivers().c2d.take())
+    }
+
+    /// Module input messages (modules). Each stream can be taken once.
+    #[must_use]
+    pub fn inputs(&self) -> Subscription<ReceivedMessage> {
+        Subscription::new(self.shared.receivers().inputs.take())
+    }
+
+    /// Desired-property patches, and the full twin after every (re)connect. Each stream can be
+    /// taken once.
+    #[must_use]
+    pub fn desired_patches(&self) -> Subscription<DesiredUpdate> {
+        Subscription::new(self.shared.receivers().desired.take())
+    }
+
+    /// Direct method invocations. Each stream can be taken once.
+    #[must_use]
+    pub fn method_requests(&self) -> Subscription<MethodRequest> {
+        Subscription::new(self.shared.receivers().methods.take())
+    }
+
+    /// Connection state changes, from the first connect on. Each stream can be taken once.
+    #[must_use]
+    pub fn connection_states(&self) -> Subscription<ConnectionState> {
+        Subscription::new(self.shared.receivers().states.take())
+    }
+
+    /// The current connection state.
+    #[must_use]
+    pub fn connection_state(&self) -> Option<ConnectionState> {
+        *self.shared.state.borrow()
+    }
+
+    /// Closes the client: new work is refused, what is queued is still sent (for up to the
+    /// drain timeout, 5 s by default), then the connection is closed and every stream ends.
+    pub async fn close(&self) {
+        self.shared
+            .with_session(|inner, now| inner.session.close(now));
+        if let Some(task) = self.shared.take_task() {
+            let _ = task.await;
+            return;
+        }
+        let mut state = self.shared.state.subscribe();
+        let _ = state.wait_for(|s| s.is_some_and(|s| s.is_stopped())).await;
+    }
+}
+
+fn twin_error(error: SendError) -> TwinError {
+    match error {
+        SendError::NotSubscribed => TwinError::NotSubscribed,
+        SendError::TooLarge { size, limit } => TwinError::TooLarge { size, limit },
+        _ => TwinError::Closed,
+    }
+}
+
+/// Configures and connects a [`HubClient`]. Defaults suit Azure: MQTT over TLS on 8883, public
+/// roots, keep-alive 240 s, tokens of one hour renewed at 70–80 %, every feature subscribed.
+pub struct HubClientBuilder {
+    host: String,
+    device_id: String,
+    module_id: Option<String>,
+    endpoint: Option<String>,
+    authenticator: Arc<dyn Authenticator>,
+    symmetric_key: Option<SymmetricKey>,
+    token_lifetime: Option<Duration>,
+    transport: Arc<dyn Transport>,
+    tls: TlsConfig,
+    model_id: Option<String>,
+    config: SessionConfig,
+    connect_timeout: Duration,
+    initial_connect_timeout: Duration,
+    seed: Option<u64>,
+    stream_capacity: usize,
+}
+
+impl fmt::Debug for HubClientBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HubClientBuilder")
+            .field("host", &self.host)
+            .field("device_id", &self.device_id)
+            .field("module_id", &self.module_id)
+            .field("endpoint", &self.endpoint)
+            .field("authenticator", &self.authenticator)
+            .field("transport", &self.transport.name())
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HubClientBuilder {
+    fn new(host: String, device_id: String, authenticator: impl Authenticator + 'static) -> Self {
+        let symmetric_key = (&authenticator as &dyn Any)
+            .downcast_ref::<SymmetricKey>()
+            .cloned();
+        Self {
+            config: SessionConfig::device(device_id.clone()),
+            host,
+            device_id,
+            module_id: None,
+            endpoint: None,
+            authenticator: Arc::new(authenticator),
+            symmetric_key,
+            token_lifetime: None,
+            transport: Arc::new(MqttTransport::new()),
+            tls: TlsConfig::default(),
+            model_id: None,
+            connect_timeout: Duration::from_secs(30),
+            initial_connect_timeout: Duration::from_secs(60),
+            seed: None,
+            stream_capacity: 256,
+        }
+    }
+
+    /// Connects as the module `module_id` of the device.
+    #[must_use]
+    pub fn module(mut self, module_id: impl Into<String>) -> Self {
+        self.module_id = Some(module_id.into());
+        self
+    }
+
+    /// Connects to `endpoint` (`host` or `host:port`) instead of the hub host: an IoT Edge
+    /// gateway, or a local emulator. The user name and the token still name the hub host.
+    #[must_use]
+    pub fn endpoint(mut self, endpoint: impl Into<String>) -> Self {
+        self.endpoint = Some(endpoint.into());
+        self
+    }
+
+    /// Announces an IoT Plug and Play model id (a DTMI) in the user name.
+    #[must_use]
+    pub fn model_id(mut self, dtmi: impl Into<String>) -> Self {
+        self.model_id = Some(dtmi.into());
+        self
+    }
+
+    /// The transport: [`MqttTransport`] (default) or `WebSocketTransport` (port 443, proxies).
+    #[must_use]
+    pub fn transport(mut self, transport: impl Transport + 'static) -> Self {
+        self.transport = Arc::new(transport);
+        self
+    }
+
+    /// The TLS policy and trusted roots (add a private root, such as an emulator's CA, here).
+    #[must_use]
+    pub fn tls(mut self, tls: TlsConfig) -> Self {
+        self.tls = tls;
+        self
+    }
+
+    /// MQTT keep-alive (default 240 s, at most 1177 s).
+    #[must_use]
+    pub fn keep_alive(mut self, keep_alive: Duration) -> Self {
+        self.config = self.config.keep_alive(keep_alive);
+        self
+    }
+
+    /// How long each SAS token lives (default one hour); the client renews it at 70–80 % of
+    /// that. Applies when the authenticator is a [`SymmetricKey`] (as from a connection
+    /// string); configure other authenticators directly
+    /// ([`SasAuthenticator::with_token_lifetime`]).
+    #[must_use]
+    pub fn token_lifetime(mut self, lifetime: Duration) -> Self {
+        self.token_lifetime = Some(lifetime);
+        self
+    }
+
+    /// Telemetry accepted and not yet acknowledged, at most (default 1000).
+    #[must_use]
+    pub fn queue_capacity(mut self, capacity: usize) -> Self {
+        self.config = self.config.queue_capacity(capacity);
+        self
+    }
+
+    /// Telemetry publishes awaiting PUBACK, at most (default 16).
+    #[must_use]
+    pub fn max_in_flight(mut self, max: usize) -> Self {
+        self.config = self.config.max_in_flight(max);
+        self
+    }
+
+    /// Time to live of messages that set none (default: unlimited).
+    #[must_use]
+    pub fn default_ttl(mut self, ttl: Duration) -> Self {
+        self.config = self.config.default_ttl(Some(ttl));
+        self
+    }
+
+    /// What to subscribe to (default: everything).
+    #[must_use]
+    pub fn features(mut self, features: Features) -> Self {
+        self.config = self.config.features(features);
+        self
+    }
+
+    /// Sends a heartbeat telemetry message at a fixed interval while connected.
+    #[must_use]
+    pub fn heartbeat(mut self, heartbeat: Heartbeat) -> Self {
+        self.config = self.config.heartbeat(Some(heartbeat));
+        self
+    }
+
+    /// The token renewal policy.
+    #[must_use]
+    pub fn renewal(mut self, renewal: Renewal) -> Self {
+        self.config = self.config.renewal(renewal);
+        self
+    }
+
+    /// The reconnect policy.
+    #[must_use]
+    pub fn backoff(mut self, backoff: Backoff) -> Self {
+        self.config = self.config.backoff(backoff);
+        self
+    }
+
+    /// How long a twin request may wait for its answer (default 30 s).
+    #[must_use]
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.config = self.config.request_timeout(timeout);
+        self
+    }
+
+    /// Any other session setting.
+    #[must_use]
+    pub fn session_config(
+        mut self,
+        configure: impl FnOnce(SessionConfig) -> SessionConfig,
+    ) -> Self {
+        self.config = configure(self.config);
+        self
+    }
+
+    /// Bound on one connection attempt: TCP, TLS, WebSocket and CONNACK (default 30 s).
+    #[must_use]
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// How long [`connect`](Self::connect) keeps trying before it gives up (default 60 s).
+    #[must_use]
+    pub fn initial_connect_timeout(mut self, timeout: Duration) -> Self {
+        self.initial_connect_timeout = timeout;
+        self
+    }
+
+    /// Seeds the backoff and renewal jitter (default: random). Fixed seeds make runs
+    /// replayable.
+    #[must_use]
+    pub fn jitter_seed(mut self, seed: u64) -> Self {
+        self.seed = Some(seed);
+        self
+    }
+
+    /// How many items each stream buffers before dropping new ones (default 256).
+    #[must_use]
+    pub fn stream_capacity(mut self, capacity: usize) -> Self {
+        self.stream_capacity = capacity.max(1);
+        self
+    }
+
+    /// Connects, and returns once the client is connected and subscribed. Retriable failures
+    /// (network, timeouts, CONNACK 3) are retried with backoff for up to the initial connect
+    /// timeout; refusals and configuration errors return at once. After this, the client
+    /// reconnects by itself for as long as it lives.
+    ///
+    /// Must be called within a tokio runtime (it spawns the client's one task).
+    ///
+    /// # Errors
+    /// A [`HubError`] saying what to fix, or [`HubError::Timeout`].
+    pub async fn connect(self) -> Result<HubClient, HubError> {
+        if self.host.is_empty() {
+            return Err(HubError::Config("the hub host name is empty".into()));
+        }
+        dps_core::ids::validate_device_id(&self.device_id)
+            .map_err(|e| HubError::Config(format!("device id: {e}")))?;
+        if let Some(module) = &self.module_id {
+            dps_core::ids::validate_module_id(module)
+                .map_err(|e| HubError::Config(format!("module id: {e}")))?;
+        }
+        let mut config = self.config;
+        config.device_id.clone_from(&self.device_id);
+        config.module_id.clone_from(&self.module_id);
+
+        let authenticator: Arc<dyn Authenticator> = match (self.symmetric_key, self.token_lifetime)
+        {
+            (Some(key), Some(lifetime)) => {
+                Arc::new(SasAuthenticator::new(key).with_token_lifetime(lifetime))
+            }
+            _ => self.authenticator,
+        };
+        let mut info =
+            HubConnectInfo::new(&self.host, &self.device_id).device_client_type(USER_AGENT);
+        if let Some(module) = &self.module_id {
+            info = info.module(module);
+        }
+        if let Some(model) = &self.model_id {
+            info = info.model_id(model);
+        }
+        let resource = match &self.module_id {
+            Some(module) => SasResource::hub_module(&self.host, &self.device_id, module),
+            None => SasResource::hub_device(&self.host, &self.device_id),
+        };
+        let link = Link {
+            transport: self.transport,
+            authenticator,
+            resource,
+            endpoint: self.endpoint.unwrap_or_else(|| self.host.clone()),
+            client_id: info.client_id().to_string(),
+            username: info.username().to_string(),
+            keep_alive: config.keep_alive,
+            tls: self.tls,
+            connect_timeout: self.connect_timeout,
+            subscribe_timeout: config.subscribe_timeout,
+        };
+
+        let span = tracing::info_span!(
+            "hub_client",
+            device_id = %self.device_id,
+            module_id = self.module_id.as_deref().unwrap_or(""),
+            hub = %self.host,
+            transport = link.transport.name(),
+        );
+        let origin = Instant::now();
+        let seed = self.seed.unwrap_or_else(random_seed);
+        let session = HubSession::new(config, dps_core::Timestamp::ZERO, seed);
+        let capacity = self.stream_capacity;
+        let (c2d, c2d_rx) = mpsc::channel(capacity);
+        let (inputs, inputs_rx) = mpsc::channel(capacity);
+        let (desired, desired_rx) = mpsc::channel(capacity);
+        let (methods, methods_rx) = mpsc::channel(capacity);
+        let (states, states_rx) = mpsc::channel(capacity);
+        let shared = Arc::new(Shared::new(
+            session,
+            origin,
+            Outlets {
+                c2d,
+                inputs,
+                desired,
+                methods,
+                states,
+            },
+            Receivers {
+                c2d: Some(c2d_rx),
+                inputs: Some(inputs_rx),
+                desired: Some(desired_rx),
+                methods: Some(methods_rx),
+                states: Some(states_rx),
+            },
+        ));
+        let task = tokio::spawn(driver::run(Arc::clone(&shared), link).instrument(span));
+        shared.set_task(task);
+
+        let mut state = shared.state.subscribe();
+        let outcome = tokio::time::timeout(
+            self.initial_connect_timeout,
+            state.wait_for(|s| s.is_some_and(|s| s.is_connected() || s.is_stopped())),
+        )
+        .await;
+        let stopped = match outcome {
+            Ok(Ok(s)) => match *s {
+                Some(ConnectionState::Stopped(reason)) => Some(reason),
+                _ => None,
+            },
+            Ok(Err(_)) => Some(StopReason::Closed),
+            Err(_) => {
+                shared.with_session(|inner, now| inner.session.close(now));
+                if let Some(task) = shared.take_task() {
+                    let _ = task.await;
+                }
+                let last = match shared.lock().last_failure.take() {
+                    Some(Failure::Transport(e)) => Some(e),
+                    _ => None,
+                };
+                return Err(HubError::Timeout { last });
+            }
+        };
+        if let Some(reason) = stopped {
+            if let Some(task) = shared.take_task() {
+                let _ = task.await;
+            }
+            let failure = shared.lock().last_failure.take();
+            return Err(match (reason, failure) {
+                (StopReason::Refused { code }, _) => HubError::Refused { code },
+                (StopReason::Unrecoverable, Some(Failure::Transport(e))) => HubError::Transport(e),
+                (StopReason::Unrecoverable, Some(Failure::Credentials(e))) => {
+                    HubError::Credentials(e)
+                }
+                (reason, _) => HubError::Stopped(reason),
+            });
+        }
+        Ok(HubClient {
+            _close: Arc::new(CloseOnDrop(Arc::clone(&shared))),
+            shared,
+            device_id: Arc::from(self.device_id),
+            module_id: self.module_id.map(Arc::from),
+        })
+    }
+}
+
+/// A per-client seed from the process's randomly keyed hasher: enough to spread a fleet's
+/// renewals and retries without a random-number dependency.
+fn random_seed() -> u64 {
+    let mut hasher = RandomState::new().build_hasher();
+    hasher.write_u128(Instant::now().elapsed().as_nanos());
+    hasher.finish()
+}
