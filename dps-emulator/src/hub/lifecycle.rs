@@ -82,6 +82,20 @@ impl HubRuntime {
         self.sync_locked(&mut known);
     }
 
+    /// Makes sure a device about to connect has been announced: a lookup when it has, a
+    /// comparison of the registry otherwise (so connecting fleets do not rescan each time).
+    pub(crate) fn ensure_announced(&self, hub: &str, device_id: &str) {
+        let key = crate::state::StoreData::hub_device_key(hub, device_id);
+        let mut known = self.lifecycle.lock();
+        let stored = self
+            .store
+            .read(|data| data.hub_devices.get(&key).map(|d| d.generation_id.clone()));
+        let announced = known.devices.get(&key).map(|(_, _, g)| g);
+        if stored.as_ref() != announced {
+            self.sync_locked(&mut known);
+        }
+    }
+
     /// [`HubRuntime::sync_lifecycle`] with the lock already held.
     pub(crate) fn sync_locked(&self, known: &mut Known) {
         let generation = self.store.generation();

@@ -113,8 +113,8 @@ impl HubRuntime {
                 )));
             }
         };
-        // Devices DPS created since the last look get their lifecycle events first.
-        self.sync_lifecycle();
+        // A device DPS created gets its lifecycle event before anything it sends.
+        self.ensure_announced(hub, parsed.device_id);
         let identity = self
             .store
             .read(|data| {
