@@ -234,7 +234,12 @@ impl TlsConfig {
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
-        let config = self.client_config(identity)?;
+        // The configuration is built for this one connection, so its session cache could never
+        // serve another: drop it (rustls' default cache holds 256 sessions, ~15 KiB per
+        // connection that a fleet of registrations in flight would carry until each ends).
+        let mut config = Arc::unwrap_or_clone(self.client_config(identity)?);
+        config.resumption = rustls::client::Resumption::disabled();
+        let config = Arc::new(config);
         let name = ServerName::try_from(host.to_owned()).map_err(|_| TransportError::Dns {
             host: host.to_owned(),
             message: "not a valid server name".into(),
