@@ -1,5 +1,5 @@
-//! Provision a device with a symmetric key (individual enrollment), as the Python quickstart
-//! does.
+//! Provision a device with a symmetric key (individual enrollment), then send ten telemetry
+//! messages to the hub it was assigned to, as the Python quickstart does.
 //!
 //! With `PROVISIONING_HOST`, `PROVISIONING_IDSCOPE`, `PROVISIONING_REGISTRATION_ID` and
 //! `PROVISIONING_SYMMETRIC_KEY` set, it talks to Azure; without them it starts the local
@@ -15,6 +15,7 @@ use std::time::Instant;
 
 use dps_auth::SymmetricKey;
 use dps_client::ProvisioningClient;
+use hub_client::Message;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -24,7 +25,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     print!("registering {registration_id} ... ");
     let started = Instant::now();
-    let assignment = ProvisioningClient::new(&target.id_scope, &registration_id, key)
+    let assignment = ProvisioningClient::new(&target.id_scope, &registration_id, key.clone())
         .endpoint(&target.endpoint)
         .tls(target.tls.clone())
         .deadline(target.deadline())
@@ -39,5 +40,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .map_or("-".into(), ToString::to_string),
         started.elapsed().as_millis()
     );
+
+    // The same key authenticates with the assigned hub; tokens are minted (and renewed) by the
+    // client.
+    let hub = target.hub_client(&assignment, key).connect().await?;
+    for i in 1..=10 {
+        print!("sending message #{i} ... ");
+        let message =
+            Message::json(&serde_json::json!({ "temperature": 20.0 + f64::from(i) / 10.0 }))?
+                .message_id(format!("{registration_id}-{i}"))
+                .property("tempAlert", if i > 8 { "true" } else { "false" });
+        hub.send(message).await?;
+        println!("done sending message #{i}");
+    }
+    hub.close().await;
     Ok(())
 }

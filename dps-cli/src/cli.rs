@@ -35,6 +35,13 @@ pub(crate) enum Command {
     /// exits with the code of the failure class (see below).
     #[command(after_help = EXIT_CODES_HELP)]
     Provision(ProvisionArgs),
+    /// Send telemetry to IoT Hub as a device (or module).
+    ///
+    /// Connects with a device connection string, or with the JSON `dps provision` printed plus
+    /// the device key, sends --count messages (QoS 1, each acknowledged by the hub), closes, and
+    /// prints a JSON summary. Progress goes to standard error.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Send(SendArgs),
     /// Run the local DPS and IoT Hub emulator (the same as the `dps-emulator` binary).
     Emulator(dps_emulator::cli::EmulatorArgs),
 }
@@ -131,4 +138,50 @@ pub(crate) struct SasArgs {
     /// The key (policy) name to send as `skn`, e.g. `registration` for DPS; omitted by default.
     #[arg(long, value_name = "NAME")]
     pub(crate) key_name: Option<String>,
+}
+
+/// Where `send` gets its identity.
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+pub(crate) struct SendIdentity {
+    /// A device or module connection string
+    /// (`HostName=..;DeviceId=..;SharedAccessKey=..[;ModuleId=..][;GatewayHostName=..]`); `-`
+    /// reads standard input.
+    #[arg(long, value_name = "CS")]
+    pub(crate) connection_string: Option<String>,
+    /// The JSON `dps provision` printed (`assignedHub`, `deviceId`); needs --symmetric-key.
+    #[arg(long, value_name = "FILE", requires = "symmetric_key")]
+    pub(crate) from_registration: Option<std::path::PathBuf>,
+}
+
+/// Arguments of `dps send`.
+#[derive(Debug, Args)]
+pub(crate) struct SendArgs {
+    #[command(flatten)]
+    pub(crate) identity: SendIdentity,
+    /// The device key (base64) for --from-registration; `-` reads standard input.
+    #[arg(long, value_name = "BASE64", requires = "from_registration")]
+    pub(crate) symmetric_key: Option<String>,
+    /// How many messages to send.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub(crate) count: u32,
+    /// The body of every message (JSON); default `{"messageNumber": n}`.
+    #[arg(long, value_name = "JSON")]
+    pub(crate) payload: Option<String>,
+    /// An application property, `KEY=VALUE` (repeatable).
+    #[arg(long = "property", value_name = "KEY=VALUE")]
+    pub(crate) properties: Vec<String>,
+    /// The transport.
+    #[arg(long, value_enum, default_value = "mqtt")]
+    pub(crate) transport: TransportKind,
+    /// Connect to HOST[:PORT] instead of the hub (a gateway, or the local emulator); the token
+    /// and user name still name the hub.
+    #[arg(long, value_name = "HOST[:PORT]")]
+    pub(crate) endpoint: Option<String>,
+    /// An extra trusted root (PEM), e.g. the emulator's ca.pem; the public roots stay trusted.
+    #[arg(long, value_name = "PEM")]
+    pub(crate) ca_file: Option<std::path::PathBuf>,
+    /// Give up after this many seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    pub(crate) timeout: u64,
 }

@@ -15,7 +15,8 @@ pub(crate) enum ExitCode {
     /// An argument is well-formed but unusable: a key that is not base64, an invalid
     /// registration id, an empty resource.
     InvalidInput = 3,
-    /// `provision`: the service refused the credentials (wrong key, certificate or id scope).
+    /// `provision`: the service refused the credentials (wrong key, certificate or id scope);
+    /// `send`: the hub refused the device (wrong key, unknown or disabled device).
     Unauthorized = 10,
     /// `provision`: the enrollment is disabled.
     Disabled = 11,
@@ -27,9 +28,10 @@ pub(crate) enum ExitCode {
     Rejected = 14,
     /// `provision`: still throttled or failing when the deadline passed.
     Throttled = 15,
-    /// `provision`: no answer before the deadline.
+    /// `provision`: no answer before the deadline; `send`: not connected, or not every message
+    /// acknowledged, before the deadline.
     Timeout = 16,
-    /// `provision`: the endpoint cannot be used (TLS trust, host name, proxy).
+    /// `provision`, `send`: the endpoint cannot be used (TLS trust, host name, proxy).
     Transport = 17,
 }
 
@@ -41,13 +43,14 @@ Exit codes:
   2  usage error: unknown option, missing or malformed argument
   3  invalid input: key not valid base64, invalid registration id, empty resource
  10  provision: unauthorized (wrong key, certificate or id scope)
+     send: the hub refused the device (wrong key, unknown or disabled device)
  11  provision: the enrollment is disabled
  12  provision: the service failed the registration
  13  provision: no hub was assigned
  14  provision: the request was rejected (payload, CSR)
  15  provision: still throttled when the deadline passed
- 16  provision: timed out
- 17  provision: transport (TLS trust, host name, proxy)
+ 16  provision, send: timed out
+ 17  provision, send: transport (TLS trust, host name, proxy)
 
 Errors are printed as one line, 'error: ...', on standard error; keys never appear in them.";
 

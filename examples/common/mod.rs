@@ -5,12 +5,14 @@
 
 use std::time::Duration;
 
+use dps_client::Assignment;
 use dps_client::TlsConfig;
 use dps_emulator::model::{
-    AttestationMechanism, AttestationType, EnrollmentGroup, EnrollmentSettings,
-    IndividualEnrollment,
+    AttestationMechanism, AttestationType, EnrollmentGroup, EnrollmentSettings, HubAuthType,
+    HubAuthentication, IndividualEnrollment, SymmetricKeyAttestation,
 };
-use dps_emulator::{Behaviour, Emulator, EmulatorConfig};
+use dps_emulator::{Behaviour, Device, Emulator, EmulatorConfig, Module};
+use hub_client::{HubClient, HubClientBuilder};
 
 /// Where to provision: Azure, or the embedded emulator (kept alive as long as this value).
 pub struct Target {
@@ -129,6 +131,22 @@ impl Target {
         keys.primary_key.ok_or_else(|| "no key generated".into())
     }
 
+    /// A client for the hub DPS assigned, authenticating with `authenticator`: on the emulator
+    /// the hub is reached at the emulator's MQTT port and trusted through its CA.
+    pub fn hub_client(
+        &self,
+        assignment: &Assignment,
+        authenticator: impl dps_auth::Authenticator + 'static,
+    ) -> HubClientBuilder {
+        let builder = HubClient::from_registration(assignment, authenticator).tls(self.tls.clone());
+        match &self.emulator {
+            Some(emulator) => {
+                builder.endpoint(format!("localhost:{}", emulator.mqtt_addr().port()))
+            }
+            None => builder,
+        }
+    }
+
     /// How long a registration may take: generous on Azure, short locally.
     pub fn deadline(&self) -> Duration {
         if self.emulator.is_some() {
@@ -142,4 +160,150 @@ impl Target {
 /// The registration id: `PROVISIONING_REGISTRATION_ID`, or `default`.
 pub fn registration_id(default: &str) -> String {
     env("PROVISIONING_REGISTRATION_ID").unwrap_or_else(|| default.to_owned())
+}
+
+/// Where the IoT Hub examples connect: Azure, through a connection string from the environment,
+/// or the embedded emulator's hub with a demo identity (kept alive as long as this value).
+pub struct HubTarget {
+    /// The embedded emulator, when used: the examples play the service side through it.
+    pub emulator: Option<Emulator>,
+    /// The hub name (the emulator's default hub, or `HostName`).
+    pub hub: String,
+    /// The device id.
+    pub device_id: String,
+    /// The module id, for a module identity.
+    pub module_id: Option<String>,
+    _data_dir: Option<tempfile::TempDir>,
+}
+
+impl HubTarget {
+    /// Azure when the environment variable `var` holds a device (or module) connection string;
+    /// otherwise a fresh emulator with `device_id` (and `module_id`) created. Returns the target
+    /// and a client builder for the identity.
+    pub async fn from_env_or_emulator(
+        var: &str,
+        device_id: &str,
+        module_id: Option<&str>,
+    ) -> Result<(Self, HubClientBuilder), Box<dyn std::error::Error>> {
+        if let Some(connection_string) = env(var) {
+            let cs: hub_client::ConnectionString = connection_string.parse()?;
+            let target = Self {
+                emulator: None,
+                hub: cs.host_name().to_owned(),
+                device_id: cs.device_id().to_owned(),
+                module_id: cs.module_id().map(str::to_owned),
+                _data_dir: None,
+            };
+            return Ok((
+                target,
+                HubClient::from_connection_string(&connection_string)?,
+            ));
+        }
+        println!("(no {var} found: starting the local emulator)");
+        let dir = tempfile::tempdir()?;
+        let emulator = Emulator::start(EmulatorConfig::new(dir.path())).await?;
+        let hub = emulator.default_hub().to_owned();
+        let key = demo_key(device_id);
+        emulator
+            .create_device(
+                &hub,
+                Device {
+                    device_id: device_id.to_owned(),
+                    authentication: sas(&key),
+                    ..Device::default()
+                },
+            )
+            .await?;
+        let auth = dps_auth::SymmetricKey::from_base64(&key)?;
+        let mut builder = HubClient::builder(&hub, device_id, auth.clone());
+        if let Some(module_id) = module_id {
+            let module_key = demo_key(module_id);
+            emulator
+                .create_module(
+                    &hub,
+                    device_id,
+                    Module {
+                        module_id: module_id.to_owned(),
+                        device_id: device_id.to_owned(),
+                        authentication: sas(&module_key),
+                        ..Module::default()
+                    },
+                )
+                .await?;
+            builder = HubClient::builder(
+                &hub,
+                device_id,
+                dps_auth::SymmetricKey::from_base64(&module_key)?,
+            )
+            .module(module_id);
+        }
+        let builder = builder
+            .endpoint(format!("localhost:{}", emulator.mqtt_addr().port()))
+            .tls(
+                TlsConfig::default()
+                    .webpki_roots(false)
+                    .add_root(emulator.ca_der().clone()),
+            );
+        Ok((
+            Self {
+                emulator: Some(emulator),
+                hub,
+                device_id: device_id.to_owned(),
+                module_id: module_id.map(str::to_owned),
+                _data_dir: Some(dir),
+            },
+            builder,
+        ))
+    }
+
+    /// The telemetry the emulator received from the device, printed (nothing on Azure).
+    pub fn print_received_telemetry(&self) {
+        let Some(emulator) = &self.emulator else {
+            return;
+        };
+        for event in emulator.hub_events(&self.hub, 0).into_iter().filter(|e| {
+            e.device_id == self.device_id && e.kind == dps_emulator::HubEventKind::Telemetry
+        }) {
+            let properties: Vec<String> = event
+                .system_properties
+                .iter()
+                .filter(|(k, _)| !k.starts_with("iothub-"))
+                .chain(event.properties.iter())
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            println!(
+                "  hub received: {} [{}]",
+                event.body_text().unwrap_or("<binary>"),
+                properties.join(", ")
+            );
+        }
+    }
+}
+
+/// A demo key derived from an id (the emulator only: never use predictable keys on Azure).
+fn demo_key(id: &str) -> String {
+    use std::hash::{BuildHasher as _, Hasher as _};
+    let mut bytes = Vec::with_capacity(32);
+    for round in 0u64..4 {
+        let mut hasher =
+            std::hash::BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default()
+                .build_hasher();
+        hasher.write(id.as_bytes());
+        hasher.write_u64(round);
+        bytes.extend_from_slice(&hasher.finish().to_le_bytes());
+    }
+    dps_auth::SymmetricKey::from_bytes(&bytes)
+        .map(|key| key.to_base64().as_str().to_owned())
+        .unwrap_or_default()
+}
+
+fn sas(primary: &str) -> HubAuthentication {
+    HubAuthentication {
+        kind: HubAuthType::Sas,
+        symmetric_key: Some(SymmetricKeyAttestation {
+            primary_key: Some(primary.to_owned()),
+            secondary_key: None,
+        }),
+        x509_thumbprint: None,
+    }
 }

@@ -4,6 +4,7 @@ mod derive_key;
 mod emulator;
 mod provision;
 mod sas;
+mod send;
 
 use std::io::{self, BufRead as _, Write as _};
 
@@ -18,6 +19,7 @@ pub(crate) fn run(command: Command) -> Result<(), CliError> {
         Command::DeriveKey(args) => derive_key::run(&args),
         Command::Sas(args) => sas::run(&args),
         Command::Provision(args) => provision::run(&args),
+        Command::Send(args) => send::run(&args),
         Command::Emulator(args) => emulator::run(args),
     }
 }
