@@ -149,7 +149,7 @@ async fn perform(shared: &Shared, link: &Link, conn: &mut Conn, transmit: Transm
                     } else {
                         ConnectFailure::Unrecoverable
                     };
-                    shared.with_session(|inner, now| {
+                    shared.update(|inner, now| {
                         inner.last_failure = Some(Failure::Credentials(error));
                         inner.session.handle_connect_failed(now, failure);
                     });
@@ -217,7 +217,7 @@ async fn publish(
 fn handle(shared: &Shared, conn: &mut Conn, wake: Wake) {
     match wake {
         Wake::Notified => {}
-        Wake::Timeout => shared.with_session(|inner, now| inner.session.handle_timeout(now)),
+        Wake::Timeout => shared.update(|inner, now| inner.session.handle_timeout(now)),
         Wake::Connected(result) => {
             let expiry = conn.connecting.take().and_then(|(_, expiry)| expiry);
             match result {
@@ -226,7 +226,7 @@ fn handle(shared: &Shared, conn: &mut Conn, wake: Wake) {
                     tracing::debug!(session_present, "connack");
                     conn.sender = Some(connection.sender());
                     conn.connection = Some(connection);
-                    shared.with_session(|inner, now| {
+                    shared.update(|inner, now| {
                         inner.last_failure = None;
                         // Rounded up: the token was minted with the time rounded down, so
                         // the renewal errs on the early side.
@@ -250,7 +250,7 @@ fn handle(shared: &Shared, conn: &mut Conn, wake: Wake) {
                         }
                         _ => tracing::warn!(%error, "connection refused or unusable"),
                     }
-                    shared.with_session(|inner, now| {
+                    shared.update(|inner, now| {
                         inner.last_failure = Some(Failure::Transport(error));
                         inner.session.handle_connect_failed(now, failure);
                     });
@@ -260,11 +260,11 @@ fn handle(shared: &Shared, conn: &mut Conn, wake: Wake) {
         Wake::Subscribed(granted) => {
             conn.subscribing = None;
             if granted {
-                shared.with_session(|inner, now| inner.session.handle_subscribed(now));
+                shared.update(|inner, now| inner.session.handle_subscribed(now));
             } else {
                 tracing::info!("subscription failed: reconnecting");
                 drop(conn.reset());
-                shared.with_session(|inner, now| {
+                shared.update(|inner, now| {
                     inner
                         .session
                         .handle_disconnected(now, ConnectionLoss::Network);
@@ -272,15 +272,15 @@ fn handle(shared: &Shared, conn: &mut Conn, wake: Wake) {
             }
         }
         Wake::Published(id, result) => match result {
-            Ok(()) => shared.with_session(|inner, now| inner.session.handle_published(now, id)),
+            Ok(()) => shared.update(|inner, now| inner.session.handle_published(now, id)),
             Err(error) => {
                 tracing::debug!(%error, "publish failed");
                 drop(conn.reset());
-                shared.with_session(|inner, now| inner.session.handle_publish_failed(now, id));
+                shared.update(|inner, now| inner.session.handle_publish_failed(now, id));
             }
         },
         Wake::Incoming(Some(Incoming::Publish { topic, payload, .. })) => {
-            shared.with_session(|inner, now| inner.session.handle_message(now, &topic, &payload));
+            shared.update(|inner, now| inner.session.handle_message(now, &topic, &payload));
         }
         Wake::Incoming(Some(_)) => {}
         Wake::Incoming(None) => {
@@ -294,7 +294,7 @@ fn handle(shared: &Shared, conn: &mut Conn, wake: Wake) {
                 _ => ConnectionLoss::Network,
             };
             drop(conn.reset());
-            shared.with_session(|inner, now| inner.session.handle_disconnected(now, loss));
+            shared.update(|inner, now| inner.session.handle_disconnected(now, loss));
         }
     }
 }

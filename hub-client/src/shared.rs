@@ -126,13 +126,17 @@ impl Shared {
 
     /// Runs `f` on the session at the current time, then wakes the driver.
     pub(crate) fn with_session<R>(&self, f: impl FnOnce(&mut Inner, Timestamp) -> R) -> R {
-        let result = {
-            let mut inner = self.lock();
-            let now = self.now();
-            f(&mut inner, now)
-        };
+        let result = self.update(f);
         self.wake.notify_one();
         result
+    }
+
+    /// Runs `f` on the session at the current time, for the driver itself (which drains the
+    /// session next anyway, so there is nobody to wake).
+    pub(crate) fn update<R>(&self, f: impl FnOnce(&mut Inner, Timestamp) -> R) -> R {
+        let mut inner = self.lock();
+        let now = self.now();
+        f(&mut inner, now)
     }
 
     /// Takes what the session wants sent and hands every event to its waiter or stream.
@@ -232,12 +236,17 @@ impl Shared {
 
     /// The driver is done: end the streams and fail whatever still waits.
     pub(crate) fn finish(&self) {
-        let mut inner = self.lock();
-        inner.outlets = None;
-        inner.sends.clear();
-        inner.twin_gets.clear();
-        inner.reported.clear();
-        inner.responses.clear();
+        {
+            let mut inner = self.lock();
+            inner.outlets = None;
+            inner.sends.clear();
+            inner.twin_gets.clear();
+            inner.reported.clear();
+            inner.responses.clear();
+        }
+        // Streams nobody took are dropped with what they buffered (buffered method requests
+        // hold this state: keeping them would keep it alive forever).
+        *self.receivers() = Receivers::default();
     }
 }
 

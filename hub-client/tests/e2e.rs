@@ -49,6 +49,7 @@ both_transports!(
     short_lived_token_is_renewed_without_loss,
     disabled_device_stops_with_a_typed_reason,
     connection_string_with_gateway,
+    x509_self_signed_device,
 );
 
 async fn telemetry_with_properties(kind: Kind) {
@@ -711,5 +712,61 @@ async fn provision_then_send_from_the_registration() {
         .unwrap();
     let events = env.telemetry_of(assignment.device_id());
     assert_eq!(events.len(), 1);
+    hub.close().await;
+}
+
+async fn x509_self_signed_device(kind: Kind) {
+    use dps_emulator::Device;
+    use dps_emulator::model::{HubAuthType, HubAuthentication, X509Thumbprint};
+    use sha2::Digest as _;
+
+    let env = start().await;
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "x509-1");
+    let cert = params.self_signed(&key).unwrap();
+    let thumbprint: String = sha2::Sha256::digest(cert.der())
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect();
+    env.emu
+        .create_device(
+            &env.hub,
+            Device {
+                device_id: "x509-1".into(),
+                authentication: HubAuthentication {
+                    kind: HubAuthType::SelfSigned,
+                    symmetric_key: None,
+                    x509_thumbprint: Some(X509Thumbprint {
+                        primary_thumbprint: Some(thumbprint),
+                        secondary_thumbprint: None,
+                    }),
+                },
+                ..Device::default()
+            },
+        )
+        .await
+        .unwrap();
+    let identity =
+        dps_auth::X509Identity::from_pem(cert.pem().as_bytes(), key.serialize_pem().as_bytes())
+            .unwrap();
+    let builder = HubClient::builder(&env.hub, "x509-1", identity)
+        .endpoint(env.endpoint(kind))
+        .tls(env.tls());
+    let builder = match kind {
+        Kind::Mqtt => builder,
+        Kind::Ws => builder.transport(hub_client::WebSocketTransport::new()),
+    };
+    let hub = builder.connect().await.unwrap();
+    hub.send(Message::new("signed by a certificate"))
+        .await
+        .unwrap();
+    let events = env.telemetry_of("x509-1");
+    assert_eq!(
+        events[0].system_properties["iothub-connection-auth-method"],
+        "x509Certificate"
+    );
     hub.close().await;
 }
