@@ -226,7 +226,7 @@ impl QueuedC2d {
 
     /// The delivery topic for a device.
     pub(crate) fn c2d_topic(&self, device_id: &str) -> String {
-        let bag = self.properties(Some(format!("/devices/{device_id}/messages/devicebound")));
+        let bag = self.properties(Some(format!("/devices/{device_id}/messages/deviceBound")));
         C2dTopic::new(device_id).properties(&bag).to_string()
     }
 
@@ -264,7 +264,7 @@ mod tests {
         );
         assert_eq!(
             bag.value("$.to").unwrap().as_deref(),
-            Some("/devices/dev/messages/devicebound")
+            Some("/devices/dev/messages/deviceBound")
         );
         assert_eq!(bag.value("color").unwrap().as_deref(), Some("red&blue"));
         assert_eq!(queued.body(), b"hi");
