@@ -17,6 +17,7 @@ import hashlib
 import hmac
 import json
 import logging
+import os
 import resource
 import sys
 import time
@@ -81,6 +82,11 @@ async def main():
     parser.add_argument("--concurrency", type=int, default=10)
     parser.add_argument("--prefix", default="py")
     parser.add_argument("--timeout", type=float, default=120.0)
+    parser.add_argument(
+        "--deadline", type=float, default=180.0,
+        help="stop waiting after this many seconds; unfinished devices count as failed",
+    )
+    parser.add_argument("--messages", type=int, default=0, help="unused (hub.py)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.CRITICAL)
 
@@ -105,8 +111,13 @@ async def main():
             async with gate:
                 return await register(args, ca_pem, group_key, f"{args.prefix}-{n:05}")
 
-        for latency, error in await asyncio.gather(*(one(n) for n in range(args.devices))):
+        # A registration stuck inside the SDK can ignore cancellation: bound the whole run.
+        tasks = [asyncio.ensure_future(one(n)) for n in range(args.devices)]
+        done, pending = await asyncio.wait(tasks, timeout=args.deadline)
+        for task in done:
+            latency, error = task.result()
             (errors.append(error) if error else latencies.append(latency))
+        errors.extend(["unfinished at the deadline"] * len(pending))
     elapsed = time.perf_counter() - started
     cpu = cpu_seconds() - cpu_start
 
@@ -131,6 +142,8 @@ async def main():
         )
     )
     sys.stdout.flush()
+    # The SDK's threads of unfinished devices would keep the interpreter alive.
+    os._exit(0)
 
 
 if __name__ == "__main__":

@@ -54,6 +54,10 @@ enum Cmd {
     Curve(Opts),
     /// Single-registration latency (median over `--latency-runs`) and its breakdown.
     Latency(Opts),
+    /// Fleet, curve and latency (everything but the micro-benchmarks and the hub).
+    System(Opts),
+    /// IoT Hub: telemetry throughput on 1 and 100 connections, memory per idle connection.
+    Hub(Opts),
     /// Internal: one client run in this process (what the orchestrator spawns).
     #[command(hide = true)]
     Client(ClientArgs),
@@ -113,6 +117,19 @@ impl Kind {
 enum Mode {
     Fleet,
     Latency,
+    Telemetry,
+    Idle,
+}
+
+impl Mode {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Fleet => "fleet",
+            Self::Latency => "latency",
+            Self::Telemetry => "telemetry",
+            Self::Idle => "idle",
+        }
+    }
 }
 
 #[derive(clap::Args, Clone)]
@@ -136,6 +153,12 @@ struct ClientArgs {
     concurrency: usize,
     #[arg(long)]
     prefix: String,
+    /// Telemetry: messages to send in all.
+    #[arg(long, default_value_t = 0)]
+    messages: usize,
+    /// Idle: how long the connections stay idle before RSS is read.
+    #[arg(long, default_value_t = 5.0)]
+    idle_seconds: f64,
 }
 
 /// What one client run reports (the Python script prints the same fields).
@@ -150,6 +173,8 @@ struct RunResult {
     p50_ms: f64,
     p99_ms: f64,
     rss_start_kib: u64,
+    #[serde(default)]
+    rss_end_kib: u64,
     peak_rss_kib: u64,
     cpu_s: f64,
     #[serde(default)]
@@ -212,6 +237,8 @@ fn main() -> std::process::ExitCode {
         Cmd::Fleet(opts) => orchestrate(&[Part::Fleet], &opts),
         Cmd::Curve(opts) => orchestrate(&[Part::Curve], &opts),
         Cmd::Latency(opts) => orchestrate(&[Part::Latency], &opts),
+        Cmd::System(opts) => orchestrate(&[Part::Fleet, Part::Curve, Part::Latency], &opts),
+        Cmd::Hub(opts) => orchestrate(&[Part::Hub], &opts),
     };
     match outcome {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -254,6 +281,9 @@ async fn client_run(args: &ClientArgs) -> Result<RunResult, Error> {
         .webpki_roots(false)
         .add_root_pem(&ca_pem)?;
     let timing = dps_client::Timing::default().retry_after_floor(Duration::ZERO);
+    if matches!(args.mode, Mode::Telemetry | Mode::Idle) {
+        return hub_run(args, &group, &group_key_bytes, &raw_target, host, tls).await;
+    }
 
     // One registration: its latency and (raw only) its breakdown.
     let register = |id: String| {
@@ -320,6 +350,7 @@ async fn client_run(args: &ClientArgs) -> Result<RunResult, Error> {
                 record(register(format!("{}-{n:05}", args.prefix)).await);
             }
         }
+        Mode::Telemetry | Mode::Idle => unreachable!("handled by hub_run"),
         Mode::Fleet => {
             let mut results = futures_util::stream::iter(0..args.devices)
                 .map(|n| register(format!("{}-{n:05}", args.prefix)))
@@ -353,6 +384,160 @@ async fn client_run(args: &ClientArgs) -> Result<RunResult, Error> {
             Vec::new()
         },
         breakdowns,
+        errors,
+        ..RunResult::default()
+    })
+}
+
+/// The telemetry message of every client: a 256-byte payload with four system properties and
+/// two application properties (one needing percent-encoding).
+fn sdk_message(payload: &bytes::Bytes, n: usize) -> hub_client::Message {
+    hub_client::Message::new(payload.clone())
+        .message_id(format!("msg-{n:06}"))
+        .correlation_id("corr-7")
+        .content_type("application/json")
+        .content_encoding("utf-8")
+        .property("alert", "true")
+        .property("zone", "north/7")
+}
+
+/// Telemetry (`--devices` connections, `--concurrency` messages in flight on each,
+/// `--messages` in all) or idle connections (`--devices` connections held `--idle-seconds`).
+/// Devices `{prefix}-{n}` must already be registered (the orchestrator provisions them).
+async fn hub_run(
+    args: &ClientArgs,
+    group: &dps_auth::GroupKey,
+    group_key_bytes: &[u8],
+    raw_target: &RawTarget,
+    host: &str,
+    tls: dps_client::TlsConfig,
+) -> Result<RunResult, Error> {
+    let ids: Vec<String> = (0..args.devices)
+        .map(|n| format!("{}-{n:05}", args.prefix))
+        .collect();
+    let window = args.concurrency.max(1);
+    let per_connection = args.messages / args.devices.max(1);
+    let payload = bytes::Bytes::from(vec![b'x'; 256]);
+    let keep_alive = Duration::from_secs(60);
+    let idle = Duration::from_secs_f64(args.idle_seconds);
+    let rss_start_kib = measure::self_status_kib("VmRSS");
+    let mut errors = Vec::new();
+    let (mut cpu_start, mut started) = (measure::self_cpu(), Instant::now());
+    let mut ok = 0;
+    let rss_end_kib;
+    match args.kind {
+        Kind::Sdk => {
+            let connected: Vec<_> = futures_util::stream::iter(&ids)
+                .map(|id| {
+                    let tls = tls.clone();
+                    async move {
+                        let key = group.derive(id).map_err(|e| e.to_string())?;
+                        hub_client::HubClient::builder(host, id.as_str(), key)
+                            .endpoint(args.endpoint.as_str())
+                            .tls(tls)
+                            .max_in_flight(window)
+                            .keep_alive(keep_alive)
+                            .connect()
+                            .await
+                            .map_err(|e| e.to_string())
+                    }
+                })
+                .buffer_unordered(100)
+                .collect()
+                .await;
+            let mut clients = Vec::new();
+            for c in connected {
+                match c {
+                    Ok(c) => clients.push(c),
+                    Err(e) => errors.push(format!("connect: {e}")),
+                }
+            }
+            if args.mode == Mode::Telemetry {
+                (cpu_start, started) = (measure::self_cpu(), Instant::now());
+                let sends = clients.iter().enumerate().map(|(i, client)| {
+                    let payload = &payload;
+                    futures_util::stream::iter(0..per_connection)
+                        .map(move |n| client.send(sdk_message(payload, i * per_connection + n)))
+                        .buffer_unordered(window)
+                        .collect::<Vec<_>>()
+                });
+                for outcome in futures_util::future::join_all(sends)
+                    .await
+                    .into_iter()
+                    .flatten()
+                {
+                    match outcome {
+                        Ok(()) => ok += 1,
+                        Err(e) => errors.push(format!("send: {e}")),
+                    }
+                }
+            } else {
+                tokio::time::sleep(idle).await;
+                ok = clients.len();
+            }
+            rss_end_kib = measure::self_status_kib("VmRSS");
+            futures_util::future::join_all(clients.iter().map(hub_client::HubClient::close)).await;
+        }
+        Kind::Raw => {
+            let connected: Vec<_> = futures_util::stream::iter(&ids)
+                .map(|id| async move {
+                    let key = raw::derive_key(group_key_bytes, id);
+                    raw::hub_connect(raw_target, id, &key, 60).await
+                })
+                .buffered(100)
+                .collect()
+                .await;
+            let mut conns = Vec::new();
+            for (id, c) in ids.iter().zip(connected) {
+                match c {
+                    Ok(c) => conns.push((id, c)),
+                    Err(e) => errors.push(format!("connect: {e}")),
+                }
+            }
+            if args.mode == Mode::Telemetry {
+                (cpu_start, started) = (measure::self_cpu(), Instant::now());
+                let sends = conns.iter_mut().enumerate().map(|(i, (id, conn))| {
+                    conn.telemetry(id, i * per_connection, per_connection, window)
+                });
+                for outcome in futures_util::future::join_all(sends).await {
+                    match outcome {
+                        Ok(()) => ok += per_connection,
+                        Err(e) => errors.push(format!("send: {e}")),
+                    }
+                }
+                rss_end_kib = measure::self_status_kib("VmRSS");
+            } else {
+                ok = conns.len();
+                let tasks: Vec<_> = conns
+                    .into_iter()
+                    .map(|(_, conn)| tokio::spawn(conn.keep_alive(keep_alive)))
+                    .collect();
+                tokio::time::sleep(idle).await;
+                rss_end_kib = measure::self_status_kib("VmRSS");
+                for task in tasks {
+                    task.abort();
+                }
+            }
+        }
+        Kind::Python => return Err("the python client runs as a script".into()),
+    }
+    let elapsed_s = started.elapsed().as_secs_f64();
+    let cpu_s = (measure::self_cpu() - cpu_start).as_secs_f64();
+    errors.sort();
+    let failed = errors.len();
+    errors.dedup();
+    errors.truncate(5);
+    Ok(RunResult {
+        client: args.kind.name().into(),
+        devices: args.devices,
+        concurrency: args.concurrency,
+        ok,
+        failed,
+        elapsed_s,
+        rss_start_kib,
+        rss_end_kib,
+        peak_rss_kib: measure::self_status_kib("VmHWM"),
+        cpu_s,
         errors,
         ..RunResult::default()
     })
@@ -475,7 +660,7 @@ fn orchestrate(parts: &[Part], opts: &Opts) -> Result<(), Error> {
     let system: Vec<Part> = parts
         .iter()
         .copied()
-        .filter(|p| matches!(p, Part::Fleet | Part::Curve | Part::Latency))
+        .filter(|p| matches!(p, Part::Fleet | Part::Curve | Part::Latency | Part::Hub))
         .collect();
     if !system.is_empty() {
         let clients = opts.clients.clone();
@@ -522,26 +707,19 @@ fn orchestrate(parts: &[Part], opts: &Opts) -> Result<(), Error> {
             let latency = bench.latency()?;
             doc.put("latency", &latency_section(&latency, opts));
         }
+        if system.contains(&Part::Hub) {
+            let hub = bench.hub()?;
+            doc.put("hub", &hub_section(&hub));
+        }
         if let Some(emulator) = bench.emulator.take() {
             emulator.stop();
         }
-    }
-    if parts.contains(&Part::Hub) {
-        doc.put("hub", HUB_TODO);
     }
     let after = format!("load average after the run: {}", measure::load_average());
     println!("{after}");
     doc.put("environment", &format!("{}\n- {after}", environment.text()));
     doc.save()
 }
-
-const HUB_TODO: &str = "**TODO (issue 7, hub figures):** telemetry throughput (QoS 1 msgs/s on one \
-connection and across 100, 256-byte payloads with properties, client CPU per message, emulator CPU \
-per message) and memory per idle hub connection (RSS growth at 1,000 idle connections with \
-keep-alive) are not measured yet: they need `hub-client` (issue 6) and the emulator's IoT Hub side \
-(issue 5), which had not landed when this harness was written. The harness is ready for them: add \
-`Mode::Telemetry`/`Mode::Idle` to `loadgen client` (SDK, raw baseline over the same codec, and \
-`IoTHubDeviceClient` in `benches/python/`), and a section writer like `fleet_section`.";
 
 /// What the run ran on, printed first and written into the report.
 struct Environment {
@@ -800,6 +978,34 @@ struct Bench<'a> {
     opts: &'a Opts,
 }
 
+/// The hub measurements.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize)]
+enum HubScenario {
+    TelemetryOne,
+    TelemetryHundred,
+    Idle,
+}
+
+impl HubScenario {
+    fn key(self) -> &'static str {
+        match self {
+            Self::TelemetryOne => "tel1",
+            Self::TelemetryHundred => "tel100",
+            Self::Idle => "idle",
+        }
+    }
+    fn label(self) -> &'static str {
+        match self {
+            Self::TelemetryOne => "1 connection",
+            Self::TelemetryHundred => "100 connections",
+            Self::Idle => "1,000 idle connections",
+        }
+    }
+}
+
+/// Hub results: per scenario, per client, the runs.
+type HubResults = Vec<(HubScenario, Vec<(Kind, Vec<RunResult>)>)>;
+
 /// Fleet results: per client, one result per run.
 type Fleet = Vec<(Kind, Vec<RunResult>)>;
 
@@ -807,6 +1013,13 @@ type Fleet = Vec<(Kind, Vec<RunResult>)>;
 type Curve = Vec<(usize, Vec<(Kind, Vec<RunResult>)>)>;
 
 impl Bench<'_> {
+    fn restart_emulator(&mut self) -> Result<(), Error> {
+        let emulator = self.emulator.take().ok_or("no emulator")?;
+        self.emulator = Some(emulator.restart(self.env, self.port)?);
+        Ok(())
+    }
+
+    /// One client run on a freshly restarted emulator.
     fn run(
         &mut self,
         kind: Kind,
@@ -815,18 +1028,34 @@ impl Bench<'_> {
         concurrency: usize,
         prefix: &str,
     ) -> Result<RunResult, Error> {
-        let emulator = self.emulator.take().ok_or("no emulator")?;
-        self.emulator = Some(emulator.restart(self.env, self.port)?);
+        self.restart_emulator()?;
+        self.child(kind, mode, devices, concurrency, prefix, 0)
+    }
+
+    /// One client run on the emulator as it is.
+    fn child(
+        &self,
+        kind: Kind,
+        mode: Mode,
+        devices: usize,
+        concurrency: usize,
+        prefix: &str,
+        messages: usize,
+    ) -> Result<RunResult, Error> {
         let em = self.emulator.as_ref().ok_or("no emulator")?;
         let mut cmd = match kind {
             Kind::Python => {
                 let python = self.python.as_ref().ok_or("no python")?;
                 let mut cmd = self.env.pinned(0, python);
-                cmd.arg(self.env.root.join("benches/python/fleet.py"))
-                    .args([
-                        "--host",
-                        em.endpoint.rsplit_once(':').map_or("localhost", |(h, _)| h),
-                    ]);
+                let script = if matches!(mode, Mode::Fleet | Mode::Latency) {
+                    "benches/python/fleet.py"
+                } else {
+                    "benches/python/hub.py"
+                };
+                cmd.arg(self.env.root.join(script)).args([
+                    "--host",
+                    em.endpoint.rsplit_once(':').map_or("localhost", |(h, _)| h),
+                ]);
                 cmd
             }
             Kind::Sdk | Kind::Raw => {
@@ -835,26 +1064,20 @@ impl Bench<'_> {
                 cmd
             }
         };
-        cmd.args([
-            "--mode",
-            if mode == Mode::Fleet {
-                "fleet"
-            } else {
-                "latency"
-            },
-        ])
-        .arg("--ca")
-        .arg(&em.ca)
-        .args(["--scope", &em.scope, "--group-key", &em.group_key])
-        .args([
-            "--devices",
-            &devices.to_string(),
-            "--concurrency",
-            &concurrency.to_string(),
-        ])
-        .args(["--prefix", prefix])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+        cmd.args(["--mode", mode.as_str()])
+            .args(["--messages", &messages.to_string()])
+            .arg("--ca")
+            .arg(&em.ca)
+            .args(["--scope", &em.scope, "--group-key", &em.group_key])
+            .args([
+                "--devices",
+                &devices.to_string(),
+                "--concurrency",
+                &concurrency.to_string(),
+            ])
+            .args(["--prefix", prefix])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         let (stat_before, sched_before) = em.cpu();
         let retransmits_before = measure::tcp_retransmits();
         let (busy_before, total_before) = measure::machine_jiffies();
@@ -917,6 +1140,10 @@ impl Bench<'_> {
         let mut results: Fleet = self.clients.iter().map(|&k| (k, Vec::new())).collect();
         for run in 0..self.opts.runs {
             for (kind, runs) in &mut results {
+                // The Python SDK needs minutes per fleet run (its devices time out): one run.
+                if *kind == Kind::Python && run > 0 {
+                    continue;
+                }
                 let prefix = format!("{}-fleet-r{run}", kind.name());
                 let result = self.run(*kind, Mode::Fleet, n, n, &prefix)?;
                 runs.push(result);
@@ -951,7 +1178,9 @@ impl Bench<'_> {
             // The Python SDK takes minutes per point: one run per point.
             for run in 0..self.opts.runs {
                 for (kind, runs) in &mut point {
-                    if *kind == Kind::Python && run > 0 {
+                    // One run for the Python SDK, and none beyond the fleet size: at 1,000 in
+                    // flight two thirds of its devices already time out.
+                    if *kind == Kind::Python && (run > 0 || c > self.opts.devices) {
                         continue;
                     }
                     let devices = Self::curve_devices(*kind, c);
@@ -963,6 +1192,51 @@ impl Bench<'_> {
         }
         save_json(self.env, self.opts, "curve.json", &curve)?;
         Ok(curve)
+    }
+
+    /// Telemetry on 1 and 100 connections, and 1,000 idle connections: each on a restarted
+    /// emulator whose devices were first registered through DPS (by the raw client, not
+    /// measured).
+    fn hub(&mut self) -> Result<HubResults, Error> {
+        let scenarios = [
+            (HubScenario::TelemetryOne, Mode::Telemetry, 1, 16),
+            (HubScenario::TelemetryHundred, Mode::Telemetry, 100, 16),
+            (HubScenario::Idle, Mode::Idle, 1000, 0),
+        ];
+        println!("\nhub: telemetry (window 16) on 1 and 100 connections; 1,000 idle connections");
+        let mut results: HubResults = Vec::new();
+        for (scenario, mode, connections, window) in scenarios {
+            let mut per_kind: Vec<(Kind, Vec<RunResult>)> =
+                self.clients.iter().map(|&k| (k, Vec::new())).collect();
+            for run in 0..self.opts.runs {
+                for (kind, runs) in &mut per_kind {
+                    // The Python SDK is slow at this: one run.
+                    if *kind == Kind::Python && run > 0 {
+                        continue;
+                    }
+                    let prefix = format!("{}-{}-r{run}", kind.name(), scenario.key());
+                    self.restart_emulator()?;
+                    let provisioned =
+                        self.child(Kind::Raw, Mode::Fleet, connections, 100, &prefix, 0)?;
+                    if provisioned.ok != connections {
+                        return Err(format!(
+                            "provisioning for the hub runs: {:?}",
+                            provisioned.errors
+                        )
+                        .into());
+                    }
+                    let messages = match (mode, *kind) {
+                        (Mode::Telemetry, Kind::Python) => 2_000,
+                        (Mode::Telemetry, _) => 20_000,
+                        _ => 0,
+                    };
+                    runs.push(self.child(*kind, mode, connections, window, &prefix, messages)?);
+                }
+            }
+            results.push((scenario, per_kind));
+        }
+        save_json(self.env, self.opts, "hub.json", &results)?;
+        Ok(results)
     }
 
     fn latency(&mut self) -> Result<Vec<(Kind, RunResult)>, Error> {
@@ -1336,6 +1610,114 @@ fn latency_section(results: &[(Kind, RunResult)], opts: &Opts) -> String {
         ));
     }
     text
+}
+
+fn hub_section(results: &HubResults) -> String {
+    use report::{num, ratio, table};
+    let mut telemetry_rows = Vec::new();
+    let mut idle_rows = Vec::new();
+    let mut ratio_rows = Vec::new();
+    for (scenario, per_kind) in results {
+        let mut medians = Vec::new();
+        for (kind, runs) in per_kind {
+            let rate = median_of(runs, RunResult::rate);
+            let cpu_us = median_of(runs, |r| {
+                if r.ok == 0 {
+                    f64::NAN
+                } else {
+                    r.cpu_s * 1e6 / r.ok as f64
+                }
+            });
+            let emulator_us = median_of(runs, RunResult::emulator_us_per_registration);
+            let peak = median_of(runs, |r| r.peak_rss_kib as f64 / 1024.0);
+            let per_connection = median_of(runs, |r| {
+                if r.ok == 0 {
+                    f64::NAN
+                } else {
+                    (r.rss_end_kib as f64 - r.rss_start_kib as f64) / r.ok as f64
+                }
+            });
+            let failed = median_of(runs, |r| r.failed as f64);
+            let messages = runs.first().map_or(0, |r| r.ok + r.failed);
+            if *scenario == HubScenario::Idle {
+                idle_rows.push(vec![
+                    kind.label().into(),
+                    num(median_of(runs, |r| r.ok as f64)),
+                    num(per_connection),
+                    num(peak),
+                    num(failed),
+                    runs.len().to_string(),
+                ]);
+                medians.push((*kind, per_connection, f64::NAN));
+            } else {
+                telemetry_rows.push(vec![
+                    scenario.label().into(),
+                    kind.label().into(),
+                    messages.to_string(),
+                    num(rate),
+                    num(cpu_us),
+                    num(emulator_us),
+                    num(peak),
+                    num(failed),
+                    runs.len().to_string(),
+                ]);
+                medians.push((*kind, rate, cpu_us));
+            }
+        }
+        let get = |k: Kind| medians.iter().find(|m| m.0 == k).copied();
+        for (a, b) in [(Kind::Sdk, Kind::Raw), (Kind::Sdk, Kind::Python)] {
+            if let (Some(x), Some(y)) = (get(a), get(b)) {
+                let what = if *scenario == HubScenario::Idle {
+                    "RSS/connection"
+                } else {
+                    "msgs/s; CPU/msg"
+                };
+                let value = if *scenario == HubScenario::Idle {
+                    ratio(x.1, y.1)
+                } else {
+                    format!("{}; {}", ratio(x.1, y.1), ratio(x.2, y.2))
+                };
+                ratio_rows.push(vec![
+                    scenario.label().into(),
+                    format!("{} / {}", a.label(), b.label()),
+                    what.into(),
+                    value,
+                ]);
+            }
+        }
+    }
+    format!(
+        "Telemetry: QoS 1, 256-byte payload, 4 system + 2 application properties, 16 messages in \
+         flight per connection (the SDK's window), devices registered through DPS first. Idle: RSS \
+         growth of the client process per connected device after 5 s idle (keep-alive 60 s \
+         running), measured from just before connecting.\n\n{}\n{}\nRatios:\n\n{}",
+        table(
+            &[
+                "connections",
+                "client",
+                "messages",
+                "msgs/s",
+                "client CPU µs/msg",
+                "emulator CPU µs/msg",
+                "peak RSS MiB",
+                "failed",
+                "runs"
+            ],
+            &telemetry_rows
+        ),
+        table(
+            &[
+                "client",
+                "connected",
+                "RSS growth KiB/connection",
+                "peak RSS MiB",
+                "failed",
+                "runs"
+            ],
+            &idle_rows
+        ),
+        table(&["scenario", "ratio", "figure", "value"], &ratio_rows),
+    )
 }
 
 /// Criterion (run through cargo) and the allocation counter.
