@@ -9,8 +9,10 @@
 use std::time::{Duration, Instant};
 
 use dps_auth::SymmetricKey;
-use dps_client::{ProvisioningClient, TlsConfig, Timing};
-use dps_emulator::model::{AttestationMechanism, AttestationType, EnrollmentSettings, IndividualEnrollment};
+use dps_client::{ProvisioningClient, Timing, TlsConfig};
+use dps_emulator::model::{
+    AttestationMechanism, AttestationType, EnrollmentSettings, IndividualEnrollment,
+};
 use dps_emulator::{Behaviour, Emulator, EmulatorConfig};
 
 #[tokio::main]
@@ -34,18 +36,34 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 registration_state: None,
                 optional_device_information: None,
                 settings: EnrollmentSettings {
-                    attestation: AttestationMechanism { kind: AttestationType::SymmetricKey, ..AttestationMechanism::default() },
+                    attestation: AttestationMechanism {
+                        kind: AttestationType::SymmetricKey,
+                        ..AttestationMechanism::default()
+                    },
                     ..EnrollmentSettings::default()
                 },
             },
             None,
         )
         .await?;
-    let key = enrollment.settings.attestation.symmetric_key.and_then(|k| k.primary_key).ok_or("no key")?;
-    let client = ProvisioningClient::new(emulator.id_scope(), "latency-device", SymmetricKey::from_base64(&key)?)
-        .endpoint(format!("localhost:{}", emulator.mqtt_addr().port()))
-        .tls(TlsConfig::default().webpki_roots(false).add_root(emulator.ca_der().clone()))
-        .timing(Timing::default().retry_after_floor(Duration::ZERO));
+    let key = enrollment
+        .settings
+        .attestation
+        .symmetric_key
+        .and_then(|k| k.primary_key)
+        .ok_or("no key")?;
+    let client = ProvisioningClient::new(
+        emulator.id_scope(),
+        "latency-device",
+        SymmetricKey::from_base64(&key)?,
+    )
+    .endpoint(format!("localhost:{}", emulator.mqtt_addr().port()))
+    .tls(
+        TlsConfig::default()
+            .webpki_roots(false)
+            .add_root(emulator.ca_der().clone()),
+    )
+    .timing(Timing::default().retry_after_floor(Duration::ZERO));
 
     // One warm-up run (first-use costs: page faults, lazy statics).
     client.register().await?;

@@ -142,9 +142,13 @@ pub fn percent_decode(text: &str, form: bool) -> Option<String> {
     // encoding's `+` is handled here. A literal `+` is `%2B`, so replacing first is safe.
     if form && text.contains('+') {
         let spaced = text.replace('+', " ");
-        return dps_core::encoding::percent_decode(&spaced).ok().map(|c| c.into_owned());
+        return dps_core::encoding::percent_decode(&spaced)
+            .ok()
+            .map(|c| c.into_owned());
     }
-    dps_core::encoding::percent_decode(text).ok().map(|c| c.into_owned())
+    dps_core::encoding::percent_decode(text)
+        .ok()
+        .map(|c| c.into_owned())
 }
 
 #[cfg(test)]
