@@ -340,7 +340,10 @@ async fn client_run(args: &ClientArgs) -> Result<RunResult, Error> {
     let mut record = |outcome: Result<(f64, Option<Breakdown>), String>| match outcome {
         Ok((latency, breakdown)) => {
             latencies.push(latency);
-            breakdowns.extend(breakdown);
+            // Kept for the latency figure only (a fleet's would bloat the results files).
+            if args.mode == Mode::Latency {
+                breakdowns.extend(breakdown);
+            }
         }
         Err(e) => errors.push(e),
     };
