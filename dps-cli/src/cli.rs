@@ -174,7 +174,7 @@ pub(crate) struct SendArgs {
     /// The transport.
     #[arg(long, value_enum, default_value = "mqtt")]
     pub(crate) transport: TransportKind,
-    /// Connect to HOST[:PORT] instead of the hub (a gateway, or the local emulator); the token
+    /// Connect to `HOST[:PORT]` instead of the hub (a gateway, or the local emulator); the token
     /// and user name still name the hub.
     #[arg(long, value_name = "HOST[:PORT]")]
     pub(crate) endpoint: Option<String>,
