@@ -695,7 +695,7 @@ async fn c2d_with_properties_and_the_offline_queue() {
     assert_eq!(bag.value("$.ce").unwrap().as_deref(), Some("utf-8"));
     assert_eq!(
         bag.value("$.to").unwrap().as_deref(),
-        Some("/devices/dev-c2d/messages/devicebound")
+        Some("/devices/dev-c2d/messages/deviceBound")
     );
     assert_eq!(
         bag.value("priority").unwrap().as_deref(),
