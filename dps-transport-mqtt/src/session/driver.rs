@@ -16,8 +16,11 @@ use super::handshake::{MAX_INCOMING_PACKET, MAX_OUTGOING_PACKET};
 use super::{CLOSE_TIMEOUT, CloseReason, Command, Incoming, QoS, Reply, Shared};
 use crate::error::TransportError;
 
-/// How much room to make in the read buffer at a time.
+/// How much room to make in the read buffer while data streams in.
 const READ_CHUNK: usize = 16 * 1024;
+/// How much room an idle connection keeps: a gateway holds thousands of mostly idle
+/// connections, and 16 KiB each is most of their memory. Reads that fill it grow it again.
+const IDLE_READ: usize = 1024;
 
 /// What a SUBACK grants, filter by filter.
 type Granted = Vec<Option<QoS>>;
@@ -27,6 +30,8 @@ pub(super) struct Driver<S> {
     read: ReadHalf<S>,
     write: WriteHalf<S>,
     rbuf: BytesMut,
+    /// Whether the last read filled the room it had (data is streaming: keep a large buffer).
+    streaming: bool,
     wbuf: BytesMut,
     commands: mpsc::UnboundedReceiver<Command>,
     incoming: mpsc::UnboundedSender<Incoming>,
@@ -90,6 +95,7 @@ where
             read,
             write,
             rbuf,
+            streaming: false,
             wbuf: BytesMut::with_capacity(4096),
             commands,
             incoming,
@@ -131,18 +137,30 @@ where
             let timer = self.next_timer();
             let want_write = !self.wbuf.is_empty();
             let want_flush = !want_write && !self.flushed;
-            if self.rbuf.capacity() - self.rbuf.len() < READ_CHUNK / 4 {
-                self.rbuf.reserve(READ_CHUNK);
+            let room = self.rbuf.capacity() - self.rbuf.len();
+            if room < IDLE_READ {
+                self.rbuf.reserve(if self.streaming {
+                    READ_CHUNK
+                } else {
+                    IDLE_READ
+                });
             }
+            let room = self.rbuf.capacity() - self.rbuf.len();
             // Unbiased: reading, writing and new commands all make progress under load.
             tokio::select! {
                 _ = &mut self.guard => return self.close_gracefully().await,
                 read = self.read.read_buf(&mut self.rbuf) => match read {
                     Ok(0) => return CloseReason::ClosedByPeer,
-                    Ok(_) => {
+                    Ok(n) => {
                         self.last_received = Instant::now();
+                        self.streaming = n >= room;
                         if let Err(reason) = self.process_input() {
                             return reason;
+                        }
+                        // Everything read was consumed and the stream went quiet: give the
+                        // large buffer back.
+                        if !self.streaming && self.rbuf.is_empty() && self.rbuf.capacity() > 4 * IDLE_READ {
+                            self.rbuf = BytesMut::new();
                         }
                     }
                     Err(e) => return network(&e),
@@ -157,6 +175,10 @@ where
                         Ok(None) => {
                             self.flushed = true;
                             self.release_written();
+                            // After a burst, an idle connection need not keep a large buffer.
+                            if self.wbuf.is_empty() && self.wbuf.capacity() > READ_CHUNK {
+                                self.wbuf = BytesMut::new();
+                            }
                         }
                         Err(e) => return network(&e),
                     }
