@@ -47,6 +47,10 @@ pub struct TlsConfig {
     no_webpki_roots: bool,
     ecc_only: bool,
     max_fragment_size: Option<usize>,
+    /// The rustls configuration for connections without a client certificate, built once and
+    /// shared by every clone: a fleet's connections share one root store, verifier and session
+    /// cache instead of building their own. Every setter starts a new one.
+    shared: Arc<OnceLock<Arc<ClientConfig>>>,
 }
 
 impl fmt::Debug for TlsConfig {
@@ -73,6 +77,7 @@ impl TlsConfig {
     #[must_use]
     pub fn add_root(mut self, root: CertificateDer<'static>) -> Self {
         self.extra_roots.push(root);
+        self.shared = Arc::default();
         self
     }
 
@@ -89,6 +94,7 @@ impl TlsConfig {
             return Err(configuration("no certificate in the root certificate pem"));
         }
         self.extra_roots.extend(roots);
+        self.shared = Arc::default();
         Ok(self)
     }
 
@@ -97,6 +103,7 @@ impl TlsConfig {
     #[must_use]
     pub fn webpki_roots(mut self, enabled: bool) -> Self {
         self.no_webpki_roots = !enabled;
+        self.shared = Arc::default();
         self
     }
 
@@ -106,6 +113,7 @@ impl TlsConfig {
     #[must_use]
     pub fn ecc_only(mut self, enabled: bool) -> Self {
         self.ecc_only = enabled;
+        self.shared = Arc::default();
         self
     }
 
@@ -114,6 +122,7 @@ impl TlsConfig {
     #[must_use]
     pub fn max_fragment_size(mut self, size: Option<usize>) -> Self {
         self.max_fragment_size = size;
+        self.shared = Arc::default();
         self
     }
 
@@ -234,12 +243,25 @@ impl TlsConfig {
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
-        // The configuration is built for this one connection, so its session cache could never
-        // serve another: drop it (rustls' default cache holds 256 sessions, ~15 KiB per
-        // connection that a fleet of registrations in flight would carry until each ends).
-        let mut config = Arc::unwrap_or_clone(self.client_config(identity)?);
-        config.resumption = rustls::client::Resumption::disabled();
-        let config = Arc::new(config);
+        let config = match identity {
+            None => match self.shared.get() {
+                Some(config) => Arc::clone(config),
+                None => {
+                    let config = self.client_config(None)?;
+                    // Another connection may have won the race; either configuration is right.
+                    let _ = self.shared.set(Arc::clone(&config));
+                    config
+                }
+            },
+            Some(identity) => {
+                // A configuration with a client certificate is built for one device, so its
+                // session cache could never serve another: drop it (rustls' default cache
+                // holds 256 sessions, ~15 KiB per connection in flight).
+                let mut config = Arc::unwrap_or_clone(self.client_config(Some(identity))?);
+                config.resumption = rustls::client::Resumption::disabled();
+                Arc::new(config)
+            }
+        };
         let name = ServerName::try_from(host.to_owned()).map_err(|_| TransportError::Dns {
             host: host.to_owned(),
             message: "not a valid server name".into(),

@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 /// item with a warning instead of stalling the connection: keep reading. The stream ends when
 /// the client stops.
 pub struct Subscription<T> {
-    receiver: Option<mpsc::Receiver<T>>,
+    receiver: Option<mpsc::Receiver<Box<T>>>,
 }
 
 impl<T> fmt::Debug for Subscription<T> {
@@ -27,7 +27,7 @@ impl<T> fmt::Debug for Subscription<T> {
 }
 
 impl<T> Subscription<T> {
-    pub(crate) const fn new(receiver: Option<mpsc::Receiver<T>>) -> Self {
+    pub(crate) const fn new(receiver: Option<mpsc::Receiver<Box<T>>>) -> Self {
         Self { receiver }
     }
 
@@ -35,14 +35,14 @@ impl<T> Subscription<T> {
     /// by an earlier call: each stream can be taken once).
     pub async fn recv(&mut self) -> Option<T> {
         match &mut self.receiver {
-            Some(receiver) => receiver.recv().await,
+            Some(receiver) => receiver.recv().await.map(|item| *item),
             None => None,
         }
     }
 
     /// An item already buffered, without waiting.
     pub fn try_recv(&mut self) -> Option<T> {
-        self.receiver.as_mut()?.try_recv().ok()
+        self.receiver.as_mut()?.try_recv().ok().map(|item| *item)
     }
 }
 
@@ -51,7 +51,7 @@ impl<T> futures_util::Stream for Subscription<T> {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<T>> {
         match &mut self.receiver {
-            Some(receiver) => receiver.poll_recv(cx),
+            Some(receiver) => receiver.poll_recv(cx).map(|item| item.map(|boxed| *boxed)),
             None => Poll::Ready(None),
         }
     }

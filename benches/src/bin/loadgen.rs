@@ -853,11 +853,11 @@ impl Emulator {
     }
 
     fn spawn(env: &Env, port: u16) -> Result<Self, Error> {
-        let binary = env
-            .root
-            .join("target")
-            .join(env.profile())
-            .join("dps-emulator");
+        // Where cargo put the workspace's binaries (CARGO_TARGET_DIR moves them).
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| env.root.join("target"));
+        let binary = target.join(env.profile()).join("dps-emulator");
         let data_dir = env
             .root
             .join("target/loadgen")
