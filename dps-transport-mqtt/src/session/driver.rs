@@ -33,8 +33,8 @@ pub(super) struct Driver<S> {
     /// Whether the last read filled the room it had (data is streaming: keep a large buffer).
     streaming: bool,
     wbuf: BytesMut,
-    commands: mpsc::UnboundedReceiver<Command>,
-    incoming: mpsc::UnboundedSender<Incoming>,
+    commands: mpsc::UnboundedReceiver<Box<Command>>,
+    incoming: mpsc::UnboundedSender<Box<Incoming>>,
     guard: oneshot::Receiver<()>,
     shared: Arc<Shared>,
     keep_alive: Option<Duration>,
@@ -83,8 +83,8 @@ where
     pub(super) fn new(
         stream: S,
         rbuf: BytesMut,
-        commands: mpsc::UnboundedReceiver<Command>,
-        incoming: mpsc::UnboundedSender<Incoming>,
+        commands: mpsc::UnboundedReceiver<Box<Command>>,
+        incoming: mpsc::UnboundedSender<Box<Incoming>>,
         guard: oneshot::Receiver<()>,
         shared: Arc<Shared>,
         keep_alive: Option<Duration>,
@@ -184,7 +184,7 @@ where
                     }
                 },
                 command = self.commands.recv() => match command {
-                    Some(command) => self.handle_command(command),
+                    Some(command) => self.handle_command(*command),
                     // Only the connection handle and its senders hold the channel; with all of
                     // them gone, nobody can use the connection any more.
                     None => return self.close_gracefully().await,
@@ -255,12 +255,12 @@ where
                 }
                 tracing::trace!(topic = %publish.topic, qos = ?qos, len = publish.payload.len(), "mqtt publish received");
                 // A dropped connection handle means nobody listens; the guard ends us soon.
-                let _ = self.incoming.send(Incoming::Publish {
+                let _ = self.incoming.send(Box::new(Incoming::Publish {
                     topic: publish.topic,
                     payload: publish.payload,
                     qos,
                     retain: publish.retain,
-                });
+                }));
                 if qos == QoS::AtLeastOnce {
                     self.queue(&v4::Packet::PubAck(v4::PubAck::new(publish.pkid)))
                         .map_err(|e| CloseReason::ProtocolError(e.to_string()))?;
@@ -471,7 +471,7 @@ where
         }
         self.commands.close();
         while let Ok(command) = self.commands.try_recv() {
-            match command {
+            match *command {
                 Command::Publish { done, .. } | Command::Unsubscribe { done, .. } => {
                     let _ = done.send(closed());
                 }

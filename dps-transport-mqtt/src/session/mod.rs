@@ -152,7 +152,9 @@ enum Command {
 /// [`TransportError::ConnectionClosed`].
 #[derive(Clone)]
 pub struct MqttSender {
-    commands: mpsc::UnboundedSender<Command>,
+    // Boxed: a tokio channel allocates its first 32-slot block up front, which for these enums
+    // would be kilobytes per idle connection.
+    commands: mpsc::UnboundedSender<Box<Command>>,
     subscribe_timeout: Duration,
 }
 
@@ -246,7 +248,7 @@ impl MqttSender {
 
     fn send(&self, command: Command) -> Result<(), TransportError> {
         self.commands
-            .send(command)
+            .send(Box::new(command))
             .map_err(|_| TransportError::ConnectionClosed)
     }
 
@@ -271,7 +273,7 @@ impl MqttSender {
 /// outstanding operation of its [senders](Self::sender); nothing is left running.
 pub struct MqttConnection {
     sender: MqttSender,
-    incoming: mpsc::UnboundedReceiver<Incoming>,
+    incoming: mpsc::UnboundedReceiver<Box<Incoming>>,
     session_present: bool,
     shared: Arc<Shared>,
     /// Dropped to tell the task to close.
@@ -331,12 +333,12 @@ impl MqttConnection {
     /// [`close_reason`](Self::close_reason) says why). Messages are queued until received, so
     /// call this regularly.
     pub async fn recv(&mut self) -> Option<Incoming> {
-        self.incoming.recv().await
+        self.incoming.recv().await.map(|incoming| *incoming)
     }
 
     /// A message already received, if any, without waiting.
     pub fn try_recv(&mut self) -> Option<Incoming> {
-        self.incoming.try_recv().ok()
+        self.incoming.try_recv().ok().map(|incoming| *incoming)
     }
 
     /// Why the connection closed; `None` while it is open.
