@@ -1,9 +1,7 @@
 //! The async driver: performs what the `dps-core` registration state machine asks, on a real
 //! connection, and feeds back what happens.
 
-use std::collections::hash_map::RandomState;
-use std::hash::{BuildHasher as _, Hasher as _};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use dps_core::Timestamp;
 use dps_core::dps::DpsConnectInfo;
@@ -11,6 +9,7 @@ use dps_core::dps::registration::{
     Assignment, ConnectFailure, Event, Registration, RegistrationConfig, Transmit,
 };
 use dps_core::sas::SasResource;
+use dps_transport_mqtt::os::{random_seed, unix_now};
 use dps_transport_mqtt::{ConnectOptions, Incoming, MqttConnection, QoS, TransportError};
 use tracing::Instrument as _;
 
@@ -229,18 +228,4 @@ fn log_event(event: &Event) {
         Event::Ignored { reason, rid } => tracing::warn!(?reason, ?rid, "ignored a message"),
         _ => tracing::debug!(?event, "event"),
     }
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
-/// A per-call seed from the process's randomly keyed hasher: enough to spread a fleet's retries
-/// without a random-number dependency.
-fn random_seed() -> u64 {
-    let mut hasher = RandomState::new().build_hasher();
-    hasher.write_u128(Instant::now().elapsed().as_nanos());
-    hasher.finish()
 }

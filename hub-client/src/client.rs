@@ -1,10 +1,8 @@
 //! [`HubClient`]: the async handle, its builder, and the items its streams carry.
 
 use std::any::Any;
-use std::collections::hash_map::RandomState;
 use std::fmt;
 use std::future::Future;
-use std::hash::{BuildHasher as _, Hasher as _};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -14,6 +12,7 @@ use bytes::Bytes;
 use dps_auth::{Authenticator, SasAuthenticator, SasResource, SymmetricKey};
 use dps_core::dps::registration::Assignment;
 use dps_core::hub::HubConnectInfo;
+use dps_transport_mqtt::os::random_seed;
 use dps_transport_mqtt::{MqttTransport, TlsConfig, Transport};
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
@@ -766,12 +765,4 @@ impl HubClientBuilder {
             module_id: self.module_id.map(Arc::from),
         })
     }
-}
-
-/// A per-client seed from the process's randomly keyed hasher: enough to spread a fleet's
-/// renewals and retries without a random-number dependency.
-fn random_seed() -> u64 {
-    let mut hasher = RandomState::new().build_hasher();
-    hasher.write_u128(Instant::now().elapsed().as_nanos());
-    hasher.finish()
 }

@@ -4,10 +4,11 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use bytes::Bytes;
 use dps_auth::{Authenticator, Credentials, SasResource};
+use dps_transport_mqtt::os::unix_now;
 use dps_transport_mqtt::{
     CloseReason, ConnectOptions, Incoming, MqttConnection, MqttSender, QoS, TlsConfig, Transport,
     TransportError,
@@ -325,10 +326,4 @@ async fn recv(connection: &mut Option<MqttConnection>) -> Option<Incoming> {
         Some(c) => c.recv().await,
         None => std::future::pending().await,
     }
-}
-
-pub(crate) fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
