@@ -44,6 +44,7 @@
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod frame;
 mod proxy;
 mod transport;
 mod ws_io;

@@ -5,12 +5,12 @@ use dps_transport_mqtt::net::{Endpoint, tcp_connect, within};
 use dps_transport_mqtt::{ConnectOptions, MqttConnection, TimeoutStage, Transport, TransportError};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
+use tokio_tungstenite::client_async_with_config;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 use tokio_tungstenite::tungstenite::error::ProtocolError;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Error as WsError, handshake::client::Response};
-use tokio_tungstenite::{WebSocketStream, client_async_with_config};
 use tracing::Instrument as _;
 
 use crate::proxy::ProxyConfig;
@@ -102,11 +102,17 @@ impl Transport for WebSocketTransport {
                 options.tls.handshake(&target.host, tcp, options.identity()),
             )
             .await?;
-            let ws = within(deadline, TimeoutStage::WebSocket, upgrade(&target, tls)).await?;
+            let mut tls = tls;
+            within(
+                deadline,
+                TimeoutStage::WebSocket,
+                upgrade(&target, &mut tls),
+            )
+            .await?;
             within(
                 deadline,
                 TimeoutStage::Connack,
-                MqttConnection::handshake(WsIo::new(ws), options),
+                MqttConnection::handshake(WsIo::new(tls, MAX_MESSAGE), options),
             )
             .await
         }
@@ -123,8 +129,13 @@ impl Transport for WebSocketTransport {
     }
 }
 
-/// The WebSocket upgrade over an established TLS stream.
-async fn upgrade<S>(target: &Endpoint, stream: S) -> Result<WebSocketStream<S>, TransportError>
+/// The WebSocket upgrade over an established TLS stream, performed and checked by tungstenite
+/// (the request and response carry no secret). The frames that follow are this crate's own
+/// ([`WsIo`]): tungstenite would trace their payloads, and the first one holds the SAS token.
+///
+/// The server sends nothing after its `101` until the client's MQTT CONNECT, so tungstenite has
+/// read no frame bytes that the stream would lose when its wrapper is dropped here.
+async fn upgrade<S>(target: &Endpoint, stream: &mut S) -> Result<(), TransportError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -145,8 +156,10 @@ where
         .await
         .map_err(upgrade_error)?;
     check_subprotocol(&response)?;
+    // Dropping the wrapper sends nothing: the stream is handed to `WsIo` as it is.
+    drop(ws);
     tracing::debug!(%path, "websocket upgraded");
-    Ok(ws)
+    Ok(())
 }
 
 /// Requires the answer to select the `mqtt` subprotocol (tungstenite checks it too).
