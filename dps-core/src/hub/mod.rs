@@ -53,6 +53,7 @@ pub mod connect;
 pub mod credentials;
 pub mod inputs;
 pub mod methods;
+pub mod pnp;
 pub mod properties;
 pub mod property_bag;
 pub mod telemetry;
