@@ -84,6 +84,7 @@ mod connection_string;
 mod driver;
 mod error;
 mod message;
+pub mod pnp;
 pub mod proto;
 mod shared;
 mod streams;
