@@ -860,7 +860,7 @@ async fn reregister(
 }
 
 /// A device on hub A whose enrollment then moves to hub B (and whose initial twin changes).
-async fn moved_device(policy: Option<Value>) -> (TestEmu, String) {
+async fn moved_device(policy: Option<Value>) -> (TestEmulator, String) {
     let emu = start_with(|c| c.linked_hubs(HUBS)).await;
     let primary = key(51, 64);
     let mut body = with(
@@ -1229,7 +1229,7 @@ async fn a_csr_needs_the_preview_api_and_the_right_common_name() {
 // ---------------------------------------------------------------------------------------------
 // Faults
 
-async fn faulty(faults: Faults) -> (TestEmu, Conn) {
+async fn faulty(faults: Faults) -> (TestEmulator, Conn) {
     let emu = start().await;
     let (primary, _) = enroll(&emu, "fault-dev").await;
     let dev = sas_device(&emu, "fault-dev", &primary).await;

@@ -24,7 +24,6 @@ use rumqttc::mqttbytes::v4::{
 use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, RootCertStore};
 use serde_json::{Value, json};
-use tempfile::TempDir;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
@@ -51,30 +50,16 @@ pub(crate) fn fast() -> Behaviour {
     }
 }
 
-/// A running emulator and the directory holding its state (dropped after it).
-pub(crate) struct TestEmu {
-    pub(crate) emu: Emulator,
-    pub(crate) dir: TempDir,
-}
-
-impl std::ops::Deref for TestEmu {
-    type Target = Emulator;
-    fn deref(&self) -> &Emulator {
-        &self.emu
-    }
-}
-
 /// An emulator with [`fast`] behaviour and the default hub (`localhost`).
-pub(crate) async fn start() -> TestEmu {
+pub(crate) async fn start() -> TestEmulator {
     start_with(|config| config).await
 }
 
 /// An emulator whose configuration `adjust` edits ([`fast`] behaviour is preset).
-pub(crate) async fn start_with(adjust: impl FnOnce(EmulatorConfig) -> EmulatorConfig) -> TestEmu {
-    let dir = tempfile::tempdir().unwrap();
-    let config = adjust(EmulatorConfig::new(dir.path()).behaviour(fast()));
-    let emu = Emulator::start(config).await.unwrap();
-    TestEmu { emu, dir }
+pub(crate) async fn start_with(
+    adjust: impl FnOnce(EmulatorConfig) -> EmulatorConfig,
+) -> TestEmulator {
+    TestEmulator::start_with(|config| adjust(config.behaviour(fast()))).await
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -209,6 +194,9 @@ pub(crate) fn with(mut base: Value, extra: Value) -> Value {
 // ---------------------------------------------------------------------------------------------
 // Certificates
 
+// Each test binary uses a different subset.
+#[allow(unused_imports)]
+pub(crate) use dps_testkit::emulator::TestEmulator;
 // Each test binary uses a different subset.
 #[allow(unused_imports)]
 pub(crate) use dps_testkit::pki::{Ca, Leaf, hex, self_signed};
