@@ -15,7 +15,6 @@ use dps_emulator::model::{
 };
 use dps_emulator::{Device, Emulator, EmulatorConfig, Module};
 use dps_transport_mqtt::TlsConfig;
-use rustls::pki_types::CertificateDer;
 use tempfile::TempDir;
 
 use crate::pki::{self, Leaf};
@@ -95,14 +94,12 @@ impl TestEmulator {
         self.emulator.default_hub()
     }
 
-    /// The emulator's CA certificate, DER (its PEM: [`Emulator::ca_pem`]).
-    pub fn ca(&self) -> CertificateDer<'static> {
-        self.emulator.ca_der().clone()
-    }
-
-    /// A TLS policy trusting the emulator's CA only.
+    /// A TLS policy trusting the emulator's CA only (the CA itself, DER or PEM, is
+    /// [`Emulator::ca_der`] / [`Emulator::ca_pem`], reached through `Deref`).
     pub fn tls(&self) -> TlsConfig {
-        TlsConfig::default().webpki_roots(false).add_root(self.ca())
+        TlsConfig::default()
+            .webpki_roots(false)
+            .add_root(self.emulator.ca_der().clone())
     }
 
     /// Creates the individual enrollment `enrollment`; the enrollment as stored.
