@@ -2,7 +2,8 @@
 
 Registers group-enrolled symmetric-key devices with azure-iot-device's asyncio
 ProvisioningDeviceClient, many at once in one process as a gateway would, and prints one JSON
-line with the same fields as the Rust clients (see benches/src/bin/loadgen.rs).
+line with the same fields as the Rust clients (see `RunResult` in
+benches/src/bin/loadgen/result.rs).
 
     python fleet.py --mode fleet --host localhost --ca CA.pem --scope ID_SCOPE \
         --group-key B64 --devices 1000 --concurrency 1000 --prefix py-r0

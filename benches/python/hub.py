@@ -2,7 +2,7 @@
 
 Devices `{prefix}-{n:05}` must exist on the hub (loadgen provisions them through DPS first);
 their keys are derived from the enrollment group key. Prints one JSON line with the fields of
-the Rust clients (see benches/src/bin/loadgen.rs).
+the Rust clients (see `RunResult` in benches/src/bin/loadgen/result.rs).
 
     python hub.py --mode telemetry --devices 1 --concurrency 16 --messages 5000 ...
     python hub.py --mode idle --devices 1000 --idle-seconds 5 ...

@@ -45,7 +45,7 @@ async fn run(
 ) -> Run {
     let emu = start().await;
     let id = format!("faulty-{}", via.name());
-    let key = enroll_sym(&emu, &id).await;
+    let key = emu.enroll_symmetric(&id).await;
     emu.set_faults(faults);
     let client = adjust(via.client(&emu, &id, key));
     let started = Instant::now();
@@ -270,14 +270,12 @@ async fn disabled_enrollment_is_not_retried() {
     let emu = &start().await;
     both(|via| async move {
         let id = format!("disabled-{}", via.name());
-        let key = enroll(
-            emu,
-            with(
+        let key = emu
+            .enroll_symmetric_value(with(
                 sym_enrollment(&id),
                 json!({ "provisioningStatus": "disabled" }),
-            ),
-        )
-        .await;
+            ))
+            .await;
         let error = via.client(emu, &id, key).register().await.unwrap_err();
         assert!(
             matches!(error, ProvisioningError::Disabled { .. }),
@@ -294,7 +292,7 @@ async fn wrong_key_is_refused_at_once() {
     let emu = &start().await;
     both(|via| async move {
         let id = format!("wrong-key-{}", via.name());
-        enroll_sym(emu, &id).await;
+        emu.enroll_symmetric(&id).await;
         let wrong = Counting::new(SymmetricKey::from_bytes(&[7; 32]).unwrap());
         let connects = std::sync::Arc::clone(&wrong.calls);
         let started = Instant::now();
@@ -321,7 +319,7 @@ async fn expired_token_is_unauthorized() {
     let emu = &start().await;
     both(|via| async move {
         let id = format!("expired-{}", via.name());
-        let key = enroll_sym(emu, &id).await;
+        let key = emu.enroll_symmetric(&id).await;
         let expired = Counting::new(Expired(key));
         let connects = std::sync::Arc::clone(&expired.calls);
         let error = via.client(emu, &id, expired).register().await.unwrap_err();
@@ -359,7 +357,7 @@ async fn untrusted_server_is_a_transport_error() {
     let emu = &start().await;
     both(|via| async move {
         let id = format!("no-trust-{}", via.name());
-        let key = enroll_sym(emu, &id).await;
+        let key = emu.enroll_symmetric(&id).await;
         let started = Instant::now();
         let error = via
             .client(emu, &id, key)

@@ -27,7 +27,7 @@ fn payload(assignment: &Assignment) -> Option<Value> {
 }
 
 /// The checks every successful registration must pass.
-fn assert_assigned(emu: &Emu, assignment: &Assignment, registration_id: &str, hub: &str) {
+fn assert_assigned(emu: &TestEmulator, assignment: &Assignment, registration_id: &str, hub: &str) {
     assert_eq!(assignment.assigned_hub(), hub);
     assert_eq!(assignment.device_id(), registration_id);
     assert!(!assignment.operation_id().is_empty());
@@ -45,7 +45,7 @@ async fn individual_symmetric_key() {
     let emu = &start().await;
     both(|via| async move {
         let id = format!("sym-{}", via.name());
-        let key = enroll_sym(emu, &id).await;
+        let key = emu.enroll_symmetric(&id).await;
         let assignment = via.client(emu, &id, key).register().await.unwrap();
         assert_assigned(emu, &assignment, &id, HUB);
         assert_eq!(assignment.substatus(), Some(&Substatus::InitialAssignment));
@@ -57,7 +57,7 @@ async fn individual_symmetric_key() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn group_derived_key() {
     let emu = start().await;
-    let group_key = enroll_group(&emu, sym_group("fleet")).await;
+    let group_key = emu.enroll_group_value(sym_group("fleet")).await;
     both(|via| {
         let group_key = &group_key;
         let emu = &emu;
@@ -88,7 +88,9 @@ async fn x509_chain_through_an_intermediate() {
         let (emu, intermediate) = (&emu, &intermediate);
         async move {
             let id = format!("x509-dev-{}", via.name());
-            let identity = intermediate.device(&id, &[intermediate.pem.as_str()]);
+            let identity = intermediate
+                .leaf(&id)
+                .identity(&[intermediate.pem.as_str()]);
             assert_eq!(identity.chain_len(), 2);
             let assignment = via.client(emu, &id, identity).register().await.unwrap();
             assert_assigned(emu, &assignment, &id, HUB);
@@ -99,7 +101,7 @@ async fn x509_chain_through_an_intermediate() {
 
     // A leaf from a CA no enrollment knows: the emulator answers 401.
     let id = "x509-stranger";
-    let identity = Ca::root("Unknown Root").device(id, &[]);
+    let identity = Ca::root("Unknown Root").leaf(id).identity(&[]);
     let error = Via::Mqtt
         .client(&emu, id, identity)
         .register()
@@ -116,7 +118,7 @@ async fn custom_signer_through_sas_authenticator() {
     let emu = &start().await;
     both(|via| async move {
         let id = format!("hsm-{}", via.name());
-        let hsm = FakeHsm::new(enroll_sym(emu, &id).await);
+        let hsm = FakeHsm::new(emu.enroll_symmetric(&id).await);
         let signatures = std::sync::Arc::clone(&hsm.signatures);
         let authenticator =
             SasAuthenticator::new(hsm).with_token_lifetime(Duration::from_secs(300));
@@ -151,11 +153,12 @@ async fn reprovisioning_to_another_hub_migrates_the_device() {
                 Via::Mqtt
             };
             let id = format!("move-{}", first.name());
-            let key = enroll(
-                emu,
-                with(sym_enrollment(&id), json!({ "iotHubs": ["hub-a.local"] })),
-            )
-            .await;
+            let key = emu
+                .enroll_symmetric_value(with(
+                    sym_enrollment(&id),
+                    json!({ "iotHubs": ["hub-a.local"] }),
+                ))
+                .await;
 
             let assignment = first
                 .client(emu, &id, key.clone())
@@ -206,7 +209,7 @@ async fn custom_payload_round_trip_through_the_allocation_webhook() {
         async move {
             // Any serializable payload.
             let id = format!("custom-{}", via.name());
-            let key = enroll(emu, custom(&id)).await;
+            let key = emu.enroll_symmetric_value(custom(&id)).await;
             let sent = json!({ "firmware": "1.2.3", "sensors": ["t", "h"], "battery": 0.93 });
             let assignment = via
                 .client(emu, &id, key)
@@ -222,7 +225,7 @@ async fn custom_payload_round_trip_through_the_allocation_webhook() {
 
             // The Plug and Play helper sends {"modelId": ...}.
             let id = format!("pnp-{}", via.name());
-            let key = enroll(emu, custom(&id)).await;
+            let key = emu.enroll_symmetric_value(custom(&id)).await;
             let model = "dtmi:com:example:Thermostat;1";
             let assignment = via
                 .client(emu, &id, key)
@@ -256,18 +259,16 @@ async fn custom_payload_round_trip_through_the_allocation_webhook() {
 async fn failing_webhook_is_a_typed_failure() {
     let emu = start().await;
     let id = "custom-broken";
-    let key = enroll(
-        &emu,
-        with(
+    let key = emu
+        .enroll_symmetric_value(with(
             sym_enrollment(id),
             json!({
                 "allocationPolicy": "custom",
                 // Nothing listens on the discard port.
                 "customAllocationDefinition": { "webhookUrl": "http://127.0.0.1:9/allocate" },
             }),
-        ),
-    )
-    .await;
+        ))
+        .await;
     let error = Via::Mqtt
         .client(&emu, id, key)
         .register()
@@ -289,7 +290,7 @@ async fn failing_webhook_is_a_typed_failure() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn csr_issues_a_certificate_chaining_to_the_emulator_ca() {
     let emu = start().await;
-    let group_key = enroll_group(&emu, sym_group("csr-fleet")).await;
+    let group_key = emu.enroll_group_value(sym_group("csr-fleet")).await;
     // Certificates issued by the emulator's CA are accepted by this group, to prove they work.
     emu.put_enrollment_group(group(x509_group("issued", emu.ca_pem())), None)
         .await
@@ -369,7 +370,7 @@ async fn websocket_through_an_authenticating_proxy() {
     );
     let proxy = Relay::start(emu.https_addr(), RelayMode::Proxy(Some(authorization))).await;
     let id = "behind-proxy";
-    let key = enroll_sym(&emu, id).await;
+    let key = emu.enroll_symmetric(id).await;
 
     let client = Via::Ws.client(&emu, id, key);
     let assignment = client
@@ -412,7 +413,7 @@ async fn dropping_register_closes_the_connection() {
         let emu = start().await;
         let relay = Relay::start(via.addr(&emu), RelayMode::Plain).await;
         let id = format!("cancel-{}", via.name());
-        let key = enroll_sym(&emu, &id).await;
+        let key = emu.enroll_symmetric(&id).await;
         let client = via.client_at(&emu, &relay.endpoint(), &id, key);
 
         // Answers come 2 s late: the registration is mid-way when its future is dropped.
@@ -460,7 +461,7 @@ async fn dropping_register_closes_the_connection() {
 async fn two_hundred_devices_concurrently() {
     const DEVICES: usize = 200;
     let emu = start().await;
-    let group_key: GroupKey = enroll_group(&emu, sym_group("big-fleet")).await;
+    let group_key: GroupKey = emu.enroll_group_value(sym_group("big-fleet")).await;
     let clients: Vec<ProvisioningClient> = (0..DEVICES)
         .map(|i| {
             let id = format!("fleet-{i:03}");

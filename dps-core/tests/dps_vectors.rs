@@ -1,5 +1,10 @@
-//! The official SDKs' DPS known-answer vectors (`shared/vectors/official-sdk-vectors.md` §4.1,
-//! §4.3, §4.4), reproduced byte for byte.
+//! The official SDKs' DPS known-answer vectors, reproduced byte for byte. Their origin is the
+//! Embedded C SDK's unit tests (github.com/Azure/azure-sdk-for-c, under `sdk/tests/iot/provisioning/`):
+//! - connect info: `test_az_iot_provisioning_client.c`;
+//! - response parsing: `test_az_iot_provisioning_client_parser.c`;
+//! - register payloads: `test_az_iot_provisioning_client_register_get_request_payload.c`, and
+//!   the Python SDK's equivalents (github.com/Azure/azure-iot-sdk-python,
+//!   `tests/unit/provisioning/pipeline/test_pipeline_stages_provisioning.py`).
 
 use dps_core::dps::topic::{QueryTopic, RegisterTopic, ResponseTopic, SUBSCRIBE_TOPIC, TopicError};
 use dps_core::dps::{

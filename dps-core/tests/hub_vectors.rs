@@ -1,6 +1,11 @@
-//! Known-answer vectors for the IoT Hub codecs, from the official SDKs' unit tests
-//! (`/work/shared/vectors/official-sdk-vectors.md`, sections 4.6, 4.9–4.13 and 4.15), each
-//! reproduced byte for byte.
+//! Known-answer vectors for the IoT Hub codecs, from the official SDKs' unit tests, each
+//! reproduced byte for byte. Their origin: the Embedded C SDK (github.com/Azure/azure-sdk-for-c,
+//! `sdk/tests/iot/hub/test_az_iot_hub_client{,_telemetry,_c2d,_methods,_twin}.c`,
+//! `sdk/tests/iot/common/test_az_iot_common.c` for message properties, and the
+//! `feature/dps-csr-preview` branch's `sdk/tests/iot/hub/test_az_iot_hub_client_csr.c` for the
+//! certificate renewal); and the Python SDK (github.com/Azure/azure-iot-sdk-python,
+//! `tests/unit/iothub/pipeline/test_mqtt_topic_iothub.py`) for property encoding and methods.
+//! Each section below names its file.
 
 use std::borrow::Cow;
 

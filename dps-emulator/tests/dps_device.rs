@@ -511,13 +511,13 @@ async fn x509_group_with_the_intermediate_enrolled() {
         .unwrap();
     let identity = intermediate
         .leaf("chain-dev-1")
-        .presenting(&[&intermediate.cert]);
+        .presenting(&[&intermediate.der]);
     let mut dev = x509_device(&emu, "chain-dev-1", &identity).await.unwrap();
     let state = dev.provision_ok().await.registration_state.unwrap();
     let x509 = state.x509.unwrap();
     assert_eq!(x509.enrollment_group_id.as_deref(), Some("inter-group"));
     let signing = x509.signing_certificate_info.unwrap();
-    assert_eq!(signing.sha1_thumbprint, Some(sha1_hex(&intermediate.cert)));
+    assert_eq!(signing.sha1_thumbprint, Some(sha1_hex(&intermediate.der)));
     assert!(signing.subject_name.unwrap().contains("Test Intermediate"));
     assert_eq!(
         x509.certificate_info.unwrap().sha1_thumbprint,
@@ -547,8 +547,8 @@ async fn x509_group_with_the_root_enrolled() {
         .await
         .unwrap();
     for (id, extra) in [
-        ("root-dev-1", vec![&intermediate.cert]),
-        ("root-dev-2", vec![&intermediate.cert, &root.cert]),
+        ("root-dev-1", vec![&intermediate.der]),
+        ("root-dev-2", vec![&intermediate.der, &root.der]),
     ] {
         let identity = intermediate.leaf(id).presenting(&extra);
         let mut dev = x509_device(&emu, id, &identity).await.unwrap();
@@ -562,7 +562,7 @@ async fn x509_group_with_the_root_enrolled() {
         assert_eq!(x509.enrollment_group_id.as_deref(), Some("root-group"));
         assert_eq!(
             x509.signing_certificate_info.unwrap().sha1_thumbprint,
-            Some(sha1_hex(&root.cert)),
+            Some(sha1_hex(&root.der)),
             "{id}"
         );
     }
@@ -582,7 +582,7 @@ async fn x509_leaf_common_name_must_be_the_registration_id() {
         .unwrap();
     let identity = intermediate
         .leaf("someone-else")
-        .presenting(&[&intermediate.cert]);
+        .presenting(&[&intermediate.der]);
     assert_eq!(
         x509_device(&emu, "cn-dev", &identity).await.err(),
         Some(ConnectReturnCode::NotAuthorized)
@@ -600,7 +600,7 @@ async fn x509_chain_from_an_unknown_ca_gets_401_at_register() {
     let intermediate = stranger.intermediate("Stranger Intermediate");
     let identity = intermediate
         .leaf("stray-dev")
-        .presenting(&[&intermediate.cert, &stranger.cert]);
+        .presenting(&[&intermediate.der, &stranger.der]);
     let mut dev = x509_device(&emu, "stray-dev", &identity).await.unwrap();
     let answer = dev.register("1", "").await;
     assert_eq!(answer.status(), 401, "{answer:?}");
@@ -621,7 +621,7 @@ async fn x509_expired_leaf_is_refused() {
     };
     let identity = intermediate
         .leaf_with("old-dev", expired)
-        .presenting(&[&intermediate.cert]);
+        .presenting(&[&intermediate.der]);
     assert_eq!(
         x509_device(&emu, "old-dev", &identity).await.err(),
         Some(ConnectReturnCode::NotAuthorized),
@@ -640,10 +640,11 @@ async fn x509_expired_leaf_is_refused() {
     emu.put_enrollment(enrollment(x509_enrollment("old-single", &cert.pem())), None)
         .await
         .unwrap();
-    let identity = Identity {
+    let identity = Leaf {
         chain: vec![cert.der().clone()],
         key: rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
         pem: cert.pem(),
+        key_pem: key.serialize_pem(),
     };
     assert_eq!(
         x509_device(&emu, "old-single", &identity).await.err(),
@@ -666,7 +667,7 @@ async fn the_first_enrolled_certificate_of_the_chain_decides_even_if_disabled() 
         .unwrap();
     let identity = intermediate
         .leaf("first-dev")
-        .presenting(&[&intermediate.cert, &root.cert]);
+        .presenting(&[&intermediate.der, &root.der]);
     let mut dev = x509_device(&emu, "first-dev", &identity).await.unwrap();
     let x509 = dev
         .provision_ok()
@@ -723,7 +724,7 @@ async fn a_disabled_individual_enrollment_blocks_an_enabled_group() {
         .unwrap();
     let identity = intermediate
         .leaf("blocked-dev")
-        .presenting(&[&intermediate.cert]);
+        .presenting(&[&intermediate.der]);
     emu.put_enrollment(
         enrollment(with(
             x509_enrollment("blocked-dev", &identity.pem),
@@ -859,7 +860,7 @@ async fn reregister(
 }
 
 /// A device on hub A whose enrollment then moves to hub B (and whose initial twin changes).
-async fn moved_device(policy: Option<Value>) -> (TestEmu, String) {
+async fn moved_device(policy: Option<Value>) -> (TestEmulator, String) {
     let emu = start_with(|c| c.linked_hubs(HUBS)).await;
     let primary = key(51, 64);
     let mut body = with(
@@ -1228,7 +1229,7 @@ async fn a_csr_needs_the_preview_api_and_the_right_common_name() {
 // ---------------------------------------------------------------------------------------------
 // Faults
 
-async fn faulty(faults: Faults) -> (TestEmu, Conn) {
+async fn faulty(faults: Faults) -> (TestEmulator, Conn) {
     let emu = start().await;
     let (primary, _) = enroll(&emu, "fault-dev").await;
     let dev = sas_device(&emu, "fault-dev", &primary).await;
@@ -1527,7 +1528,7 @@ async fn register_over_websocket(
     emu: &Emulator,
     registration_id: &str,
     password: Option<String>,
-    identity: Option<&Identity>,
+    identity: Option<&Leaf>,
 ) -> dps_core::dps::RegistrationOperationStatus {
     let port = emu.https_addr().port();
     let url = format!("wss://localhost:{port}/$iothub/websocket");
@@ -1607,7 +1608,7 @@ async fn devices_register_over_websocket_with_sas_and_x509() {
         .unwrap();
     let identity = intermediate
         .leaf("ws-x509")
-        .presenting(&[&intermediate.cert]);
+        .presenting(&[&intermediate.der]);
     let op = register_over_websocket(&emu, "ws-x509", None, Some(&identity)).await;
     let state = op.registration_state.unwrap();
     assert_eq!(

@@ -211,7 +211,7 @@ async fn certificates_are_summarized_never_echoed() {
 
     // Groups: signing certificates, as base64 DER as well as PEM.
     let root = Ca::root("Service Root");
-    let der_b64 = base64::engine::general_purpose::STANDARD.encode(&root.cert);
+    let der_b64 = base64::engine::general_purpose::STANDARD.encode(&root.der);
     let put = service(
         &emu,
         "PUT",
@@ -226,14 +226,14 @@ async fn certificates_are_summarized_never_echoed() {
     assert!(primary.get("certificate").is_none());
     assert_eq!(
         primary["info"]["sha1Thumbprint"],
-        hex(&sha1::Sha1::digest(&root.cert))
+        hex(&sha1::Sha1::digest(&root.der))
     );
     assert!(!String::from_utf8_lossy(&get.body).contains(&der_b64[..40]));
     // The stored enrollment still verifies devices.
     let intermediate = root.intermediate("Service Intermediate");
     let identity = intermediate
         .leaf("cert-member")
-        .presenting(&[&intermediate.cert]);
+        .presenting(&[&intermediate.der]);
     let mut dev = x509_device(&emu, "cert-member", &identity).await.unwrap();
     dev.provision_ok().await;
 

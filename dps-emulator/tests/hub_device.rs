@@ -1036,9 +1036,7 @@ async fn x509_self_signed_thumbprint_and_ca_identities() {
     )
     .await
     .unwrap();
-    let leaf = intermediate
-        .leaf("dev-ca")
-        .presenting(&[&intermediate.cert]);
+    let leaf = intermediate.leaf("dev-ca").presenting(&[&intermediate.der]);
     assert!(
         hub_connect(&emu, &hub, "dev-ca", None, None, Some(&leaf))
             .await
@@ -1046,7 +1044,7 @@ async fn x509_self_signed_thumbprint_and_ca_identities() {
     );
     let wrong_cn = intermediate
         .leaf("dev-other")
-        .presenting(&[&intermediate.cert]);
+        .presenting(&[&intermediate.der]);
     assert_eq!(
         hub_connect(&emu, &hub, "dev-ca", None, None, Some(&wrong_cn))
             .await
@@ -1167,7 +1165,7 @@ async fn devices_provisioned_by_dps_connect_to_their_hub() {
     .unwrap();
     let leaf = intermediate
         .leaf("x509-dev-1")
-        .presenting(&[&intermediate.cert, &root.cert]);
+        .presenting(&[&intermediate.der, &root.der]);
     let mut dps = x509_device(&emu, "x509-dev-1", &leaf).await.unwrap();
     let (hub, device_id) = provision(&mut dps).await;
     let record = emu.device(&hub, &device_id).unwrap();

@@ -1,12 +1,10 @@
-//! The transport conformance suite (`tests/common`) for MQTT over TLS, against the DPS emulator,
-//! an echo server on the emulator's frame, and small TLS servers that must be refused.
-
-#[macro_use]
-mod common;
+//! The transport conformance suite (`dps_testkit::conformance`) for MQTT over TLS, against the
+//! DPS emulator, an echo server on the emulator's frame, and small TLS servers that must be
+//! refused.
 
 use std::sync::Arc;
 
-use common::{Port, Setup};
+use dps_testkit::conformance::{Port, Setup};
 use dps_transport_mqtt::MqttTransport;
 
 fn setup() -> Setup {
@@ -16,4 +14,4 @@ fn setup() -> Setup {
     }
 }
 
-conformance_suite!(setup());
+dps_testkit::conformance_suite!(setup());

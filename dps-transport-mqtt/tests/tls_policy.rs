@@ -1,6 +1,7 @@
 //! The TLS policy without a network: roots, suites, versions, ECC-only, fragment size and
 //! configuration errors.
 
+use dps_testkit::pki::Ca;
 use dps_transport_mqtt::rustls::pki_types::CertificateDer;
 use dps_transport_mqtt::rustls::{CipherSuite, SignatureScheme};
 use dps_transport_mqtt::{TlsConfig, TlsErrorKind, TransportError};
@@ -131,23 +132,17 @@ fn assert_configuration(error: &TransportError) {
 
 #[test]
 fn private_roots_replace_or_extend_the_webpki_roots() {
-    let key = rcgen::KeyPair::generate().unwrap();
-    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "Private Root Zeta");
-    let ca = params.self_signed(&key).unwrap();
+    let ca = Ca::root("Private Root Zeta");
 
     let only = TlsConfig::new()
         .webpki_roots(false)
-        .add_root_pem(ca.pem().as_bytes())
+        .add_root_pem(ca.pem.as_bytes())
         .unwrap();
     assert_eq!(only.root_store().unwrap().len(), 1);
     assert!(trusts(&only, "Private Root Zeta"));
     assert!(!trusts(&only, "DigiCert Global Root G2"));
 
-    let both = TlsConfig::new().add_root(ca.der().clone());
+    let both = TlsConfig::new().add_root(ca.der.clone());
     assert!(trusts(&both, "Private Root Zeta"));
     assert!(trusts(&both, "DigiCert Global Root G2"));
 
@@ -165,7 +160,7 @@ fn private_roots_replace_or_extend_the_webpki_roots() {
             .client_config(None)
             .unwrap_err(),
     );
-    let debug = format!("{:?}", TlsConfig::new().add_root(ca.der().clone()));
+    let debug = format!("{:?}", TlsConfig::new().add_root(ca.der.clone()));
     assert!(debug.contains("extra_roots: 1"), "{debug}");
 }
 

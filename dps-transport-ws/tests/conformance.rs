@@ -1,13 +1,9 @@
-//! The transport conformance suite of `dps-transport-mqtt` (shared source), run over MQTT over
-//! WebSocket against the emulator's HTTPS port.
-
-#[macro_use]
-#[path = "../../dps-transport-mqtt/tests/common/mod.rs"]
-mod common;
+//! The transport conformance suite (`dps_testkit::conformance`), run over MQTT over WebSocket
+//! against the emulator's HTTPS port.
 
 use std::sync::Arc;
 
-use common::{Port, Setup};
+use dps_testkit::conformance::{Port, Setup};
 use dps_transport_ws::WebSocketTransport;
 
 fn setup() -> Setup {
@@ -17,4 +13,4 @@ fn setup() -> Setup {
     }
 }
 
-conformance_suite!(setup());
+dps_testkit::conformance_suite!(setup());

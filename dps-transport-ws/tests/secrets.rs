@@ -12,6 +12,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use dps_auth::{Authenticator as _, SymmetricKey};
 use dps_core::sas::SasResource;
+use dps_testkit::pki::{Ca, hex};
 use dps_transport_mqtt::{ConnectOptions, TlsConfig, Transport as _};
 use dps_transport_ws::WebSocketTransport;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -34,10 +35,6 @@ impl Write for Capture {
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Accepts one TLS connection, upgrades it, reads the client's first frame (the CONNECT) and
@@ -94,21 +91,11 @@ async fn the_sas_token_never_reaches_the_logs_over_websocket() {
         .init();
 
     // A server certificate for localhost from a throwaway CA.
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, rcgen::KeyPair::generate().unwrap())
-        .unwrap();
-    let leaf_key = rcgen::KeyPair::generate().unwrap();
-    let leaf = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
-        .unwrap()
-        .signed_by(&leaf_key, &ca)
-        .unwrap();
+    let ca = Ca::root("secrets-test-ca");
+    let leaf = ca.server(&["localhost"], None);
     let server = rustls::ServerConfig::builder()
         .with_no_client_auth()
-        .with_single_cert(
-            vec![leaf.der().clone()],
-            rustls_pki_types::PrivateKeyDer::Pkcs8(leaf_key.serialize_der().into()),
-        )
+        .with_single_cert(vec![leaf.der()], leaf.key())
         .unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -129,7 +116,7 @@ async fn the_sas_token_never_reaches_the_logs_over_websocket() {
     .with_tls(
         TlsConfig::default()
             .webpki_roots(false)
-            .add_root(ca.der().clone()),
+            .add_root(ca.der.clone()),
     );
     let connection = WebSocketTransport::new().connect(&options).await.unwrap();
     connection.disconnect().await;

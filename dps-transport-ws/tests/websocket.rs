@@ -1,17 +1,14 @@
 //! What only the WebSocket transport does: URL checks, the subprotocol, HTTP refusals and the
 //! HTTP CONNECT proxy.
 
-#[path = "../../dps-transport-mqtt/tests/common/mod.rs"]
-mod common;
-
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use base64::Engine as _;
-use common::echo::EchoServer;
-use common::pki::Ca;
-use common::{STEP, trusting};
 use dps_auth::{Credentials, SasToken};
+use dps_testkit::conformance::echo::EchoServer;
+use dps_testkit::conformance::{STEP, trusting};
+use dps_testkit::pki::Ca;
 use dps_transport_mqtt::{ConnectOptions, QoS, Transport, TransportError};
 use dps_transport_ws::{ProxyConfig, WebSocketTransport};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -103,7 +100,7 @@ async fn websocket_server(ca: &Ca, protocol: Option<&'static str>) -> SocketAddr
     .with_safe_default_protocol_versions()
     .unwrap()
     .with_no_client_auth()
-    .with_single_cert(vec![leaf.der.clone()], leaf.key())
+    .with_single_cert(vec![leaf.der()], leaf.key())
     .unwrap();
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -136,7 +133,7 @@ async fn websocket_server(ca: &Ca, protocol: Option<&'static str>) -> SocketAddr
 
 #[tokio::test]
 async fn the_mqtt_subprotocol_is_required_in_the_answer() {
-    let ca = Ca::new("WS Test CA");
+    let ca = Ca::root("WS Test CA");
     for protocol in [None, Some("other")] {
         let addr = websocket_server(&ca, protocol).await;
         let options = ConnectOptions::new(
@@ -145,7 +142,7 @@ async fn the_mqtt_subprotocol_is_required_in_the_answer() {
             "user",
             Credentials::Sas(SasToken::from("x".to_owned())),
         )
-        .with_tls(trusting(&ca.der()))
+        .with_tls(trusting(&ca.der))
         .with_connect_timeout(STEP);
         let error = connect_err(&WebSocketTransport::new(), &options).await;
         match &error {

@@ -621,7 +621,7 @@ async fn disabled_device_stops_with_a_typed_reason(kind: Kind) {
     assert!(matches!(error, HubError::Refused { code: 5 }), "{error}");
     assert!(!error.is_retriable());
     // So does a wrong key.
-    let wrong = common::key(99);
+    let wrong = dps_testkit::emulator::test_key(99);
     let error = env
         .builder(kind, "dis-1", &wrong)
         .connect()
@@ -718,19 +718,10 @@ async fn provision_then_send_from_the_registration() {
 async fn x509_self_signed_device(kind: Kind) {
     use dps_emulator::Device;
     use dps_emulator::model::{HubAuthType, HubAuthentication, X509Thumbprint};
-    use sha2::Digest as _;
 
     let env = start().await;
-    let key = rcgen::KeyPair::generate().unwrap();
-    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "x509-1");
-    let cert = params.self_signed(&key).unwrap();
-    let thumbprint: String = sha2::Sha256::digest(cert.der())
-        .iter()
-        .map(|b| format!("{b:02X}"))
-        .collect();
+    let cert = dps_testkit::pki::self_signed("x509-1");
+    let thumbprint = cert.thumbprint();
     env.emu
         .create_device(
             &env.hub,
@@ -749,9 +740,7 @@ async fn x509_self_signed_device(kind: Kind) {
         )
         .await
         .unwrap();
-    let identity =
-        dps_auth::X509Identity::from_pem(cert.pem().as_bytes(), key.serialize_pem().as_bytes())
-            .unwrap();
+    let identity = cert.identity(&[]);
     let builder = HubClient::builder(&env.hub, "x509-1", identity)
         .endpoint(env.endpoint(kind))
         .tls(env.tls());

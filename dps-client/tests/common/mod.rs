@@ -1,5 +1,5 @@
-//! Shared helpers of the end-to-end tests: an in-process emulator with fast timing, a client
-//! factory for both transports, enrollments, test certificates (root → intermediate → leaf),
+//! Shared helpers of the end-to-end tests: the emulator fixture of `dps-testkit` with fast
+//! timing, a client factory for both transports, enrollment JSON, the kit's test certificates,
 //! instrumented authenticators, a custom allocation webhook and a TCP relay that doubles as an
 //! HTTP `CONNECT` proxy.
 // Each test binary uses a different subset of these helpers.
@@ -13,13 +13,16 @@ use std::time::{Duration, Instant};
 
 use dps_auth::{
     AuthError, Authenticator, Credentials, SIGNATURE_LEN, SasResource, SasStyle, SignError, Signer,
-    SymmetricKey, X509Identity, generate_sas,
+    SymmetricKey, generate_sas,
 };
-use dps_client::{ProvisioningClient, TlsConfig, WebSocketTransport};
-use dps_emulator::model::{EnrollmentGroup, IndividualEnrollment};
-use dps_emulator::{Behaviour, Emulator, EmulatorConfig, Faults};
+use dps_client::{ProvisioningClient, WebSocketTransport};
+use dps_emulator::model::EnrollmentGroup;
+use dps_emulator::{Behaviour, EmulatorConfig, Faults};
+pub(crate) use dps_testkit::emulator::TestEmulator;
+// Each test binary uses a different subset.
+#[allow(unused_imports)]
+pub(crate) use dps_testkit::pki::{Ca, csr};
 use serde_json::{Value, json};
-use tempfile::TempDir;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
@@ -39,37 +42,16 @@ pub(crate) fn fast() -> Behaviour {
     }
 }
 
-/// A running emulator and its data directory (removed after the emulator is dropped).
-pub(crate) struct Emu {
-    pub(crate) emu: Emulator,
-    _dir: TempDir,
-}
-
-impl std::ops::Deref for Emu {
-    type Target = Emulator;
-    fn deref(&self) -> &Emulator {
-        &self.emu
-    }
-}
-
 /// An emulator with [`fast`] behaviour and the default hub.
-pub(crate) async fn start() -> Emu {
+pub(crate) async fn start() -> TestEmulator {
     start_with(|config| config).await
 }
 
 /// An emulator whose configuration `adjust` edits ([`fast`] behaviour preset).
-pub(crate) async fn start_with(adjust: impl FnOnce(EmulatorConfig) -> EmulatorConfig) -> Emu {
-    let dir = tempfile::tempdir().unwrap();
-    let config = adjust(EmulatorConfig::new(dir.path()).behaviour(fast()));
-    let emu = Emulator::start(config).await.unwrap();
-    Emu { emu, _dir: dir }
-}
-
-/// Trust in the emulator's CA only.
-pub(crate) fn emulator_tls(emu: &Emulator) -> TlsConfig {
-    TlsConfig::default()
-        .webpki_roots(false)
-        .add_root(emu.ca_der().clone())
+pub(crate) async fn start_with(
+    adjust: impl FnOnce(EmulatorConfig) -> EmulatorConfig,
+) -> TestEmulator {
+    TestEmulator::start_with(|config| adjust(config.behaviour(fast()))).await
 }
 
 /// Timing that keeps tests fast: no `retry-after` floor, 50 ms backoff, 10 ms jitter, 5 s
@@ -108,7 +90,7 @@ impl Via {
     }
 
     /// The emulator port this transport connects to.
-    pub(crate) fn port(self, emu: &Emulator) -> u16 {
+    pub(crate) fn port(self, emu: &TestEmulator) -> u16 {
         match self {
             Self::Mqtt => emu.mqtt_addr().port(),
             Self::Ws => emu.https_addr().port(),
@@ -116,7 +98,7 @@ impl Via {
     }
 
     /// The emulator address this transport connects to.
-    pub(crate) fn addr(self, emu: &Emulator) -> SocketAddr {
+    pub(crate) fn addr(self, emu: &TestEmulator) -> SocketAddr {
         match self {
             Self::Mqtt => emu.mqtt_addr(),
             Self::Ws => emu.https_addr(),
@@ -127,7 +109,7 @@ impl Via {
     /// [`fast_timing`].
     pub(crate) fn client(
         self,
-        emu: &Emulator,
+        emu: &TestEmulator,
         registration_id: &str,
         authenticator: impl Authenticator + 'static,
     ) -> ProvisioningClient {
@@ -142,14 +124,14 @@ impl Via {
     /// Like [`Via::client`], connecting to `endpoint` instead (a relay, for instance).
     pub(crate) fn client_at(
         self,
-        emu: &Emulator,
+        emu: &TestEmulator,
         endpoint: &str,
         registration_id: &str,
         authenticator: impl Authenticator + 'static,
     ) -> ProvisioningClient {
         let client = ProvisioningClient::new(emu.id_scope(), registration_id, authenticator)
             .endpoint(endpoint)
-            .tls(emulator_tls(emu))
+            .tls(emu.tls())
             .timing(fast_timing());
         match self {
             Self::Mqtt => client,
@@ -169,11 +151,6 @@ where
 
 // ---------------------------------------------------------------------------------------------
 // Enrollments
-
-/// An individual enrollment from its service-API JSON.
-pub(crate) fn enrollment(value: Value) -> IndividualEnrollment {
-    serde_json::from_value(value).unwrap()
-}
 
 /// An enrollment group from its service-API JSON.
 pub(crate) fn group(value: Value) -> EnrollmentGroup {
@@ -215,28 +192,9 @@ pub(crate) fn x509_group(group_id: &str, pem: &str) -> Value {
     })
 }
 
-/// Creates the individual enrollment `value` and returns its primary key.
-pub(crate) async fn enroll(emu: &Emulator, value: Value) -> SymmetricKey {
-    let created = emu.put_enrollment(enrollment(value), None).await.unwrap();
-    let keys = created.settings.attestation.symmetric_key.unwrap();
-    SymmetricKey::from_base64(keys.primary_key.as_deref().unwrap()).unwrap()
-}
-
-/// Creates a symmetric-key individual enrollment for `registration_id`; its primary key.
-pub(crate) async fn enroll_sym(emu: &Emulator, registration_id: &str) -> SymmetricKey {
-    enroll(emu, sym_enrollment(registration_id)).await
-}
-
-/// Creates the symmetric-key enrollment group `value`; its primary key.
-pub(crate) async fn enroll_group(emu: &Emulator, value: Value) -> dps_auth::GroupKey {
-    let created = emu.put_enrollment_group(group(value), None).await.unwrap();
-    let keys = created.settings.attestation.symmetric_key.unwrap();
-    dps_auth::GroupKey::from_base64(keys.primary_key.as_deref().unwrap()).unwrap()
-}
-
 /// The number of DPS requests `registration_id` sent, once it has stopped changing for a
 /// moment (responses and late publishes settle).
-pub(crate) async fn settled_requests(emu: &Emulator, registration_id: &str) -> u32 {
+pub(crate) async fn settled_requests(emu: &TestEmulator, registration_id: &str) -> u32 {
     let mut last = emu.device_requests(registration_id);
     loop {
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -250,81 +208,6 @@ pub(crate) async fn settled_requests(emu: &Emulator, registration_id: &str) -> u
 
 // ---------------------------------------------------------------------------------------------
 // Certificates
-
-/// A test certificate authority (root or intermediate), not the emulator's.
-pub(crate) struct Ca {
-    pub(crate) pem: String,
-    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
-}
-
-fn ca_params(cn: &str) -> rcgen::CertificateParams {
-    let mut params = rcgen::CertificateParams::default();
-    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    params.distinguished_name = rcgen::DistinguishedName::new();
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, cn);
-    params.key_usages = vec![
-        rcgen::KeyUsagePurpose::KeyCertSign,
-        rcgen::KeyUsagePurpose::CrlSign,
-        rcgen::KeyUsagePurpose::DigitalSignature,
-    ];
-    params
-}
-
-impl Ca {
-    /// A self-signed root.
-    pub(crate) fn root(cn: &str) -> Self {
-        let key = rcgen::KeyPair::generate().unwrap();
-        let params = ca_params(cn);
-        let cert = params.self_signed(&key).unwrap();
-        Self {
-            pem: cert.pem(),
-            issuer: rcgen::Issuer::new(params, key),
-        }
-    }
-
-    /// An intermediate CA signed by this one.
-    pub(crate) fn intermediate(&self, cn: &str) -> Self {
-        let key = rcgen::KeyPair::generate().unwrap();
-        let params = ca_params(cn);
-        let cert = params.signed_by(&key, &self.issuer).unwrap();
-        Self {
-            pem: cert.pem(),
-            issuer: rcgen::Issuer::new(params, key),
-        }
-    }
-
-    /// A device certificate with CN `cn` (EKU clientAuth) followed by `chain_pem` (the issuers
-    /// to present), as an identity.
-    pub(crate) fn device(&self, cn: &str, chain_pem: &[&str]) -> X509Identity {
-        let key = rcgen::KeyPair::generate().unwrap();
-        let mut params = rcgen::CertificateParams::default();
-        params.distinguished_name = rcgen::DistinguishedName::new();
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, cn);
-        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
-        let cert = params.signed_by(&key, &self.issuer).unwrap();
-        let mut pem = cert.pem();
-        for issuer in chain_pem {
-            pem.push_str(issuer);
-        }
-        X509Identity::from_pem(pem.as_bytes(), key.serialize_pem().as_bytes()).unwrap()
-    }
-}
-
-/// A certificate signing request with CN `cn`: (DER, key pair).
-pub(crate) fn csr(cn: &str) -> (Vec<u8>, rcgen::KeyPair) {
-    let key = rcgen::KeyPair::generate().unwrap();
-    let mut params = rcgen::CertificateParams::default();
-    params.distinguished_name = rcgen::DistinguishedName::new();
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, cn);
-    let request = params.serialize_request(&key).unwrap();
-    (request.der().to_vec(), key)
-}
 
 // ---------------------------------------------------------------------------------------------
 // Authenticators and signers

@@ -4,8 +4,10 @@ use alloc::format;
 use alloc::string::ToString;
 use alloc::vec::Vec;
 
-// Official vectors (see shared/vectors/official-sdk-vectors.md §4.2 and §4.7). The signature
-// is an opaque test string from the Embedded C tests, not a real HMAC.
+// Official vectors from the Embedded C SDK's unit tests (github.com/Azure/azure-sdk-for-c,
+// `sdk/tests/iot/provisioning/test_az_iot_provisioning_client_sas.c` for the DPS ones and
+// `sdk/tests/iot/hub/test_az_iot_hub_client_sas.c` for the hub ones). The signature is an opaque
+// test string from those tests, not a real HMAC.
 const TEST_SIG: &str = "cS1eHM/lDjsRsrZV9508wOFrgmZk4g8FNg8NwHVSiSQ";
 const EXPIRY: u64 = 1_578_941_692;
 

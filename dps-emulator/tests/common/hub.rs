@@ -11,7 +11,7 @@ use rumqttc::mqttbytes::v4::{ConnectReturnCode, Login, Packet, SubscribeReasonCo
 use serde_json::Value;
 
 use super::{
-    Conn, ConnectOutcome, HttpReply, Identity, STEP, connect_raw, connection_string_field, encode,
+    Conn, ConnectOutcome, HttpReply, Leaf, STEP, connect_raw, connection_string_field, encode,
     https, service_token_with, unix_now,
 };
 
@@ -73,7 +73,7 @@ pub(crate) fn hub_connect_packet(
 /// How a hub CONNECT was answered (`Ok` with the session-present flag).
 pub(crate) async fn hub_connect_raw(
     emu: &Emulator,
-    identity: Option<&Identity>,
+    identity: Option<&Leaf>,
     packet: &[u8],
 ) -> Result<Conn, ConnectReturnCode> {
     match connect_raw(emu, identity, packet).await {
@@ -90,7 +90,7 @@ pub(crate) async fn hub_connect(
     device_id: &str,
     module_id: Option<&str>,
     token: Option<String>,
-    identity: Option<&Identity>,
+    identity: Option<&Leaf>,
 ) -> Result<Conn, ConnectReturnCode> {
     let packet = hub_connect_packet(
         &client_id(device_id, module_id),

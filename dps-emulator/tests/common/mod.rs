@@ -21,10 +21,9 @@ use rumqttc::mqttbytes::QoS;
 use rumqttc::mqttbytes::v4::{
     ConnectReturnCode, Login, Packet, PubAck, Publish, Subscribe, SubscribeReasonCode,
 };
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, RootCertStore};
 use serde_json::{Value, json};
-use tempfile::TempDir;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
@@ -51,30 +50,16 @@ pub(crate) fn fast() -> Behaviour {
     }
 }
 
-/// A running emulator and the directory holding its state (dropped after it).
-pub(crate) struct TestEmu {
-    pub(crate) emu: Emulator,
-    pub(crate) dir: TempDir,
-}
-
-impl std::ops::Deref for TestEmu {
-    type Target = Emulator;
-    fn deref(&self) -> &Emulator {
-        &self.emu
-    }
-}
-
 /// An emulator with [`fast`] behaviour and the default hub (`localhost`).
-pub(crate) async fn start() -> TestEmu {
+pub(crate) async fn start() -> TestEmulator {
     start_with(|config| config).await
 }
 
 /// An emulator whose configuration `adjust` edits ([`fast`] behaviour is preset).
-pub(crate) async fn start_with(adjust: impl FnOnce(EmulatorConfig) -> EmulatorConfig) -> TestEmu {
-    let dir = tempfile::tempdir().unwrap();
-    let config = adjust(EmulatorConfig::new(dir.path()).behaviour(fast()));
-    let emu = Emulator::start(config).await.unwrap();
-    TestEmu { emu, dir }
+pub(crate) async fn start_with(
+    adjust: impl FnOnce(EmulatorConfig) -> EmulatorConfig,
+) -> TestEmulator {
+    TestEmulator::start_with(|config| adjust(config.behaviour(fast()))).await
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -209,134 +194,18 @@ pub(crate) fn with(mut base: Value, extra: Value) -> Value {
 // ---------------------------------------------------------------------------------------------
 // Certificates
 
-/// A test certificate authority (root or intermediate), not the emulator's.
-pub(crate) struct Ca {
-    pub(crate) cert: CertificateDer<'static>,
-    pub(crate) pem: String,
-    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
-}
-
-/// A client certificate chain (leaf first) and the leaf's private key.
-pub(crate) struct Identity {
-    pub(crate) chain: Vec<CertificateDer<'static>>,
-    pub(crate) key: PrivateKeyDer<'static>,
-    /// The leaf, PEM.
-    pub(crate) pem: String,
-}
-
-impl Clone for Identity {
-    fn clone(&self) -> Self {
-        Self {
-            chain: self.chain.clone(),
-            key: self.key.clone_key(),
-            pem: self.pem.clone(),
-        }
-    }
-}
-
-fn ca_params(cn: &str) -> rcgen::CertificateParams {
-    let mut params = rcgen::CertificateParams::default();
-    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    params.distinguished_name = rcgen::DistinguishedName::new();
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, cn);
-    params.key_usages = vec![
-        rcgen::KeyUsagePurpose::KeyCertSign,
-        rcgen::KeyUsagePurpose::CrlSign,
-        rcgen::KeyUsagePurpose::DigitalSignature,
-    ];
-    params
-}
-
-impl Ca {
-    /// A self-signed root.
-    pub(crate) fn root(cn: &str) -> Self {
-        let key = rcgen::KeyPair::generate().unwrap();
-        let params = ca_params(cn);
-        let cert = params.self_signed(&key).unwrap();
-        Self {
-            cert: cert.der().clone(),
-            pem: cert.pem(),
-            issuer: rcgen::Issuer::new(params, key),
-        }
-    }
-
-    /// An intermediate CA signed by this one.
-    pub(crate) fn intermediate(&self, cn: &str) -> Self {
-        let key = rcgen::KeyPair::generate().unwrap();
-        let params = ca_params(cn);
-        let cert = params.signed_by(&key, &self.issuer).unwrap();
-        Self {
-            cert: cert.der().clone(),
-            pem: cert.pem(),
-            issuer: rcgen::Issuer::new(params, key),
-        }
-    }
-
-    /// A device certificate with CN `cn` (EKU clientAuth); the chain is the leaf alone.
-    pub(crate) fn leaf(&self, cn: &str) -> Identity {
-        self.leaf_with(cn, |_| {})
-    }
-
-    /// A device certificate whose parameters `adjust` edits.
-    pub(crate) fn leaf_with(
-        &self,
-        cn: &str,
-        adjust: impl FnOnce(&mut rcgen::CertificateParams),
-    ) -> Identity {
-        let key = rcgen::KeyPair::generate().unwrap();
-        let mut params = rcgen::CertificateParams::default();
-        params.distinguished_name = rcgen::DistinguishedName::new();
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, cn);
-        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
-        adjust(&mut params);
-        let cert = params.signed_by(&key, &self.issuer).unwrap();
-        Identity {
-            chain: vec![cert.der().clone()],
-            key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
-            pem: cert.pem(),
-        }
-    }
-}
-
-impl Identity {
-    /// The same leaf presented with `more` certificates after it.
-    pub(crate) fn presenting(mut self, more: &[&CertificateDer<'static>]) -> Self {
-        self.chain.extend(more.iter().map(|c| (*c).clone()));
-        self
-    }
-}
-
-/// A self-signed device certificate with CN `cn` (an individual X.509 enrollment's kind).
-pub(crate) fn self_signed(cn: &str) -> Identity {
-    let key = rcgen::KeyPair::generate().unwrap();
-    let mut params = rcgen::CertificateParams::default();
-    params.distinguished_name = rcgen::DistinguishedName::new();
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, cn);
-    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
-    let cert = params.self_signed(&key).unwrap();
-    Identity {
-        chain: vec![cert.der().clone()],
-        key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
-        pem: cert.pem(),
-    }
-}
-
-/// Upper-case hex.
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02X}")).collect()
-}
+// Each test binary uses a different subset.
+#[allow(unused_imports)]
+pub(crate) use dps_testkit::emulator::TestEmulator;
+// Each test binary uses a different subset.
+#[allow(unused_imports)]
+pub(crate) use dps_testkit::pki::{Ca, Leaf, hex, self_signed};
 
 // ---------------------------------------------------------------------------------------------
 // TLS
 
 /// A rustls client config trusting the emulator's CA, with an optional client certificate.
-pub(crate) fn client_config(emu: &Emulator, identity: Option<&Identity>) -> Arc<ClientConfig> {
+pub(crate) fn client_config(emu: &Emulator, identity: Option<&Leaf>) -> Arc<ClientConfig> {
     let mut roots = RootCertStore::empty();
     roots.add(emu.ca_der().clone()).unwrap();
     let builder =
@@ -355,7 +224,7 @@ pub(crate) fn client_config(emu: &Emulator, identity: Option<&Identity>) -> Arc<
 async fn tls(
     emu: &Emulator,
     addr: std::net::SocketAddr,
-    identity: Option<&Identity>,
+    identity: Option<&Leaf>,
 ) -> TlsStream<TcpStream> {
     let tcp = TcpStream::connect(addr).await.unwrap();
     tokio::time::timeout(
@@ -409,7 +278,7 @@ pub(crate) struct Conn {
 /// Sends raw CONNECT bytes over a fresh TLS connection to the MQTT port.
 pub(crate) async fn connect_raw(
     emu: &Emulator,
-    identity: Option<&Identity>,
+    identity: Option<&Leaf>,
     connect: &[u8],
 ) -> ConnectOutcome {
     let stream = tls(emu, emu.mqtt_addr(), identity).await;
@@ -446,7 +315,7 @@ pub(crate) async fn connect(
     client_id: &str,
     username: &str,
     password: Option<String>,
-    identity: Option<&Identity>,
+    identity: Option<&Leaf>,
 ) -> Result<Conn, ConnectReturnCode> {
     let packet = connect_packet(client_id, username, password.as_deref());
     match connect_raw(emu, identity, &packet).await {
@@ -476,7 +345,7 @@ pub(crate) async fn sas_device(emu: &Emulator, registration_id: &str, key: &str)
 pub(crate) async fn x509_device(
     emu: &Emulator,
     registration_id: &str,
-    identity: &Identity,
+    identity: &Leaf,
 ) -> Result<Conn, ConnectReturnCode> {
     let mut conn = connect(
         emu,

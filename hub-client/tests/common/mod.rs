@@ -1,6 +1,7 @@
-//! Shared helpers of the end-to-end tests: an in-process emulator (DPS and IoT Hub), device and
-//! module identities, a client factory for both transports, and a TCP relay that can cut every
-//! connection through it (a network failure) or refuse new ones (an outage).
+//! Shared helpers of the end-to-end tests: the emulator fixture of `dps-testkit` (DPS and IoT
+//! Hub) with its device and module identities, a client factory for both transports, and a TCP
+//! relay that can cut every connection through it (a network failure) or refuse new ones (an
+//! outage).
 #![allow(dead_code, unreachable_pub)]
 
 use std::net::SocketAddr;
@@ -8,12 +9,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use dps_emulator::model::{HubAuthType, HubAuthentication, SymmetricKeyAttestation};
-use dps_emulator::{Device, Emulator, EmulatorConfig, HubEvent, Module};
+use dps_emulator::HubEvent;
+use dps_testkit::emulator::TestEmulator;
 use hub_client::{
     Backoff, ConnectionState, HubClientBuilder, MqttTransport, TlsConfig, WebSocketTransport,
 };
-use tempfile::TempDir;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::AbortHandle;
 
@@ -26,51 +26,21 @@ pub enum Kind {
     Ws,
 }
 
-/// A running emulator and its data directory.
+/// A running emulator (the kit's fixture) and its default hub's name.
 pub struct Env {
-    pub emu: Emulator,
+    pub emu: TestEmulator,
     pub hub: String,
-    _dir: TempDir,
 }
 
 pub async fn start() -> Env {
-    let dir = tempfile::tempdir().unwrap();
-    let emu = Emulator::start(EmulatorConfig::new(dir.path()))
-        .await
-        .unwrap();
-    let hub = emu.default_hub().to_owned();
-    Env {
-        emu,
-        hub,
-        _dir: dir,
-    }
-}
-
-/// A fresh base64 key (deterministic per `seed`).
-pub fn key(seed: u8) -> String {
-    use base64::Engine as _;
-    let bytes: Vec<u8> = (0..32u8)
-        .map(|i| i.wrapping_mul(31).wrapping_add(seed))
-        .collect();
-    base64::engine::general_purpose::STANDARD.encode(bytes)
-}
-
-fn sas(primary: &str) -> HubAuthentication {
-    HubAuthentication {
-        kind: HubAuthType::Sas,
-        symmetric_key: Some(SymmetricKeyAttestation {
-            primary_key: Some(primary.into()),
-            secondary_key: None,
-        }),
-        x509_thumbprint: None,
-    }
+    let emu = TestEmulator::start().await;
+    let hub = emu.hub().to_owned();
+    Env { emu, hub }
 }
 
 impl Env {
     pub fn tls(&self) -> TlsConfig {
-        TlsConfig::default()
-            .webpki_roots(false)
-            .add_root(self.emu.ca_der().clone())
+        self.emu.tls()
     }
 
     pub fn addr(&self, kind: Kind) -> SocketAddr {
@@ -86,38 +56,12 @@ impl Env {
 
     /// Creates a SAS device; returns its key.
     pub async fn device(&self, device_id: &str) -> String {
-        let key = key(device_id.len() as u8);
-        self.emu
-            .create_device(
-                &self.hub,
-                Device {
-                    device_id: device_id.into(),
-                    authentication: sas(&key),
-                    ..Device::default()
-                },
-            )
-            .await
-            .unwrap();
-        key
+        self.emu.create_sas_device(device_id).await
     }
 
     /// Creates a SAS module on an existing device; returns its key.
     pub async fn module(&self, device_id: &str, module_id: &str) -> String {
-        let key = key(module_id.len() as u8 + 100);
-        self.emu
-            .create_module(
-                &self.hub,
-                device_id,
-                Module {
-                    module_id: module_id.into(),
-                    device_id: device_id.into(),
-                    authentication: sas(&key),
-                    ..Module::default()
-                },
-            )
-            .await
-            .unwrap();
-        key
+        self.emu.create_sas_module(device_id, module_id).await
     }
 
     /// A client builder for `device_id` over `kind`, reaching the emulator at `endpoint`, with

@@ -9,15 +9,20 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 
 use super::STEP;
-use super::pki::Leaf;
+use crate::pki::Leaf;
 
 /// What a ClientHello offered.
 #[derive(Debug, Default)]
 pub struct Hello {
+    /// The record's legacy version field.
     pub legacy_version: u16,
+    /// The offered cipher suites.
     pub cipher_suites: Vec<u16>,
+    /// The `supported_versions` extension.
     pub supported_versions: Vec<u16>,
+    /// The `signature_algorithms` extension.
     pub signature_algorithms: Vec<u16>,
+    /// The SNI host name.
     pub server_name: Option<String>,
 }
 
@@ -131,7 +136,7 @@ pub async fn rustls_server(
     leaf: &Leaf,
     chain: Vec<rustls::pki_types::CertificateDer<'static>>,
 ) -> SocketAddr {
-    let mut certificates = vec![leaf.der.clone()];
+    let mut certificates = vec![leaf.der()];
     certificates.extend(chain);
     let config =
         ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))

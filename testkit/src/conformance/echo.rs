@@ -18,8 +18,11 @@ use super::STEP;
 /// What the echo server saw.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
+    /// A client connected (its client id).
     Connected(String),
+    /// A client acknowledged the server's QoS 1 publish (client id, packet id).
     PubAck(String, u16),
+    /// A session ended (client id, why).
     Closed(String, CloseReason),
 }
 
@@ -119,12 +122,16 @@ impl HttpHandler for NoHttp {
 /// A running echo server.
 pub struct EchoServer {
     _dir: TempDir,
+    /// The server's TLS material (its CA trusts nothing else).
     pub tls: TlsMaterial,
+    /// The listeners (MQTT over TLS and HTTPS/WebSocket).
     pub servers: Servers,
+    /// What happened to the sessions, in order.
     pub events: mpsc::UnboundedReceiver<Event>,
 }
 
 impl EchoServer {
+    /// Starts the server on ephemeral loopback ports, with fresh TLS material.
     pub async fn start() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let tls = TlsMaterial::load_or_create(dir.path(), "localhost").unwrap();

@@ -11,11 +11,13 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
 
 use super::STEP;
-use super::pki::Ca;
+use crate::pki::Ca;
 
 /// CONNACK, accepted, no session.
 const CONNACK: [u8; 4] = [0x20, 0x02, 0x00, 0x00];
 
+/// A TLS server (WebSocket-upgrading when `websocket`) certified by `ca` that answers CONNECT
+/// with a CONNACK and then never speaks again: keep-alive must notice.
 pub async fn server(ca: &Ca, websocket: bool) -> SocketAddr {
     let leaf = ca.server(&["localhost"], None);
     let config = rustls::ServerConfig::builder_with_provider(Arc::new(
@@ -24,7 +26,7 @@ pub async fn server(ca: &Ca, websocket: bool) -> SocketAddr {
     .with_safe_default_protocol_versions()
     .unwrap()
     .with_no_client_auth()
-    .with_single_cert(vec![leaf.der.clone()], leaf.key())
+    .with_single_cert(vec![leaf.der()], leaf.key())
     .unwrap();
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
