@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::dps::faults::Faults;
+use crate::dps::device::faults::Faults;
 use crate::model::{EnrollmentGroup, IndividualEnrollment};
 
 /// The id scope used when none is configured (fixed so that scripts can rely on it).

@@ -9,20 +9,24 @@ use http::StatusCode;
 use serde::Serialize;
 
 use crate::config::EmulatorConfig;
-use crate::dps::faults::Faults;
-use crate::dps::registrar::{CertificateIssuer, Registrar};
-use crate::dps::runtime::DpsRuntime;
+use crate::dps::device::faults::Faults;
+use crate::dps::device::registrar::{CertificateIssuer, Registrar};
+use crate::dps::device::runtime::DpsRuntime;
+use crate::dps::service::{api::ServiceApi, enrollments};
+use crate::hub::runtime::HubRuntime;
+use crate::hub::service::api::HubServiceApi;
 use crate::hub::{
-    CloudToDeviceMessage, Device, HubEvent, HubRuntime, HubServiceApi, MethodInvocation,
-    MethodResult, Module, Twin,
+    DeviceIdentity, DeviceTwin, HubEvent, MethodInvocation, MethodResult, ModuleIdentity,
 };
-use crate::model::{DeviceRegistrationState, EnrollmentGroup, HubDevice, IndividualEnrollment};
+use crate::model::{
+    CloudToDeviceMessage, DeviceRegistrationState, EnrollmentGroup, HubDevice, IndividualEnrollment,
+};
 use crate::net::{
     ConnectRequest, ConnectReturnCode, HttpHandler, HttpRequest, HttpResponse, MqttHandler,
     MqttSession, Outbox, ServerOptions, Servers,
 };
-use crate::service::{ServiceFailure, enrollments, rest::ServiceApi};
-use crate::state::{Store, StoreData, StoreError};
+use crate::rest::ServiceFailure;
+use crate::store::{Store, StoreData, StoreError};
 use crate::tls::{TlsError, TlsMaterial};
 
 const STORE_FILE: &str = "state.json";
@@ -46,6 +50,14 @@ pub enum EmulatorError {
     /// Binding a listener failed.
     #[error("cannot listen: {0}")]
     Listen(#[from] std::io::Error),
+    /// The data directory could not be read or tidied.
+    #[error("data directory {path}: {source}")]
+    DataDir {
+        /// The data directory.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
     /// A preloaded enrollment was refused.
     #[error("preloaded enrollment refused: {0}")]
     Preload(ServiceFailure),
@@ -106,6 +118,20 @@ impl Emulator {
             &config.data_dir,
             &config.hostname,
         )?);
+        // A crash (`kill -9`) mid-write leaves temporary files behind; they are never valid
+        // state and may hold secrets.
+        let removed = crate::persist::remove_temp_files(&config.data_dir).map_err(|source| {
+            EmulatorError::DataDir {
+                path: config.data_dir.clone(),
+                source,
+            }
+        })?;
+        if removed > 0 {
+            tracing::info!(
+                removed,
+                "removed temporary files left by an interrupted write"
+            );
+        }
         let store = Store::open(config.data_dir.join(STORE_FILE))?;
         let service_key = service_key(&config)?;
         let key = dps_auth::SymmetricKey::from_base64(&service_key)
@@ -339,7 +365,11 @@ impl Emulator {
 
     /// Creates a device identity in `hub` (as `PUT /devices/{id}` without `If-Match`): keys
     /// are generated when omitted; 409001 if it exists.
-    pub async fn create_device(&self, hub: &str, device: Device) -> Result<Device, ServiceFailure> {
+    pub async fn create_device(
+        &self,
+        hub: &str,
+        device: DeviceIdentity,
+    ) -> Result<DeviceIdentity, ServiceFailure> {
         let id = device.device_id.clone();
         self.hub.put_device(hub, &id, device, None).await
     }
@@ -349,9 +379,9 @@ impl Emulator {
     pub async fn update_device(
         &self,
         hub: &str,
-        device: Device,
+        device: DeviceIdentity,
         if_match: Option<&str>,
-    ) -> Result<Device, ServiceFailure> {
+    ) -> Result<DeviceIdentity, ServiceFailure> {
         let id = device.device_id.clone();
         self.hub.device(hub, &id)?;
         self.hub
@@ -360,12 +390,12 @@ impl Emulator {
     }
 
     /// A device identity, with its live connection state.
-    pub fn device(&self, hub: &str, device_id: &str) -> Result<Device, ServiceFailure> {
+    pub fn device(&self, hub: &str, device_id: &str) -> Result<DeviceIdentity, ServiceFailure> {
         self.hub.device(hub, device_id)
     }
 
     /// The device identities of `hub` (at most 1000, as the service lists them).
-    pub fn devices(&self, hub: &str) -> Result<Vec<Device>, ServiceFailure> {
+    pub fn devices(&self, hub: &str) -> Result<Vec<DeviceIdentity>, ServiceFailure> {
         self.hub.devices(hub, usize::MAX)
     }
 
@@ -385,8 +415,8 @@ impl Emulator {
         &self,
         hub: &str,
         device_id: &str,
-        module: Module,
-    ) -> Result<Module, ServiceFailure> {
+        module: ModuleIdentity,
+    ) -> Result<ModuleIdentity, ServiceFailure> {
         let id = module.module_id.clone();
         self.hub.put_module(hub, device_id, &id, module, None).await
     }
@@ -397,7 +427,7 @@ impl Emulator {
         hub: &str,
         device_id: &str,
         module_id: &str,
-    ) -> Result<Module, ServiceFailure> {
+    ) -> Result<ModuleIdentity, ServiceFailure> {
         self.hub.module(hub, device_id, module_id)
     }
 
@@ -415,7 +445,7 @@ impl Emulator {
     }
 
     /// A device twin, as `GET /twins/{id}` shows it.
-    pub fn twin(&self, hub: &str, device_id: &str) -> Result<Twin, ServiceFailure> {
+    pub fn twin(&self, hub: &str, device_id: &str) -> Result<DeviceTwin, ServiceFailure> {
         self.hub.twin(hub, device_id, None)
     }
 
@@ -425,7 +455,7 @@ impl Emulator {
         hub: &str,
         device_id: &str,
         module_id: &str,
-    ) -> Result<Twin, ServiceFailure> {
+    ) -> Result<DeviceTwin, ServiceFailure> {
         self.hub.twin(hub, device_id, Some(module_id))
     }
 
@@ -439,7 +469,7 @@ impl Emulator {
         device_id: &str,
         patch: serde_json::Value,
         if_match: Option<&str>,
-    ) -> Result<Twin, ServiceFailure> {
+    ) -> Result<DeviceTwin, ServiceFailure> {
         self.hub
             .update_twin(hub, device_id, None, &patch, if_match, false)
             .await
@@ -452,7 +482,7 @@ impl Emulator {
         hub: &str,
         device_id: &str,
         desired: serde_json::Value,
-    ) -> Result<Twin, ServiceFailure> {
+    ) -> Result<DeviceTwin, ServiceFailure> {
         let patch = serde_json::json!({ "properties": { "desired": desired } });
         self.update_twin(hub, device_id, patch, None).await
     }
@@ -465,7 +495,7 @@ impl Emulator {
         module_id: &str,
         patch: serde_json::Value,
         if_match: Option<&str>,
-    ) -> Result<Twin, ServiceFailure> {
+    ) -> Result<DeviceTwin, ServiceFailure> {
         self.hub
             .update_twin(hub, device_id, Some(module_id), &patch, if_match, false)
             .await

@@ -21,7 +21,7 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::Role;
 
 use super::http::{HttpHandler, HttpRequest, HttpResponse};
-use super::mqtt::{MqttHandler, Transport};
+use super::mqtt::{ListenerTransport, MqttHandler};
 use super::mqtt_connection::{ConnectionContext, MqttLimits, run_connection};
 use super::packet_io::WebSocketIo;
 use super::wait_shutdown;
@@ -122,7 +122,7 @@ pub(crate) async fn serve_https<S>(
     let ctx = ConnectionContext {
         handler: Arc::clone(&info.context.mqtt),
         peer_certificates: info.peer_certificates.clone(),
-        transport: Transport::WebSocket,
+        transport: ListenerTransport::WebSocket,
         peer_addr,
         limits,
         shutdown,

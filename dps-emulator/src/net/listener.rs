@@ -17,7 +17,7 @@ use tokio_rustls::server::TlsStream;
 
 use super::http::HttpHandler;
 use super::https_server::{HttpsContext, serve_https};
-use super::mqtt::{MqttHandler, Transport};
+use super::mqtt::{ListenerTransport, MqttHandler};
 use super::mqtt_connection::{ConnectionContext, MqttLimits, run_connection};
 use super::packet_io::StreamIo;
 use super::wait_shutdown;
@@ -272,7 +272,7 @@ async fn serve_connection(
             let ctx = ConnectionContext {
                 handler: Arc::clone(&context.mqtt),
                 peer_certificates,
-                transport: Transport::Tcp,
+                transport: ListenerTransport::Tcp,
                 peer_addr: peer,
                 limits: context.mqtt_limits,
                 shutdown,

@@ -19,8 +19,8 @@ pub use self::listener::{
     ServerOptions, Servers,
 };
 pub use self::mqtt::{
-    Close, CloseReason, ConnectRequest, ConnectReturnCode, MqttHandler, MqttSession, Outbox,
-    OutboxError, Outgoing, QoS, SubscribeOutcome, Transport,
+    Close, CloseReason, ConnectRequest, ConnectReturnCode, ListenerTransport, MqttHandler,
+    MqttSession, Outbox, OutboxError, Outgoing, QoS, SubscribeOutcome,
 };
 pub use self::websocket::WEBSOCKET_PATH;
 

@@ -18,8 +18,8 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use super::mqtt::{
-    CloseReason, ConnectRequest, ConnectReturnCode, MqttHandler, MqttSession, Outbox, Outgoing,
-    QoS, SubscribeOutcome, Transport,
+    CloseReason, ConnectRequest, ConnectReturnCode, ListenerTransport, MqttHandler, MqttSession,
+    Outbox, Outgoing, QoS, SubscribeOutcome,
 };
 use super::packet_io::PacketIo;
 use super::wait_shutdown;
@@ -42,7 +42,7 @@ pub(crate) struct MqttLimits {
 pub(crate) struct ConnectionContext {
     pub(crate) handler: Arc<dyn MqttHandler>,
     pub(crate) peer_certificates: Vec<CertificateDer<'static>>,
-    pub(crate) transport: Transport,
+    pub(crate) transport: ListenerTransport,
     pub(crate) peer_addr: SocketAddr,
     pub(crate) limits: MqttLimits,
     pub(crate) shutdown: watch::Receiver<bool>,

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use dps_emulator::model::{HubAuthType, HubAuthentication, SymmetricKeyAttestation};
-use dps_emulator::{Device, Emulator, EmulatorConfig, HubEvent, Module};
+use dps_emulator::{DeviceIdentity, Emulator, EmulatorConfig, HubEvent, ModuleIdentity};
 use hub_client::{
     Backoff, ConnectionState, HubClientBuilder, MqttTransport, TlsConfig, WebSocketTransport,
 };
@@ -90,10 +90,10 @@ impl Env {
         self.emu
             .create_device(
                 &self.hub,
-                Device {
+                DeviceIdentity {
                     device_id: device_id.into(),
                     authentication: sas(&key),
-                    ..Device::default()
+                    ..DeviceIdentity::default()
                 },
             )
             .await
@@ -108,11 +108,11 @@ impl Env {
             .create_module(
                 &self.hub,
                 device_id,
-                Module {
+                ModuleIdentity {
                     module_id: module_id.into(),
                     device_id: device_id.into(),
                     authentication: sas(&key),
-                    ..Module::default()
+                    ..ModuleIdentity::default()
                 },
             )
             .await

@@ -6,14 +6,14 @@ use std::sync::Arc;
 use http::{HeaderName, HeaderValue, Method, StatusCode};
 use serde::Deserialize;
 
-use super::auth;
 use super::enrollments::{self, Kind};
-use super::error::ServiceFailure;
-use crate::dps::faults::Faults;
-use crate::dps::runtime::DpsRuntime;
+use crate::dps::device::faults::Faults;
+use crate::dps::device::runtime::DpsRuntime;
 use crate::model::{EnrollmentGroup, IndividualEnrollment};
 use crate::net::{HttpRequest, HttpResponse};
-use crate::state::Store;
+use crate::rest::ServiceFailure;
+use crate::rest::auth;
+use crate::store::Store;
 use crate::util::time;
 
 /// Maximum items in one bulk operation (the service's limit).

@@ -12,11 +12,11 @@ use dps_core::hub::{
 };
 use tokio::task::JoinHandle;
 
-use super::connect::HubIdentity;
-use super::live::{IdentityKey, Subscriptions};
-use super::methods::{MethodResult, answer_payload};
-use super::runtime::HubRuntime;
-use super::telemetry;
+use crate::hub::device::connect::HubIdentity;
+use crate::hub::device::telemetry;
+use crate::hub::live::{IdentityKey, Subscriptions};
+use crate::hub::methods::{MethodResult, answer_payload};
+use crate::hub::runtime::HubRuntime;
 use crate::net::{Close, CloseReason, MqttSession, QoS, SubscribeOutcome};
 use crate::util::time;
 
@@ -67,7 +67,7 @@ fn slot(subscriptions: &mut Subscriptions, feature: Feature) -> &mut Option<QoS>
 }
 
 /// One accepted hub connection.
-pub(crate) struct HubSession {
+pub(crate) struct HubDeviceSession {
     runtime: Arc<HubRuntime>,
     identity: HubIdentity,
     conn_id: u64,
@@ -76,7 +76,7 @@ pub(crate) struct HubSession {
     expiry_timer: Option<JoinHandle<()>>,
 }
 
-impl HubSession {
+impl HubDeviceSession {
     pub(crate) fn new(
         runtime: Arc<HubRuntime>,
         identity: HubIdentity,
@@ -192,7 +192,7 @@ fn error_body(code: u32, message: &str) -> Vec<u8> {
 }
 
 #[async_trait]
-impl MqttSession for HubSession {
+impl MqttSession for HubDeviceSession {
     fn session_present(&self) -> bool {
         self.session_present
     }

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, watch};
 
-use crate::hub::QueuedC2d;
+use crate::model::QueuedC2d;
 use crate::model::{DeviceRegistrationState, EnrollmentGroup, HubDevice, IndividualEnrollment};
 
 /// Everything that survives a restart. Keys are lower-case ids (ids compare case-insensitively).

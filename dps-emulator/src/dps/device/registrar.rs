@@ -15,14 +15,14 @@ use dps_core::dps::{
 
 use super::allocation;
 use super::auth::{DpsIdentity, EnrollmentRef, Proof};
-use super::certs;
 use super::reply::Reply;
 use super::webhook;
 use crate::model::{
     AllocationPolicy, DeviceRegistrationState, DeviceStatus, EnrollmentSettings, HubAuthType,
     HubAuthentication, HubDevice, ProvisioningStatus, SymmetricKeyAttestation, X509Thumbprint,
 };
-use crate::state::{Store, StoreData};
+use crate::store::{Store, StoreData};
+use crate::util::x509;
 use crate::util::{ids, time};
 
 /// Signs device CSRs for certificate issuance.
@@ -367,7 +367,7 @@ impl Registrar {
         match &identity.proof {
             Some(Proof::X509 { chain, .. }) => {
                 context["x509"] = json!({
-                    "certificateInfo": chain.first().and_then(|c| certs::certificate_info(c)),
+                    "certificateInfo": chain.first().and_then(|c| x509::certificate_info(c)),
                 });
             }
             _ => context["symmetricKey"] = json!({}),
@@ -395,7 +395,7 @@ impl Registrar {
             .issuer
             .issue(&der)
             .map_err(|e| Reply::error(400, 400_004, &format!("The CSR was rejected: {e}"), None))?;
-        let cn = chain.first().and_then(|leaf| certs::common_name(leaf));
+        let cn = chain.first().and_then(|leaf| x509::common_name(leaf));
         if !cn.is_some_and(|cn| cn.eq_ignore_ascii_case(registration_id)) {
             return Err(Reply::error(
                 400,
@@ -554,13 +554,13 @@ fn x509_result(
         return None;
     };
     Some(X509RegistrationResult {
-        certificate_info: chain.first().and_then(|c| certs::certificate_info(c)),
+        certificate_info: chain.first().and_then(|c| x509::certificate_info(c)),
         enrollment_group_id: match enrollment {
             EnrollmentRef::Group(id) => Some(id.clone()),
             EnrollmentRef::Individual(_) => None,
         },
         signing_certificate_info: match enrollment {
-            EnrollmentRef::Group(_) => certs::certificate_info(matched),
+            EnrollmentRef::Group(_) => x509::certificate_info(matched),
             EnrollmentRef::Individual(_) => None,
         },
     })
@@ -594,7 +594,7 @@ fn hub_authentication(
                 kind: HubAuthType::SelfSigned,
                 symmetric_key: None,
                 x509_thumbprint: chain.first().map(|leaf| X509Thumbprint {
-                    primary_thumbprint: Some(certs::sha1_thumbprint(leaf)),
+                    primary_thumbprint: Some(x509::sha1_thumbprint(leaf)),
                     secondary_thumbprint: None,
                 }),
             },

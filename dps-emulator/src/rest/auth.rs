@@ -3,7 +3,7 @@
 use dps_auth::{SymmetricKey, verify_sas};
 use dps_core::sas::{ParsedSas, SasResource};
 
-use super::error::ServiceFailure;
+use super::failure::ServiceFailure;
 
 /// The policies whose key the emulator's service key is.
 pub(crate) const POLICIES: [&str; 2] = ["provisioningserviceowner", "iothubowner"];
