@@ -1,7 +1,7 @@
 //! The emulator as one object: start it, read its endpoints, manage it, stop it.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -27,7 +27,7 @@ use crate::net::{
 };
 use crate::rest::ServiceFailure;
 use crate::store::{Store, StoreData, StoreError};
-use crate::tls::{TlsError, TlsMaterial};
+use crate::tls::{CA_KEY_FILE, SERVER_KEY_FILE, TlsError, TlsMaterial};
 
 const STORE_FILE: &str = "state.json";
 const SERVICE_KEY_FILE: &str = "service-key";
@@ -57,6 +57,18 @@ pub enum EmulatorError {
         path: PathBuf,
         /// The cause.
         source: std::io::Error,
+    },
+    /// The state file is missing from a data directory that already holds the emulator's
+    /// keys: starting empty would silently forget every enrollment and device.
+    #[error(
+        "{store} is missing but {found} exists: the data directory lost its state; restore \
+         the file, or start from an empty data directory"
+    )]
+    StoreMissing {
+        /// The missing state file.
+        store: PathBuf,
+        /// A key file of an earlier run found next to it.
+        found: PathBuf,
     },
     /// A preloaded enrollment was refused.
     #[error("preloaded enrollment refused: {0}")]
@@ -114,24 +126,11 @@ impl Emulator {
     /// Starts an emulator: loads or creates its CA, state and service key, preloads the
     /// configured enrollments, and listens.
     pub async fn start(config: EmulatorConfig) -> Result<Self, EmulatorError> {
+        prepare_data_dir(&config.data_dir)?;
         let tls = Arc::new(TlsMaterial::load_or_create(
             &config.data_dir,
             &config.hostname,
         )?);
-        // A crash (`kill -9`) mid-write leaves temporary files behind; they are never valid
-        // state and may hold secrets.
-        let removed = crate::persist::remove_temp_files(&config.data_dir).map_err(|source| {
-            EmulatorError::DataDir {
-                path: config.data_dir.clone(),
-                source,
-            }
-        })?;
-        if removed > 0 {
-            tracing::info!(
-                removed,
-                "removed temporary files left by an interrupted write"
-            );
-        }
         let store = Store::open(config.data_dir.join(STORE_FILE))?;
         let service_key = service_key(&config)?;
         let key = dps_auth::SymmetricKey::from_base64(&service_key)
@@ -578,7 +577,7 @@ fn service_key(config: &EmulatorConfig) -> Result<String, EmulatorError> {
         Ok(text) => Ok(text.trim().to_owned()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let key = crate::util::ids::service_key();
-            crate::persist::write_atomic(&path, key.as_bytes()).map_err(|e| {
+            crate::persist::write_atomic_private(&path, key.as_bytes()).map_err(|e| {
                 EmulatorError::ServiceKey(format!("cannot save {}: {e}", path.display()))
             })?;
             Ok(key)
@@ -588,6 +587,54 @@ fn service_key(config: &EmulatorConfig) -> Result<String, EmulatorError> {
             path.display()
         ))),
     }
+}
+
+/// Creates the data directory (owner-only: it holds keys and every enrollment's secrets),
+/// removes what an interrupted write left, and checks that the state file of an earlier run is
+/// still there; on a fresh directory it writes an empty state file first, before any key, so a
+/// later start can tell "fresh" from "lost".
+fn prepare_data_dir(dir: &Path) -> Result<(), EmulatorError> {
+    let io_error = |source| EmulatorError::DataDir {
+        path: dir.to_path_buf(),
+        source,
+    };
+    create_private_dir(dir).map_err(io_error)?;
+    // A crash (`kill -9`) mid-write leaves temporary files behind; they are never valid state
+    // and may hold secrets.
+    let removed = crate::persist::remove_temp_files(dir).map_err(io_error)?;
+    if removed > 0 {
+        tracing::info!(
+            removed,
+            "removed temporary files left by an interrupted write"
+        );
+    }
+    let store = dir.join(STORE_FILE);
+    if store.try_exists().map_err(io_error)? {
+        return Ok(());
+    }
+    let earlier = [CA_KEY_FILE, SERVICE_KEY_FILE, SERVER_KEY_FILE]
+        .iter()
+        .map(|name| dir.join(name))
+        .find(|path| path.exists());
+    if let Some(found) = earlier {
+        return Err(EmulatorError::StoreMissing { store, found });
+    }
+    crate::persist::write_atomic_private(&store, b"{}\n").map_err(io_error)
+}
+
+#[cfg(unix)]
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt as _;
+    // Only directories created here get 0700; an existing directory is the user's choice.
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+}
+
+#[cfg(not(unix))]
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)
 }
 
 struct CaIssuer(Arc<TlsMaterial>);

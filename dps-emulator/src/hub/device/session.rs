@@ -155,7 +155,7 @@ impl HubDeviceSession {
         Ok(())
     }
 
-    fn twin_request(&self, request: TwinRequest<'_>, payload: &[u8]) {
+    async fn twin_request(&self, request: TwinRequest<'_>, payload: &[u8]) {
         let (status, version, body) = match request {
             TwinRequest::Get { .. } => match self.runtime.device_side_twin(self.key()) {
                 Some(twin) => (200, None, twin.to_string().into_bytes()),
@@ -166,7 +166,7 @@ impl HubDeviceSession {
                 ),
             },
             TwinRequest::ReportedPatch { .. } => {
-                match self.runtime.patch_reported(self.key(), payload) {
+                match self.runtime.patch_reported(self.key(), payload).await {
                     Ok(version) => (204, Some(version), Vec::new()),
                     Err(failure) => (
                         failure.status,
@@ -285,7 +285,7 @@ impl MqttSession for HubDeviceSession {
         }
         match parse_twin_request(&topic) {
             Ok(request) => {
-                self.twin_request(request, &payload);
+                self.twin_request(request, &payload).await;
                 return Ok(());
             }
             Err(TopicError::NoMatch) => {}

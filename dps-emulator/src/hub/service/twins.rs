@@ -60,8 +60,9 @@ impl HubRuntime {
         })
     }
 
-    /// A reported-properties PATCH from the device; the new reported `$version`.
-    pub(crate) fn patch_reported(
+    /// A reported-properties PATCH from the device; the new reported `$version`, once the
+    /// change is on disk (the device is told 204 then, so a crash cannot take it back).
+    pub(crate) async fn patch_reported(
         &self,
         key: &IdentityKey,
         payload: &[u8],
@@ -70,14 +71,16 @@ impl HubRuntime {
             .map_err(|e| ServiceFailure::bad_request(format!("the patch is not JSON: {e}")))?;
         let patch = twin_document::validate_patch(&patch).map_err(bad_patch)?;
         let now = time::now_utc();
-        self.store.mutate(|data| {
-            let device = data
-                .hub_devices
-                .get_mut(&key.store_key())
-                .ok_or_else(|| device_not_found(&key.device_id))?;
-            let (doc, meta) = twin_of(device, key.module_id.as_deref())?;
-            twin_document::apply(doc, meta, Section::Reported, patch, &now).map_err(bad_patch)
-        })
+        self.store
+            .mutate_durable(|data| {
+                let device = data
+                    .hub_devices
+                    .get_mut(&key.store_key())
+                    .ok_or_else(|| device_not_found(&key.device_id))?;
+                let (doc, meta) = twin_of(device, key.module_id.as_deref())?;
+                twin_document::apply(doc, meta, Section::Reported, patch, &now).map_err(bad_patch)
+            })
+            .await
     }
 
     /// `GET /twins/{id}[/modules/{moduleId}]`.
@@ -231,5 +234,43 @@ impl HubRuntime {
                 conn.last_activity = std::time::SystemTime::now();
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hub::DeviceIdentity;
+    use crate::model::HubAuthentication;
+
+    /// #11: a reported-properties update is acknowledged (204) to the device only once it is
+    /// on disk. On a single-threaded runtime the write-behind flusher cannot run between the
+    /// change and the answer unless the hub waits for it.
+    #[tokio::test(flavor = "current_thread")]
+    async fn reported_patch_is_on_disk_before_it_is_acknowledged() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        let store = crate::store::Store::open(path.clone()).unwrap();
+        let runtime = HubRuntime::new(store, vec!["hub-a".into()], Vec::new());
+        let device = DeviceIdentity {
+            device_id: "dev-1".into(),
+            authentication: HubAuthentication::default(),
+            ..DeviceIdentity::default()
+        };
+        runtime
+            .put_device("hub-a", "dev-1", device, None)
+            .await
+            .unwrap();
+
+        let key = IdentityKey::device("hub-a", "dev-1");
+        let version = runtime
+            .patch_reported(&key, br#"{"temperature": 21}"#)
+            .await
+            .unwrap();
+        assert!(version >= 1);
+
+        let state: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        let twin = &state["hubDevices"]["hub-a/dev-1"]["twin"];
+        assert_eq!(twin["properties"]["reported"]["temperature"], 21, "{state}");
     }
 }
