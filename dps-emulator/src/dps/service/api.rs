@@ -44,9 +44,17 @@ impl ServiceApi {
 
     pub(crate) async fn handle(&self, request: HttpRequest) -> HttpResponse {
         let authorization = request.header(http::header::AUTHORIZATION);
-        if let Err(failure) =
-            auth::check(authorization, &self.key, &self.hostname, time::unix_now())
-        {
+        let path = request
+            .decoded_path()
+            .unwrap_or_else(|| request.path.clone());
+        if let Err(failure) = auth::check(
+            authorization,
+            &self.key,
+            &self.hostname,
+            &path,
+            auth::ServiceKind::Provisioning,
+            time::unix_now(),
+        ) {
             tracing::warn!(path = %request.path, reason = %failure.message, "service API request refused");
             return failure.to_response();
         }

@@ -70,7 +70,17 @@ impl HubServiceApi {
             });
         let (host, hub) =
             named.unwrap_or_else(|| (self.hostname.clone(), self.runtime.default_hub().to_owned()));
-        auth::check(token, &self.key, &host, time::unix_now())?;
+        let path = request
+            .decoded_path()
+            .unwrap_or_else(|| request.path.clone());
+        auth::check(
+            token,
+            &self.key,
+            &host,
+            &path,
+            auth::ServiceKind::Hub,
+            time::unix_now(),
+        )?;
         Ok(hub)
     }
 
