@@ -183,6 +183,16 @@ impl Emulator {
         options.bind = config.bind;
         options.mqtt_port = config.mqtt_port;
         options.https_port = config.https_port;
+        let limits = &config.file.behaviour.limits;
+        let seconds = std::time::Duration::from_secs;
+        options.max_connections = limits.max_connections;
+        options.max_unauthenticated_connections = limits.max_unauthenticated_connections;
+        options.http_header_timeout = seconds(limits.http_header_timeout_seconds);
+        options.http_body_timeout = seconds(limits.http_body_timeout_seconds);
+        options.http_write_timeout = seconds(limits.write_timeout_seconds);
+        options.mqtt_write_timeout = seconds(limits.write_timeout_seconds);
+        options.mqtt_max_connect_packet_size = limits.max_connect_packet_size;
+        options.mqtt_idle_timeout = seconds(limits.idle_timeout_seconds);
         let servers = Servers::start(options).await?;
         let (mqtt_addr, https_addr) = (servers.mqtt_addr(), servers.https_addr());
 
@@ -679,6 +689,18 @@ struct HttpRouter {
 
 #[async_trait]
 impl HttpHandler for HttpRouter {
+    fn authorize(&self, request: &HttpRequest) -> Result<(), Box<HttpResponse>> {
+        let result = if HubServiceApi::serves(&request.path) {
+            self.hub_api.authorize(request).map(drop)
+        } else if ServiceApi::serves(&request.path) {
+            self.service.authorize(request)
+        } else {
+            // No API here: answered at once, the body is never read.
+            return Err(Box::new(not_found(&request.path)));
+        };
+        result.map_err(|failure| Box::new(failure.to_response()))
+    }
+
     async fn handle(&self, request: HttpRequest) -> HttpResponse {
         // Hub paths first: `/emulator/hubs/..` is the hub's, the rest of `/emulator` DPS's.
         if HubServiceApi::serves(&request.path) {
@@ -687,9 +709,13 @@ impl HttpHandler for HttpRouter {
         if ServiceApi::serves(&request.path) {
             return self.service.handle(request).await;
         }
-        HttpResponse::json(
-            StatusCode::NOT_FOUND,
-            &serde_json::json!({ "errorCode": 404_000, "message": format!("{} not found", request.path) }),
-        )
+        not_found(&request.path)
     }
+}
+
+fn not_found(path: &str) -> HttpResponse {
+    HttpResponse::json(
+        StatusCode::NOT_FOUND,
+        &serde_json::json!({ "errorCode": 404_000, "message": format!("{path} not found") }),
+    )
 }

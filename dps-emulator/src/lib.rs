@@ -72,7 +72,7 @@ pub mod testing;
 mod tls;
 mod util;
 
-pub use config::{Behaviour, ConfigError, ConfigFile, DEFAULT_ID_SCOPE, EmulatorConfig};
+pub use config::{Behaviour, ConfigError, ConfigFile, DEFAULT_ID_SCOPE, EmulatorConfig, Limits};
 pub use dps::device::faults::{Faults, InjectStatus, RateLimit};
 pub use emulator::{Emulator, EmulatorError, EmulatorInfo};
 pub use hub::{

@@ -17,7 +17,7 @@ use dps_auth::{
 };
 use dps_client::{ProvisioningClient, TlsConfig, WebSocketTransport};
 use dps_emulator::model::{EnrollmentGroup, IndividualEnrollment};
-use dps_emulator::{Behaviour, Emulator, EmulatorConfig, Faults};
+use dps_emulator::{Behaviour, Emulator, EmulatorConfig};
 use serde_json::{Value, json};
 use tempfile::TempDir;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -35,7 +35,7 @@ pub(crate) fn fast() -> Behaviour {
     Behaviour {
         retry_after_seconds: 0,
         polls_before_assignment: 1,
-        faults: Faults::default(),
+        ..Behaviour::default()
     }
 }
 

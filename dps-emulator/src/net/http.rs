@@ -131,6 +131,14 @@ impl HttpResponse {
 /// Answers every HTTPS request except WebSocket upgrades. One instance serves all connections.
 #[async_trait]
 pub trait HttpHandler: Send + Sync + 'static {
+    /// Decides from the request line and headers alone (the body is still unread and empty
+    /// here) whether the request may go on: an unauthenticated client is refused before it can
+    /// make the server read and hold its body. The default admits every request.
+    fn authorize(&self, request: &HttpRequest) -> Result<(), Box<HttpResponse>> {
+        let _ = request;
+        Ok(())
+    }
+
     /// Handles one request. Called concurrently for different connections.
     async fn handle(&self, request: HttpRequest) -> HttpResponse;
 }

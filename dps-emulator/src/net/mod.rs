@@ -5,6 +5,7 @@
 //! - [`HttpHandler`]: every HTTPS request except the WebSocket upgrade on [`WEBSOCKET_PATH`].
 //! - [`Servers::start`] binds both ports and runs until [`Servers::shutdown`].
 
+mod gate;
 mod http;
 mod https_server;
 mod listener;
@@ -12,6 +13,7 @@ mod mqtt;
 mod mqtt_connection;
 mod packet_io;
 mod websocket;
+mod write_timeout;
 
 pub use self::http::{HttpHandler, HttpRequest, HttpResponse, percent_decode};
 pub use self::listener::{

@@ -58,8 +58,9 @@ impl HubServiceApi {
         }
     }
 
-    /// Checks the SAS token; the hub it addresses.
-    fn authorize(&self, request: &HttpRequest) -> Result<String, ServiceFailure> {
+    /// Checks the SAS token (headers and path only: called before the body is read); the hub
+    /// it addresses.
+    pub(crate) fn authorize(&self, request: &HttpRequest) -> Result<String, ServiceFailure> {
         let token = request.header(http::header::AUTHORIZATION);
         let named = token
             .and_then(|t| ParsedSas::parse(t).ok())
