@@ -1,6 +1,7 @@
 //! The DPS device endpoint: CONNECT decisions and per-connection sessions.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
@@ -36,6 +37,10 @@ pub(crate) struct DpsRuntime {
     /// The same for devices that matched none: anyone can invent registration ids, so these
     /// are bounded, the oldest forgotten first (#11).
     unknown: Mutex<BoundedCounts>,
+    /// The open connection of each client id, with its number: a second CONNECT with the same
+    /// client id closes the first (MQTT 3.1.1 §3.1.4-2), as the hub does.
+    live: Mutex<HashMap<String, (u64, Outbox)>>,
+    next_connection: AtomicU64,
 }
 
 /// Counters for at most `capacity` keys; inserting beyond forgets the oldest key.
@@ -91,6 +96,8 @@ impl DpsRuntime {
             unknown: Mutex::new(BoundedCounts::new(
                 behaviour.limits.max_unknown_registration_ids,
             )),
+            live: Mutex::new(HashMap::new()),
+            next_connection: AtomicU64::new(0),
         }
     }
 
@@ -170,8 +177,17 @@ impl DpsRuntime {
             known = identity.enrollment.is_some(),
             "DPS device connected"
         );
+        let connection = self.next_connection.fetch_add(1, Ordering::Relaxed);
+        let older =
+            lock(&self.live).insert(request.client_id.clone(), (connection, outbox.clone()));
+        if let Some((_, older)) = older {
+            tracing::info!(client_id = %request.client_id, "a new connection with the same client id: closing the older one");
+            older.close();
+        }
         Ok(Box::new(DpsSession {
             runtime: Arc::clone(self),
+            client_id: request.client_id.clone(),
+            connection,
             identity,
             outbox,
             granted: None,
@@ -187,6 +203,9 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 /// One DPS device connection.
 struct DpsSession {
     runtime: Arc<DpsRuntime>,
+    client_id: String,
+    /// This connection's number in [`DpsRuntime::live`].
+    connection: u64,
     identity: DpsIdentity,
     outbox: Outbox,
     /// The QoS granted on `$dps/registrations/res/#`, once subscribed.
@@ -315,6 +334,14 @@ impl MqttSession for DpsSession {
 
     async fn closed(&mut self, reason: CloseReason) {
         tracing::debug!(registration_id = %self.identity.registration_id, ?reason, "DPS connection closed");
+        let mut live = lock(&self.runtime.live);
+        // A newer connection with the same client id may have taken the entry already.
+        if live
+            .get(&self.client_id)
+            .is_some_and(|(connection, _)| *connection == self.connection)
+        {
+            live.remove(&self.client_id);
+        }
     }
 }
 
