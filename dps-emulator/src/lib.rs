@@ -50,6 +50,11 @@
 //! through [`Emulator`] (`create_device`, `update_twin`, `invoke_method`, `send_c2d`,
 //! `hub_events`, ...) or through the service REST APIs with the official service SDKs.
 //!
+//! Logs go through `tracing`; the emulator never logs a key, token or signature. Its WebSocket
+//! layer (tungstenite) traces frame payloads, which carry devices' SAS tokens: a program that
+//! embeds the emulator and logs at `trace` should filter with [`cli::log_filter`], which turns
+//! those targets off (the `dps-emulator` binary and `dps emulator` do).
+//!
 //! Layout: DPS and the hub are each split into a device side (the MQTT protocol the
 //! devices speak) and a service side (the REST API the official service SDKs call); [`model`]
 //! holds what the store persists and both sides see. The network frame, the TLS material and
