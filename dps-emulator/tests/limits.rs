@@ -188,3 +188,38 @@ async fn an_https_client_that_never_reads_is_closed() {
     let closed = timeout(Duration::from_secs(60), writer).await;
     assert_eq!(closed, Ok(true), "the server closed the connection");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_first_message_over_websocket_is_refused_without_being_read() {
+    let emu = start().await;
+    let mut stream = tls(&emu, emu.https_addr(), None).await;
+    let upgrade = "GET /$iothub/websocket HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n\
+                   Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+                   Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: mqtt\r\n\r\n";
+    stream.write_all(upgrade.as_bytes()).await.unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        assert_eq!(stream.read(&mut byte).await.unwrap(), 1, "upgrade answered");
+        head.push(byte[0]);
+    }
+    assert!(
+        head.starts_with(b"HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+
+    // One binary frame announcing 200 KiB (within the WebSocket message limit, which is sized
+    // for publishes), of which only 20 KiB are sent: a CONNECT never needs that much.
+    let len: u64 = 200 * 1024;
+    let mut frame = vec![0x82, 0x80 | 127];
+    frame.extend_from_slice(&len.to_be_bytes());
+    frame.extend_from_slice(&[1, 2, 3, 4]);
+    frame.extend(std::iter::repeat_n(0x10u8, 20 * 1024));
+    // The server may close while this is still being written.
+    let _ = stream.write_all(&frame).await;
+    assert!(
+        read_to_close(&mut stream).await.is_some(),
+        "the connection is closed once a CONNECT's worth of bytes is exceeded"
+    );
+}

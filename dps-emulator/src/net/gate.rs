@@ -36,6 +36,14 @@ impl Unauthenticated {
     pub(crate) fn authenticated(&self) {
         self.0.lock().unwrap_or_else(PoisonError::into_inner).take();
     }
+
+    /// Whether the connection has authenticated.
+    pub(crate) fn is_done(&self) -> bool {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_none()
+    }
 }
 
 impl Gate {

@@ -25,6 +25,7 @@ use super::http::{HttpHandler, HttpRequest, HttpResponse};
 use super::mqtt::{ListenerTransport, MqttHandler};
 use super::mqtt_connection::{ConnectionContext, MqttLimits, run_connection};
 use super::packet_io::WebSocketIo;
+use super::read_budget::ReadBudget;
 use super::wait_shutdown;
 use super::websocket::{
     check_upgrade, is_websocket_path, is_websocket_upgrade, upgrade_headers, websocket_config,
@@ -125,8 +126,16 @@ pub(crate) async fn serve_https<S>(
         }
     };
     let limits = info.context.mqtt_limits;
-    let ws = WebSocketStream::from_raw_socket(
+    // WebSocket framing around the CONNECT costs a few bytes per message; 1 KiB leaves room
+    // for a client that splits it into many small messages.
+    let budget = limits.max_connect_packet_size.saturating_add(1024);
+    let io = ReadBudget::new(
         TokioIo::new(upgraded),
+        Arc::clone(&info.unauthenticated),
+        budget,
+    );
+    let ws = WebSocketStream::from_raw_socket(
+        io,
         Role::Server,
         Some(websocket_config(limits.max_packet_size)),
     )

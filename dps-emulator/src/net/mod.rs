@@ -12,6 +12,7 @@ mod listener;
 mod mqtt;
 mod mqtt_connection;
 mod packet_io;
+mod read_budget;
 mod websocket;
 mod write_timeout;
 
