@@ -46,7 +46,7 @@ pub struct ServerOptions {
     /// HTTPS port for REST and MQTT over WebSocket (production 443; 0 = any free port, the
     /// default).
     pub https_port: u16,
-    /// The TLS configuration, normally [`crate::TlsMaterial::server_config`].
+    /// The TLS configuration, normally [`crate::tls::TlsMaterial::server_config`].
     pub tls: Arc<ServerConfig>,
     /// Accepts MQTT connections from both listeners.
     pub mqtt: Arc<dyn MqttHandler>,
