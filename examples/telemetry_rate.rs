@@ -11,7 +11,7 @@
 use std::time::Instant;
 
 use dps_emulator::model::{HubAuthType, HubAuthentication, SymmetricKeyAttestation};
-use dps_emulator::{Device, Emulator, EmulatorConfig, HubEventKind};
+use dps_emulator::{DeviceIdentity, Emulator, EmulatorConfig, HubEventKind};
 use futures_util::StreamExt as _;
 use futures_util::stream::FuturesUnordered;
 use hub_client::{Features, HubClient, Message, SendError, TlsConfig, WebSocketTransport};
@@ -31,7 +31,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     emulator
         .create_device(
             &hub_name,
-            Device {
+            DeviceIdentity {
                 device_id: "rate-1".into(),
                 authentication: HubAuthentication {
                     kind: HubAuthType::Sas,
@@ -41,7 +41,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     }),
                     x509_thumbprint: None,
                 },
-                ..Device::default()
+                ..DeviceIdentity::default()
             },
         )
         .await?;

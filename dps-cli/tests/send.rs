@@ -4,7 +4,7 @@
 use std::process::Output;
 
 use dps_emulator::model::{DeviceStatus, HubAuthType, HubAuthentication, SymmetricKeyAttestation};
-use dps_emulator::{Device, Emulator, EmulatorConfig, HubEventKind};
+use dps_emulator::{DeviceIdentity, Emulator, EmulatorConfig, HubEventKind};
 
 const KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 
@@ -26,7 +26,7 @@ async fn start() -> Env {
 
 impl Env {
     async fn device(&self, device_id: &str) {
-        let device = Device {
+        let device = DeviceIdentity {
             device_id: device_id.into(),
             authentication: HubAuthentication {
                 kind: HubAuthType::Sas,
@@ -36,7 +36,7 @@ impl Env {
                 }),
                 x509_thumbprint: None,
             },
-            ..Device::default()
+            ..DeviceIdentity::default()
         };
         self.emu.create_device(&self.hub, device).await.unwrap();
     }

@@ -100,10 +100,28 @@ async fn wait_for_signal() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
-/// Logs to stderr, filtered by `RUST_LOG` (default `info`).
+/// Log targets never enabled, whatever `RUST_LOG` asks: tungstenite traces every WebSocket
+/// frame with its payload (as text and hex), and a device's MQTT CONNECT frame carries its SAS
+/// token (#11).
+const SECRET_TARGETS: [&str; 2] = ["tungstenite", "tokio_tungstenite"];
+
+/// The emulator's log filter: `directives` (`RUST_LOG` syntax, e.g. `info` or
+/// `dps_emulator=trace`) with the targets that would print secrets turned off.
+pub fn log_filter(directives: &str) -> tracing_subscriber::EnvFilter {
+    let mut filter = tracing_subscriber::EnvFilter::builder().parse_lossy(directives);
+    for target in SECRET_TARGETS {
+        // Added last, so they override a broader or equal directive of `RUST_LOG`.
+        if let Ok(off) = format!("{target}=off").parse() {
+            filter = filter.add_directive(off);
+        }
+    }
+    filter
+}
+
+/// Logs to stderr, filtered by `RUST_LOG` (default `info`) through [`log_filter`].
 pub fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let directives = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".to_owned());
+    let filter = log_filter(&directives);
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::dps::faults::Faults;
+use crate::dps::device::faults::Faults;
 use crate::model::{EnrollmentGroup, IndividualEnrollment};
 
 /// The id scope used when none is configured (fixed so that scripts can rely on it).
@@ -23,6 +23,9 @@ pub struct Behaviour {
     pub polls_before_assignment: u32,
     /// Injected faults (all off by default).
     pub faults: Faults,
+    /// Resource limits that keep unauthenticated or misbehaving clients from exhausting the
+    /// emulator.
+    pub limits: Limits,
 }
 
 impl Default for Behaviour {
@@ -31,6 +34,53 @@ impl Default for Behaviour {
             retry_after_seconds: 3,
             polls_before_assignment: 1,
             faults: Faults::default(),
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// Resource limits (`behaviour.limits` in the config file). The defaults admit the load tests'
+/// fleets (thousands of devices in flight) while bounding what a client that never
+/// authenticates, never finishes a request or never reads can hold.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct Limits {
+    /// Open connections on both ports together; beyond, new connections are closed at once
+    /// (default 50,000).
+    pub max_connections: usize,
+    /// Connections that have not authenticated yet (TLS handshake, MQTT CONNECT, or an HTTP
+    /// request with a valid token still to come); beyond, new connections are closed at once
+    /// (default 10,000).
+    pub max_unauthenticated_connections: usize,
+    /// Time a client gets to send a request's headers (default 30 s).
+    pub http_header_timeout_seconds: u64,
+    /// Time a client gets to send a request's body (default 30 s).
+    pub http_body_timeout_seconds: u64,
+    /// Time a write may wait for a client that does not read, on HTTPS and MQTT, before the
+    /// connection is closed (default 30 s).
+    pub write_timeout_seconds: u64,
+    /// Largest first packet (CONNECT) accepted on MQTT before authentication; a larger one
+    /// closes the connection without being read (default 16 KiB; a CONNECT is well under 2).
+    pub max_connect_packet_size: usize,
+    /// Silence after which a connection with MQTT keep-alive 0 ("no keep-alive") is closed
+    /// (default 1,800 s; connections with a keep-alive use 1.5 × keep-alive).
+    pub idle_timeout_seconds: u64,
+    /// Registration ids of devices that match no enrollment whose request counts are kept;
+    /// the oldest is forgotten beyond (default 10,000).
+    pub max_unknown_registration_ids: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_connections: 50_000,
+            max_unauthenticated_connections: 10_000,
+            http_header_timeout_seconds: 30,
+            http_body_timeout_seconds: 30,
+            write_timeout_seconds: 30,
+            max_connect_packet_size: 16 * 1024,
+            idle_timeout_seconds: 1800,
+            max_unknown_registration_ids: 10_000,
         }
     }
 }

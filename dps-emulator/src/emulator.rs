@@ -1,7 +1,7 @@
 //! The emulator as one object: start it, read its endpoints, manage it, stop it.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -9,21 +9,25 @@ use http::StatusCode;
 use serde::Serialize;
 
 use crate::config::EmulatorConfig;
-use crate::dps::faults::Faults;
-use crate::dps::registrar::{CertificateIssuer, Registrar};
-use crate::dps::runtime::DpsRuntime;
+use crate::dps::device::faults::Faults;
+use crate::dps::device::registrar::{CertificateIssuer, Registrar};
+use crate::dps::device::runtime::DpsRuntime;
+use crate::dps::service::{api::ServiceApi, enrollments};
+use crate::hub::runtime::HubRuntime;
+use crate::hub::service::api::HubServiceApi;
 use crate::hub::{
-    CloudToDeviceMessage, Device, HubEvent, HubRuntime, HubServiceApi, MethodInvocation,
-    MethodResult, Module, Twin,
+    DeviceIdentity, DeviceTwin, HubEvent, MethodInvocation, MethodResult, ModuleIdentity,
 };
-use crate::model::{DeviceRegistrationState, EnrollmentGroup, HubDevice, IndividualEnrollment};
+use crate::model::{
+    CloudToDeviceMessage, DeviceRegistrationState, EnrollmentGroup, HubDevice, IndividualEnrollment,
+};
 use crate::net::{
     ConnectRequest, ConnectReturnCode, HttpHandler, HttpRequest, HttpResponse, MqttHandler,
     MqttSession, Outbox, ServerOptions, Servers,
 };
-use crate::service::{ServiceFailure, enrollments, rest::ServiceApi};
-use crate::state::{Store, StoreData, StoreError};
-use crate::tls::{TlsError, TlsMaterial};
+use crate::rest::ServiceFailure;
+use crate::store::{Store, StoreData, StoreError};
+use crate::tls::{CA_KEY_FILE, SERVER_KEY_FILE, TlsError, TlsMaterial};
 
 const STORE_FILE: &str = "state.json";
 const SERVICE_KEY_FILE: &str = "service-key";
@@ -46,6 +50,26 @@ pub enum EmulatorError {
     /// Binding a listener failed.
     #[error("cannot listen: {0}")]
     Listen(#[from] std::io::Error),
+    /// The data directory could not be read or tidied.
+    #[error("data directory {path}: {source}")]
+    DataDir {
+        /// The data directory.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The state file is missing from a data directory that already holds the emulator's
+    /// keys: starting empty would silently forget every enrollment and device.
+    #[error(
+        "{store} is missing but {found} exists: the data directory lost its state; restore \
+         the file, or start from an empty data directory"
+    )]
+    StoreMissing {
+        /// The missing state file.
+        store: PathBuf,
+        /// A key file of an earlier run found next to it.
+        found: PathBuf,
+    },
     /// A preloaded enrollment was refused.
     #[error("preloaded enrollment refused: {0}")]
     Preload(ServiceFailure),
@@ -102,6 +126,7 @@ impl Emulator {
     /// Starts an emulator: loads or creates its CA, state and service key, preloads the
     /// configured enrollments, and listens.
     pub async fn start(config: EmulatorConfig) -> Result<Self, EmulatorError> {
+        prepare_data_dir(&config.data_dir)?;
         let tls = Arc::new(TlsMaterial::load_or_create(
             &config.data_dir,
             &config.hostname,
@@ -158,6 +183,16 @@ impl Emulator {
         options.bind = config.bind;
         options.mqtt_port = config.mqtt_port;
         options.https_port = config.https_port;
+        let limits = &config.file.behaviour.limits;
+        let seconds = std::time::Duration::from_secs;
+        options.max_connections = limits.max_connections;
+        options.max_unauthenticated_connections = limits.max_unauthenticated_connections;
+        options.http_header_timeout = seconds(limits.http_header_timeout_seconds);
+        options.http_body_timeout = seconds(limits.http_body_timeout_seconds);
+        options.http_write_timeout = seconds(limits.write_timeout_seconds);
+        options.mqtt_write_timeout = seconds(limits.write_timeout_seconds);
+        options.mqtt_max_connect_packet_size = limits.max_connect_packet_size;
+        options.mqtt_idle_timeout = seconds(limits.idle_timeout_seconds);
         let servers = Servers::start(options).await?;
         let (mqtt_addr, https_addr) = (servers.mqtt_addr(), servers.https_addr());
 
@@ -339,7 +374,11 @@ impl Emulator {
 
     /// Creates a device identity in `hub` (as `PUT /devices/{id}` without `If-Match`): keys
     /// are generated when omitted; 409001 if it exists.
-    pub async fn create_device(&self, hub: &str, device: Device) -> Result<Device, ServiceFailure> {
+    pub async fn create_device(
+        &self,
+        hub: &str,
+        device: DeviceIdentity,
+    ) -> Result<DeviceIdentity, ServiceFailure> {
         let id = device.device_id.clone();
         self.hub.put_device(hub, &id, device, None).await
     }
@@ -349,9 +388,9 @@ impl Emulator {
     pub async fn update_device(
         &self,
         hub: &str,
-        device: Device,
+        device: DeviceIdentity,
         if_match: Option<&str>,
-    ) -> Result<Device, ServiceFailure> {
+    ) -> Result<DeviceIdentity, ServiceFailure> {
         let id = device.device_id.clone();
         self.hub.device(hub, &id)?;
         self.hub
@@ -360,12 +399,12 @@ impl Emulator {
     }
 
     /// A device identity, with its live connection state.
-    pub fn device(&self, hub: &str, device_id: &str) -> Result<Device, ServiceFailure> {
+    pub fn device(&self, hub: &str, device_id: &str) -> Result<DeviceIdentity, ServiceFailure> {
         self.hub.device(hub, device_id)
     }
 
     /// The device identities of `hub` (at most 1000, as the service lists them).
-    pub fn devices(&self, hub: &str) -> Result<Vec<Device>, ServiceFailure> {
+    pub fn devices(&self, hub: &str) -> Result<Vec<DeviceIdentity>, ServiceFailure> {
         self.hub.devices(hub, usize::MAX)
     }
 
@@ -385,8 +424,8 @@ impl Emulator {
         &self,
         hub: &str,
         device_id: &str,
-        module: Module,
-    ) -> Result<Module, ServiceFailure> {
+        module: ModuleIdentity,
+    ) -> Result<ModuleIdentity, ServiceFailure> {
         let id = module.module_id.clone();
         self.hub.put_module(hub, device_id, &id, module, None).await
     }
@@ -397,7 +436,7 @@ impl Emulator {
         hub: &str,
         device_id: &str,
         module_id: &str,
-    ) -> Result<Module, ServiceFailure> {
+    ) -> Result<ModuleIdentity, ServiceFailure> {
         self.hub.module(hub, device_id, module_id)
     }
 
@@ -415,7 +454,7 @@ impl Emulator {
     }
 
     /// A device twin, as `GET /twins/{id}` shows it.
-    pub fn twin(&self, hub: &str, device_id: &str) -> Result<Twin, ServiceFailure> {
+    pub fn twin(&self, hub: &str, device_id: &str) -> Result<DeviceTwin, ServiceFailure> {
         self.hub.twin(hub, device_id, None)
     }
 
@@ -425,7 +464,7 @@ impl Emulator {
         hub: &str,
         device_id: &str,
         module_id: &str,
-    ) -> Result<Twin, ServiceFailure> {
+    ) -> Result<DeviceTwin, ServiceFailure> {
         self.hub.twin(hub, device_id, Some(module_id))
     }
 
@@ -439,7 +478,7 @@ impl Emulator {
         device_id: &str,
         patch: serde_json::Value,
         if_match: Option<&str>,
-    ) -> Result<Twin, ServiceFailure> {
+    ) -> Result<DeviceTwin, ServiceFailure> {
         self.hub
             .update_twin(hub, device_id, None, &patch, if_match, false)
             .await
@@ -452,7 +491,7 @@ impl Emulator {
         hub: &str,
         device_id: &str,
         desired: serde_json::Value,
-    ) -> Result<Twin, ServiceFailure> {
+    ) -> Result<DeviceTwin, ServiceFailure> {
         let patch = serde_json::json!({ "properties": { "desired": desired } });
         self.update_twin(hub, device_id, patch, None).await
     }
@@ -465,7 +504,7 @@ impl Emulator {
         module_id: &str,
         patch: serde_json::Value,
         if_match: Option<&str>,
-    ) -> Result<Twin, ServiceFailure> {
+    ) -> Result<DeviceTwin, ServiceFailure> {
         self.hub
             .update_twin(hub, device_id, Some(module_id), &patch, if_match, false)
             .await
@@ -548,7 +587,7 @@ fn service_key(config: &EmulatorConfig) -> Result<String, EmulatorError> {
         Ok(text) => Ok(text.trim().to_owned()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let key = crate::util::ids::service_key();
-            crate::persist::write_atomic(&path, key.as_bytes()).map_err(|e| {
+            crate::persist::write_atomic_private(&path, key.as_bytes()).map_err(|e| {
                 EmulatorError::ServiceKey(format!("cannot save {}: {e}", path.display()))
             })?;
             Ok(key)
@@ -558,6 +597,54 @@ fn service_key(config: &EmulatorConfig) -> Result<String, EmulatorError> {
             path.display()
         ))),
     }
+}
+
+/// Creates the data directory (owner-only: it holds keys and every enrollment's secrets),
+/// removes what an interrupted write left, and checks that the state file of an earlier run is
+/// still there; on a fresh directory it writes an empty state file first, before any key, so a
+/// later start can tell "fresh" from "lost".
+fn prepare_data_dir(dir: &Path) -> Result<(), EmulatorError> {
+    let io_error = |source| EmulatorError::DataDir {
+        path: dir.to_path_buf(),
+        source,
+    };
+    create_private_dir(dir).map_err(io_error)?;
+    // A crash (`kill -9`) mid-write leaves temporary files behind; they are never valid state
+    // and may hold secrets.
+    let removed = crate::persist::remove_temp_files(dir).map_err(io_error)?;
+    if removed > 0 {
+        tracing::info!(
+            removed,
+            "removed temporary files left by an interrupted write"
+        );
+    }
+    let store = dir.join(STORE_FILE);
+    if store.try_exists().map_err(io_error)? {
+        return Ok(());
+    }
+    let earlier = [CA_KEY_FILE, SERVICE_KEY_FILE, SERVER_KEY_FILE]
+        .iter()
+        .map(|name| dir.join(name))
+        .find(|path| path.exists());
+    if let Some(found) = earlier {
+        return Err(EmulatorError::StoreMissing { store, found });
+    }
+    crate::persist::write_atomic_private(&store, b"{}\n").map_err(io_error)
+}
+
+#[cfg(unix)]
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt as _;
+    // Only directories created here get 0700; an existing directory is the user's choice.
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+}
+
+#[cfg(not(unix))]
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)
 }
 
 struct CaIssuer(Arc<TlsMaterial>);
@@ -602,6 +689,18 @@ struct HttpRouter {
 
 #[async_trait]
 impl HttpHandler for HttpRouter {
+    fn authorize(&self, request: &HttpRequest) -> Result<(), Box<HttpResponse>> {
+        let result = if HubServiceApi::serves(&request.path) {
+            self.hub_api.authorize(request).map(drop)
+        } else if ServiceApi::serves(&request.path) {
+            self.service.authorize(request)
+        } else {
+            // No API here: answered at once, the body is never read.
+            return Err(Box::new(not_found(&request.path)));
+        };
+        result.map_err(|failure| Box::new(failure.to_response()))
+    }
+
     async fn handle(&self, request: HttpRequest) -> HttpResponse {
         // Hub paths first: `/emulator/hubs/..` is the hub's, the rest of `/emulator` DPS's.
         if HubServiceApi::serves(&request.path) {
@@ -610,9 +709,13 @@ impl HttpHandler for HttpRouter {
         if ServiceApi::serves(&request.path) {
             return self.service.handle(request).await;
         }
-        HttpResponse::json(
-            StatusCode::NOT_FOUND,
-            &serde_json::json!({ "errorCode": 404_000, "message": format!("{} not found", request.path) }),
-        )
+        not_found(&request.path)
     }
+}
+
+fn not_found(path: &str) -> HttpResponse {
+    HttpResponse::json(
+        StatusCode::NOT_FOUND,
+        &serde_json::json!({ "errorCode": 404_000, "message": format!("{path} not found") }),
+    )
 }

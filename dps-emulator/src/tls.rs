@@ -37,15 +37,15 @@ use time::{Duration, OffsetDateTime};
 use crate::persist::{write_atomic, write_atomic_private};
 
 /// Common name of the emulator's root CA.
-pub const CA_COMMON_NAME: &str = "DPS Emulator Root CA";
+pub(crate) const CA_COMMON_NAME: &str = "DPS Emulator Root CA";
 /// File name of the CA certificate (PEM) in the data directory: what clients must trust.
-pub const CA_CERT_FILE: &str = "ca.pem";
+pub(crate) const CA_CERT_FILE: &str = "ca.pem";
 /// File name of the CA private key (PEM, PKCS#8, mode 0600).
-pub const CA_KEY_FILE: &str = "ca.key";
+pub(crate) const CA_KEY_FILE: &str = "ca.key";
 /// File name of the server certificate (PEM).
-pub const SERVER_CERT_FILE: &str = "server.pem";
+pub(crate) const SERVER_CERT_FILE: &str = "server.pem";
 /// File name of the server private key (PEM, PKCS#8, mode 0600).
-pub const SERVER_KEY_FILE: &str = "server.key";
+pub(crate) const SERVER_KEY_FILE: &str = "server.key";
 
 /// CA validity: long enough that an emulator data directory never outlives its CA.
 const CA_VALIDITY_DAYS: i64 = 30 * 365;
@@ -225,7 +225,7 @@ pub fn allowed_cipher_suites() -> Vec<SupportedCipherSuite> {
 }
 
 /// The *ring* crypto provider restricted to [`allowed_cipher_suites`].
-pub fn crypto_provider() -> CryptoProvider {
+pub(crate) fn crypto_provider() -> CryptoProvider {
     CryptoProvider {
         cipher_suites: allowed_cipher_suites(),
         ..rustls::crypto::ring::default_provider()

@@ -1914,3 +1914,26 @@ async fn hostile_input_is_answered_or_closed_and_never_crashes() {
         RegistrationStatus::Assigned
     );
 }
+
+/// #11, MQTT 3.1.1 §3.1.4-2: a second connection with the same client id closes the first,
+/// as the hub does; the newer one keeps working, and the older one closing later does not
+/// disturb it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_connection_with_the_same_client_id_closes_the_first() {
+    let emu = start().await;
+    let (primary, _) = enroll(&emu, "twice-dev").await;
+    let mut first = sas_device(&emu, "twice-dev", &primary).await;
+    let mut second = sas_device(&emu, "twice-dev", &primary).await;
+    assert!(
+        first.is_closed_within(STEP).await,
+        "the older connection is closed"
+    );
+    let answer = second.register("1", "").await;
+    assert_eq!(answer.status(), 202, "{answer:?}");
+
+    // A third replaces the second; the closed first one left no trace that could close it.
+    drop(first);
+    let mut third = sas_device(&emu, "twice-dev", &primary).await;
+    assert!(second.is_closed_within(STEP).await);
+    assert_eq!(third.register("2", "").await.status(), 202);
+}

@@ -769,6 +769,57 @@ async fn service_requests_need_a_valid_policy_token() {
             "a device token",
             Some(sas(&service_key, emu.id_scope(), "dev")),
         ),
+        // #11: the policy must be one of this service's (the hub's owner policy is not).
+        (
+            "the hub's policy",
+            Some(service_token_with(
+                &host,
+                &service_key,
+                "iothubowner",
+                future,
+            )),
+        ),
+        // #11: the token's resource must cover the request, by whole segments.
+        (
+            "a token scoped to a hub device",
+            Some(service_token_with(
+                &format!("{host}/devices/x"),
+                &service_key,
+                "provisioningserviceowner",
+                future,
+            )),
+        ),
+        (
+            "a token scoped to another enrollment",
+            Some(service_token_with(
+                &format!("{host}/enrollments/other"),
+                &service_key,
+                "provisioningserviceowner",
+                future,
+            )),
+        ),
+        (
+            "a token scoped to a longer segment",
+            Some(service_token_with(
+                &format!("{host}/enrollmentsX"),
+                &service_key,
+                "provisioningserviceowner",
+                future,
+            )),
+        ),
+        (
+            "a token without a policy name",
+            Some(
+                dps_auth::generate_sas(
+                    &dps_auth::SymmetricKey::from_base64(&service_key).unwrap(),
+                    &dps_core::sas::SasResource::custom(host.clone()),
+                    &dps_core::sas::SasStyle::hub(),
+                    future,
+                )
+                .unwrap()
+                .into_string(),
+            ),
+        ),
     ];
     for (name, authorization) in cases {
         let headers: Vec<(&str, String)> = authorization
@@ -779,12 +830,16 @@ async fn service_requests_need_a_valid_policy_token() {
         assert_eq!(reply.json()["errorCode"], 401_002, "{name}");
     }
 
-    // Accepted: the documented token, the hub owner policy (same key), and a host without port.
+    // Accepted: the documented token, a host without port, and a token scoped to the
+    // resource requested (a prefix by segment).
+    let scoped = format!("{host}/enrollments");
+    let scoped_exactly = format!("{host}/ENROLLMENTS/query");
     for (host, policy) in [
         (host.as_str(), "provisioningserviceowner"),
-        (host.as_str(), "iothubowner"),
         ("localhost", "provisioningserviceowner"),
         ("LOCALHOST", "provisioningserviceowner"),
+        (scoped.as_str(), "provisioningserviceowner"),
+        (scoped_exactly.as_str(), "provisioningserviceowner"),
     ] {
         let token = service_token_with(host, &service_key, policy, future);
         let reply = https(

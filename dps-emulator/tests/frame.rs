@@ -7,11 +7,11 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
-use dps_emulator::tls::allowed_cipher_suites;
-use dps_emulator::{
+use dps_emulator::testing::allowed_cipher_suites;
+use dps_emulator::testing::{
     Close, CloseReason, ConnectRequest, ConnectReturnCode, HttpHandler, HttpRequest, HttpResponse,
-    MqttHandler, MqttSession, Outbox, QoS, ServerOptions, Servers, SubscribeOutcome, TlsMaterial,
-    Transport,
+    ListenerTransport as Transport, MqttHandler, MqttSession, Outbox, PublishQoS as QoS,
+    ServerOptions, Servers, SubscribeOutcome, TlsMaterial,
 };
 use futures_util::{SinkExt, StreamExt};
 use http::StatusCode;

@@ -11,8 +11,8 @@ use common::hub::*;
 use common::*;
 use dps_emulator::model::{DeviceStatus, HubAuthType, HubAuthentication, X509Thumbprint};
 use dps_emulator::{
-    CloudToDeviceMessage, ConnectionState, Device, EmulatorConfig, HubEventKind, MethodInvocation,
-    Module,
+    CloudToDeviceMessage, DeviceConnectionState, DeviceIdentity, EmulatorConfig, HubEventKind,
+    MethodInvocation, ModuleIdentity,
 };
 use rumqttc::mqttbytes::QoS;
 use rumqttc::mqttbytes::v4::{ConnectReturnCode, SubscribeReasonCode};
@@ -34,9 +34,9 @@ async fn sas_connect_with_either_key_and_refusals() {
     let device = emu
         .create_device(
             &hub,
-            Device {
+            DeviceIdentity {
                 device_id: "dev-keys".into(),
-                ..Device::default()
+                ..DeviceIdentity::default()
             },
         )
         .await
@@ -136,7 +136,7 @@ async fn disabled_device_is_refused_and_disabling_drops_the_connection() {
     let mut conn = hub_device(&emu, "dev-disable", &key).await;
     assert_eq!(
         emu.device(&hub, "dev-disable").unwrap().connection_state,
-        ConnectionState::Connected
+        DeviceConnectionState::Connected
     );
 
     let mut device = emu.device(&hub, "dev-disable").unwrap();
@@ -160,7 +160,7 @@ async fn disabled_device_is_refused_and_disabling_drops_the_connection() {
     assert_eq!(refused.err(), Some(ConnectReturnCode::NotAuthorized));
     let device = emu.device(&hub, "dev-disable").unwrap();
     assert_eq!(device.status_reason.as_deref(), Some("compromised"));
-    assert_eq!(device.connection_state, ConnectionState::Disconnected);
+    assert_eq!(device.connection_state, DeviceConnectionState::Disconnected);
 }
 
 #[tokio::test]
@@ -180,7 +180,7 @@ async fn one_connection_per_device() {
         emu.device(emu.default_hub(), "dev-twice")
             .unwrap()
             .connection_state,
-        ConnectionState::Connected,
+        DeviceConnectionState::Connected,
         "the old connection's end does not mark the device disconnected"
     );
 }
@@ -334,7 +334,7 @@ async fn telemetry_properties_reach_the_events_feed() {
     let hub = emu.default_hub().to_owned();
     let key = create_sas_device(&emu, "dev-telemetry").await;
     let before = emu.device(&hub, "dev-telemetry").unwrap();
-    assert_eq!(before.connection_state, ConnectionState::Disconnected);
+    assert_eq!(before.connection_state, DeviceConnectionState::Disconnected);
     assert_eq!(before.last_activity_time, "0001-01-01T00:00:00Z");
 
     let mut conn = hub_device(&emu, "dev-telemetry", &key).await;
@@ -373,13 +373,14 @@ async fn telemetry_properties_reach_the_events_feed() {
     wait_event(&emu, since, |e| e.body == b"q0").await;
 
     let connected = emu.device(&hub, "dev-telemetry").unwrap();
-    assert_eq!(connected.connection_state, ConnectionState::Connected);
+    assert_eq!(connected.connection_state, DeviceConnectionState::Connected);
     assert_service_time(&connected.last_activity_time);
     assert_service_time(&connected.connection_state_updated_time);
 
     drop(conn);
     let deadline = Instant::now() + STEP;
-    while emu.device(&hub, "dev-telemetry").unwrap().connection_state == ConnectionState::Connected
+    while emu.device(&hub, "dev-telemetry").unwrap().connection_state
+        == DeviceConnectionState::Connected
     {
         assert!(Instant::now() < deadline, "disconnection noticed");
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -772,9 +773,9 @@ async fn module_connects_receives_inputs_and_sends_outputs() {
         .create_module(
             &hub,
             "edge-1",
-            Module {
+            ModuleIdentity {
                 module_id: "filter".into(),
-                ..Module::default()
+                ..ModuleIdentity::default()
             },
         )
         .await
@@ -806,7 +807,7 @@ async fn module_connects_receives_inputs_and_sends_outputs() {
         emu.module(&hub, "edge-1", "filter")
             .unwrap()
             .connection_state,
-        ConnectionState::Connected
+        DeviceConnectionState::Connected
     );
 
     // Output: telemetry on the module topic with `$.on`.
@@ -988,7 +989,7 @@ async fn x509_self_signed_thumbprint_and_ca_identities() {
     };
     emu.create_device(
         &hub,
-        Device {
+        DeviceIdentity {
             device_id: "dev-thumb".into(),
             authentication: HubAuthentication {
                 kind: HubAuthType::SelfSigned,
@@ -998,7 +999,7 @@ async fn x509_self_signed_thumbprint_and_ca_identities() {
                     secondary_thumbprint: None,
                 }),
             },
-            ..Device::default()
+            ..DeviceIdentity::default()
         },
     )
     .await
@@ -1025,13 +1026,13 @@ async fn x509_self_signed_thumbprint_and_ca_identities() {
         .unwrap();
     emu.create_device(
         &hub,
-        Device {
+        DeviceIdentity {
             device_id: "dev-ca".into(),
             authentication: HubAuthentication {
                 kind: HubAuthType::CertificateAuthority,
                 ..HubAuthentication::default()
             },
-            ..Device::default()
+            ..DeviceIdentity::default()
         },
     )
     .await
@@ -1285,9 +1286,9 @@ async fn hub_state_survives_a_restart() {
     emu.create_module(
         &hub,
         "dev-persist",
-        Module {
+        ModuleIdentity {
             module_id: "m1".into(),
-            ..Module::default()
+            ..ModuleIdentity::default()
         },
     )
     .await
@@ -1316,7 +1317,7 @@ async fn hub_state_survives_a_restart() {
     assert_eq!(after.etag, before.etag);
     assert_eq!(after.authentication, before.authentication);
     assert_eq!(after.cloud_to_device_message_count, 1);
-    assert_eq!(after.connection_state, ConnectionState::Disconnected);
+    assert_eq!(after.connection_state, DeviceConnectionState::Disconnected);
     assert_service_time(&after.last_activity_time);
     let twin_after = emu.twin(&hub, "dev-persist").unwrap();
     assert_eq!(twin_after.version, twin_before.version);

@@ -227,6 +227,20 @@ async fn requests_need_a_valid_iothubowner_token() {
         401
     );
 
+    // #11: the DPS policy is not a policy of the hub, even with the same key.
+    let dps_policy = service_token_with(
+        "localhost",
+        connection_string_field(cs, "SharedAccessKey"),
+        "provisioningserviceowner",
+        unix_now() + 60,
+    );
+    assert_eq!(
+        hub_service_with(&emu, &dps_policy, "GET", "/devices", None, &[])
+            .await
+            .status,
+        401
+    );
+
     // A token for a linked hub's name addresses that hub; the emulator's name the first one.
     let for_hub_b = service_token_with(
         "hub-b.localhost",
@@ -252,6 +266,42 @@ async fn requests_need_a_valid_iothubowner_token() {
             .status,
         404
     );
+}
+
+/// #11: a token whose `sr` names a resource covers that resource and what is under it, by
+/// whole segments, and nothing else.
+#[tokio::test]
+async fn tokens_scoped_to_a_resource_cover_only_that_resource() {
+    let emu = start().await;
+    let cs = emu.info().hub_connection_string.clone();
+    let key = connection_string_field(&cs, "SharedAccessKey").to_owned();
+    for id in ["a", "ab", "b"] {
+        let created = hub_service(
+            &emu,
+            "PUT",
+            &format!("/devices/{id}"),
+            Some(&json!({})),
+            &[],
+        )
+        .await;
+        assert_eq!(created.status, 200, "{created:?}");
+    }
+    let scoped = service_token_with("localhost/devices/a", &key, "iothubowner", unix_now() + 60);
+    let status = |path: &'static str| {
+        let emu = &emu;
+        let scoped = scoped.clone();
+        async move {
+            hub_service_with(emu, &scoped, "GET", path, None, &[])
+                .await
+                .status
+        }
+    };
+    assert_eq!(status("/devices/a").await, 200);
+    assert_eq!(status("/devices/a/modules").await, 200);
+    assert_eq!(status("/devices/ab").await, 401, "a longer segment");
+    assert_eq!(status("/devices/b").await, 401, "another device");
+    assert_eq!(status("/devices").await, 401, "the parent");
+    assert_eq!(status("/twins/a").await, 401, "another collection");
 }
 
 #[tokio::test]

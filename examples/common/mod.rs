@@ -11,7 +11,7 @@ use dps_emulator::model::{
     AttestationMechanism, AttestationType, EnrollmentGroup, EnrollmentSettings, HubAuthType,
     HubAuthentication, IndividualEnrollment, SymmetricKeyAttestation,
 };
-use dps_emulator::{Behaviour, Device, Emulator, EmulatorConfig, Module};
+use dps_emulator::{Behaviour, DeviceIdentity, Emulator, EmulatorConfig, ModuleIdentity};
 use hub_client::{HubClient, HubClientBuilder};
 
 /// Where to provision: Azure, or the embedded emulator (kept alive as long as this value).
@@ -207,10 +207,10 @@ impl HubTarget {
         emulator
             .create_device(
                 &hub,
-                Device {
+                DeviceIdentity {
                     device_id: device_id.to_owned(),
                     authentication: sas(&key),
-                    ..Device::default()
+                    ..DeviceIdentity::default()
                 },
             )
             .await?;
@@ -222,11 +222,11 @@ impl HubTarget {
                 .create_module(
                     &hub,
                     device_id,
-                    Module {
+                    ModuleIdentity {
                         module_id: module_id.to_owned(),
                         device_id: device_id.to_owned(),
                         authentication: sas(&module_key),
-                        ..Module::default()
+                        ..ModuleIdentity::default()
                     },
                 )
                 .await?;

@@ -655,7 +655,7 @@ async fn connection_string_with_gateway(kind: Kind) {
     drop(hub);
     eventually(STEP, "device disconnected", || {
         env.emu.device(&env.hub, "cs-1").unwrap().connection_state
-            == dps_emulator::ConnectionState::Disconnected
+            == dps_emulator::DeviceConnectionState::Disconnected
     })
     .await;
 }
@@ -716,7 +716,7 @@ async fn provision_then_send_from_the_registration() {
 }
 
 async fn x509_self_signed_device(kind: Kind) {
-    use dps_emulator::Device;
+    use dps_emulator::DeviceIdentity;
     use dps_emulator::model::{HubAuthType, HubAuthentication, X509Thumbprint};
 
     let env = start().await;
@@ -725,7 +725,7 @@ async fn x509_self_signed_device(kind: Kind) {
     env.emu
         .create_device(
             &env.hub,
-            Device {
+            DeviceIdentity {
                 device_id: "x509-1".into(),
                 authentication: HubAuthentication {
                     kind: HubAuthType::SelfSigned,
@@ -735,7 +735,7 @@ async fn x509_self_signed_device(kind: Kind) {
                         secondary_thumbprint: None,
                     }),
                 },
-                ..Device::default()
+                ..DeviceIdentity::default()
             },
         )
         .await

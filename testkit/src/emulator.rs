@@ -13,7 +13,7 @@ use dps_emulator::model::{
     HubAuthentication, IndividualEnrollment, SymmetricKeyAttestation, X509Attestation,
     X509CertificateWithInfo, X509Certificates,
 };
-use dps_emulator::{Device, Emulator, EmulatorConfig, Module};
+use dps_emulator::{DeviceIdentity, Emulator, EmulatorConfig, ModuleIdentity};
 use dps_transport_mqtt::TlsConfig;
 use tempfile::TempDir;
 
@@ -228,10 +228,10 @@ impl TestEmulator {
         self.emulator
             .create_device(
                 self.hub(),
-                Device {
+                DeviceIdentity {
                     device_id: device_id.into(),
                     authentication: sas(&key),
-                    ..Device::default()
+                    ..DeviceIdentity::default()
                 },
             )
             .await
@@ -247,11 +247,11 @@ impl TestEmulator {
             .create_module(
                 self.hub(),
                 device_id,
-                Module {
+                ModuleIdentity {
                     module_id: module_id.into(),
                     device_id: device_id.into(),
                     authentication: sas(&key),
-                    ..Module::default()
+                    ..ModuleIdentity::default()
                 },
             )
             .await

@@ -169,13 +169,65 @@ impl Csr {
             }
             pem.push_str("-----END CERTIFICATE-----\n");
         }
-        let write = |name: String, text: &str| {
+        let write = |name: String, text: &str, private: bool| {
             let path = self.dir.join(name);
-            std::fs::write(&path, text).map_err(|e| {
+            write_file(&path, text, private).map_err(|e| {
                 CliError::failure(format_args!("cannot write {}: {e}", path.display()))
             })
         };
-        write(format!("{}.key.pem", self.registration_id), &self.key_pem)?;
-        write(format!("{}.cert.pem", self.registration_id), &pem)
+        // The private key is readable by its owner only (#11).
+        write(
+            format!("{}.key.pem", self.registration_id),
+            &self.key_pem,
+            true,
+        )?;
+        write(format!("{}.cert.pem", self.registration_id), &pem, false)
+    }
+}
+
+/// Writes `text` to `path`; a `private` file is owner-only (mode 0600 on Unix) from the moment
+/// it exists, and an existing file is narrowed to that mode too.
+fn write_file(path: &std::path::Path, text: &str, private: bool) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    if private {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path)?;
+    #[cfg(unix)]
+    if private {
+        use std::os::unix::fs::PermissionsExt as _;
+        // `mode` applies only when the file is created.
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    }
+    file.write_all(text.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn the_csr_private_key_is_owner_only() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let key_path = dir.path().join("dev-1.key.pem");
+        // An earlier, world-readable file is narrowed too.
+        std::fs::write(&key_path, "old").unwrap();
+        std::fs::set_permissions(&key_path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let csr = Csr::generate("dev-1", dir.path()).unwrap();
+        csr.write_chain(&["AAEC".to_owned()]).unwrap();
+        let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&key_path), 0o600);
+        assert!(
+            std::fs::read_to_string(&key_path)
+                .unwrap()
+                .contains("PRIVATE KEY")
+        );
+        assert!(dir.path().join("dev-1.cert.pem").exists());
     }
 }

@@ -17,7 +17,7 @@ use dps_auth::{
 };
 use dps_client::{ProvisioningClient, WebSocketTransport};
 use dps_emulator::model::EnrollmentGroup;
-use dps_emulator::{Behaviour, EmulatorConfig, Faults};
+use dps_emulator::{Behaviour, EmulatorConfig};
 pub(crate) use dps_testkit::emulator::TestEmulator;
 // Each test binary uses a different subset.
 #[allow(unused_imports)]
@@ -38,7 +38,7 @@ pub(crate) fn fast() -> Behaviour {
     Behaviour {
         retry_after_seconds: 0,
         polls_before_assignment: 1,
-        faults: Faults::default(),
+        ..Behaviour::default()
     }
 }
 

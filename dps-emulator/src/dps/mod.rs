@@ -1,11 +1,10 @@
-//! The emulated DPS device runtime: CONNECT authentication, registration, allocation,
-//! certificate issuance and fault injection.
+//! The emulated Device Provisioning Service.
+//!
+//! - [`device`]: the device side, on MQTT (over TLS and over WebSocket): CONNECT
+//!   authentication, the registration flow, allocation, certificate issuance and fault
+//!   injection.
+//! - [`service`]: the service side, on HTTPS: the DPS service REST API (enrollments, enrollment
+//!   groups, registration records, queries) and the emulator-only fault and timing endpoints.
 
-pub(crate) mod allocation;
-pub(crate) mod auth;
-pub(crate) mod certs;
-pub mod faults;
-pub(crate) mod registrar;
-pub(crate) mod reply;
-pub(crate) mod runtime;
-pub(crate) mod webhook;
+pub(crate) mod device;
+pub(crate) mod service;

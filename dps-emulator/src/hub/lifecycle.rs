@@ -11,26 +11,25 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use serde_json::{Value, json};
 
-use super::events::{HubEvent, HubEventKind};
-use super::runtime::HubRuntime;
-use super::twin;
+use crate::hub::events::{HubEvent, HubEventKind};
+use crate::hub::twin_document;
 use crate::model::{HubDevice, HubModule, TwinMeta};
-use crate::state::Store;
+use crate::store::Store;
 use crate::util::time;
 
 /// What the hub has announced: device store key → (hub, device id, generation id).
 #[derive(Debug, Default)]
 pub(crate) struct Known {
     /// The store generation last compared; `None` forces a comparison.
-    generation: Option<u64>,
-    devices: HashMap<String, (String, String, String)>,
+    pub(crate) generation: Option<u64>,
+    pub(crate) devices: HashMap<String, (String, String, String)>,
 }
 
 impl Known {
     /// Records a device as announced.
     pub(crate) fn insert(&mut self, device: &HubDevice) {
         self.devices.insert(
-            crate::state::StoreData::hub_device_key(&device.hub, &device.device_id),
+            crate::store::StoreData::hub_device_key(&device.hub, &device.device_id),
             (
                 device.hub.clone(),
                 device.device_id.clone(),
@@ -42,7 +41,7 @@ impl Known {
     /// Records a device as gone.
     pub(crate) fn remove(&mut self, hub: &str, device_id: &str) {
         self.devices
-            .remove(&crate::state::StoreData::hub_device_key(hub, device_id));
+            .remove(&crate::store::StoreData::hub_device_key(hub, device_id));
     }
 }
 
@@ -75,83 +74,6 @@ pub(crate) enum Operation {
     Delete,
 }
 
-impl HubRuntime {
-    /// Announces registry changes made outside the registry API (DPS assignments).
-    pub(crate) fn sync_lifecycle(&self) {
-        let mut known = self.lifecycle.lock();
-        self.sync_locked(&mut known);
-    }
-
-    /// Makes sure a device about to connect has been announced: a lookup when it has, a
-    /// comparison of the registry otherwise (so connecting fleets do not rescan each time).
-    pub(crate) fn ensure_announced(&self, hub: &str, device_id: &str) {
-        let key = crate::state::StoreData::hub_device_key(hub, device_id);
-        let mut known = self.lifecycle.lock();
-        let stored = self
-            .store
-            .read(|data| data.hub_devices.get(&key).map(|d| d.generation_id.clone()));
-        let announced = known.devices.get(&key).map(|(_, _, g)| g);
-        if stored.as_ref() != announced {
-            self.sync_locked(&mut known);
-        }
-    }
-
-    /// [`HubRuntime::sync_lifecycle`] with the lock already held.
-    pub(crate) fn sync_locked(&self, known: &mut Known) {
-        let generation = self.store.generation();
-        if known.generation == Some(generation) {
-            return;
-        }
-        known.generation = Some(generation);
-        let (created, current) = self.store.read(|data| {
-            let created: Vec<HubDevice> = data
-                .hub_devices
-                .iter()
-                .filter(|(key, d)| {
-                    known
-                        .devices
-                        .get(*key)
-                        .is_none_or(|(_, _, generation)| *generation != d.generation_id)
-                })
-                .map(|(_, d)| d.clone())
-                .collect();
-            let current: Vec<String> = known
-                .devices
-                .keys()
-                .filter(|k| !data.hub_devices.contains_key(*k))
-                .cloned()
-                .collect();
-            (created, current)
-        });
-        for gone in current {
-            if let Some((hub, device_id, _)) = known.devices.remove(&gone) {
-                let hub = self.hub_name(&hub).unwrap_or(&hub).to_owned();
-                // Moved to another hub by reprovisioning, or deleted: its connection ends too.
-                self.live.close_device(&hub, &device_id);
-                self.store.mutate(|data| data.hub_c2d.remove(&gone));
-                let body = json!({ "deviceId": device_id, "properties": {} });
-                self.events.push(lifecycle_event(
-                    &hub,
-                    &device_id,
-                    None,
-                    Operation::Delete,
-                    &body,
-                ));
-            }
-        }
-        for device in created {
-            known.insert(&device);
-            self.events.push(lifecycle_event(
-                self.hub_name(&device.hub).unwrap_or(&device.hub),
-                &device.device_id,
-                None,
-                Operation::Create,
-                &device_twin_body(&device),
-            ));
-        }
-    }
-}
-
 /// The notification body: the twin, as the service sends it.
 pub(crate) fn device_twin_body(device: &HubDevice) -> Value {
     twin_body(&device.device_id, None, &device.twin, &device.twin_meta)
@@ -170,10 +92,10 @@ pub(crate) fn module_twin_body(device_id: &str, module: &HubModule) -> Value {
 fn twin_body(device_id: &str, module_id: Option<&str>, doc: &Value, meta: &TwinMeta) -> Value {
     let mut body = json!({
         "deviceId": device_id,
-        "etag": twin::etag(meta.version),
+        "etag": twin_document::etag(meta.version),
         "version": meta.version,
-        "tags": twin::tags(doc),
-        "properties": twin::service_properties(doc, meta),
+        "tags": twin_document::tags(doc),
+        "properties": crate::hub::service::view::service_properties(doc, meta),
     });
     if let (Some(module_id), Some(map)) = (module_id, body.as_object_mut()) {
         map.insert("moduleId".into(), module_id.into());

@@ -38,7 +38,7 @@ impl IdentityKey {
 
     /// The device's key in the store.
     pub(crate) fn store_key(&self) -> String {
-        crate::state::StoreData::hub_device_key(&self.hub, &self.device_id)
+        crate::store::StoreData::hub_device_key(&self.hub, &self.device_id)
     }
 }
 

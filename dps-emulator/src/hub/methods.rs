@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::oneshot;
 
-use super::live::IdentityKey;
-use crate::service::ServiceFailure;
+use crate::hub::live::IdentityKey;
+use crate::rest::ServiceFailure;
 
 /// The service's default `responseTimeoutInSeconds`.
 const DEFAULT_RESPONSE_TIMEOUT: u64 = 30;

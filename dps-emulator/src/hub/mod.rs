@@ -1,37 +1,32 @@
 //! The emulated IoT Hub: the device side (MQTT over TLS and over WebSocket, on the same
 //! listeners as DPS) and the service side (the registry, twin and direct-method REST API).
 //!
-//! - Device side: CONNECT with a SAS token or an X.509 certificate against the identity
+//! - [`device`]: CONNECT with a SAS token or an X.509 certificate against the identity
 //!   registry, one connection per identity, SAS expiry, documented topics only, telemetry with
 //!   property bags, cloud-to-device messages (queued while offline), twins and direct methods,
 //!   modules.
-//! - Service side: `/devices`, `/twins`, `/twins/{id}/methods` as the official service SDKs call
+//! - [`service`]: `/devices`, `/twins`, `/twins/{id}/methods` as the official service SDKs call
 //!   them, plus emulator-only endpoints under `/emulator/hubs/{hub}/` to read the events feed
 //!   (telemetry and lifecycle notifications) and to send cloud-to-device messages.
+//! - Here, what both sides share: the runtime state ([`runtime`]), the live connections
+//!   ([`live`]), the events feed ([`events`]), lifecycle notifications ([`lifecycle`]), pending
+//!   direct methods ([`methods`]) and the twin document rules ([`twin_document`]).
 //!
 //! The same operations are methods of [`Emulator`](crate::Emulator) (`create_device`,
 //! `update_twin`, `invoke_method`, `send_c2d`, `hub_events`, ...).
 
-mod c2d;
-mod connect;
-mod events;
-mod lifecycle;
-mod live;
-mod messaging;
-mod methods;
-mod registry;
-mod rest;
-mod runtime;
-mod session;
-mod telemetry;
-mod twin;
-mod twins;
-mod view;
+pub(crate) mod announce;
+pub(crate) mod device;
+pub(crate) mod events;
+pub(crate) mod lifecycle;
+pub(crate) mod live;
+pub(crate) mod methods;
+pub(crate) mod runtime;
+pub(crate) mod service;
+pub(crate) mod twin_document;
 
-pub(crate) use c2d::QueuedC2d;
-pub use c2d::{CloudToDeviceMessage, MAX_C2D_SIZE, MAX_QUEUED_C2D};
 pub use events::{EVENT_FEED_CAPACITY, HubEvent, HubEventKind};
 pub use methods::{MethodInvocation, MethodResult};
-pub(crate) use rest::HubServiceApi;
-pub(crate) use runtime::HubRuntime;
-pub use view::{ConnectionState, Device, Module, Twin, TwinProperties};
+pub use service::view::{
+    DeviceConnectionState, DeviceIdentity, DeviceTwin, ModuleIdentity, TwinProperties,
+};

@@ -2,26 +2,19 @@
 //! the store, the live connections, the events feed and the pending method calls.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use rustls_pki_types::CertificateDer;
 
-use super::connect::{self, AuthContext, Refusal};
-use super::events::EventFeed;
-use super::lifecycle::Lifecycle;
-use super::live::{IdentityKey, Live};
-use super::methods::PendingMethods;
-use super::session::HubSession;
-use super::view::LiveState;
+use crate::hub::events::EventFeed;
+use crate::hub::lifecycle::Lifecycle;
+use crate::hub::live::{IdentityKey, Live};
+use crate::hub::methods::PendingMethods;
+use crate::hub::service::view::LiveState;
 use crate::model::HubDevice;
-use crate::net::{ConnectRequest, ConnectReturnCode, MqttSession, Outbox};
-use crate::service::ServiceFailure;
-use crate::state::Store;
+use crate::rest::ServiceFailure;
+use crate::store::Store;
 use crate::util::time;
-
-/// SAS expiries further away than this get no disconnect timer (the emulator will not run
-/// that long, and tokio timers have a horizon).
-const MAX_EXPIRY_TIMER: Duration = Duration::from_secs(366 * 24 * 3600);
 
 /// The emulated IoT hubs.
 pub(crate) struct HubRuntime {
@@ -30,7 +23,7 @@ pub(crate) struct HubRuntime {
     hubs: Vec<String>,
     /// CAs trusted for `certificateAuthority` identities besides enrollment groups' signing
     /// certificates.
-    trusted_cas: Vec<CertificateDer<'static>>,
+    pub(crate) trusted_cas: Vec<CertificateDer<'static>>,
     pub(crate) live: Live,
     pub(crate) events: EventFeed,
     pub(crate) methods: PendingMethods,
@@ -79,100 +72,6 @@ impl HubRuntime {
         })
     }
 
-    /// Decides a hub CONNECT (any username that is not a DPS one).
-    pub(crate) fn connect(
-        self: &Arc<Self>,
-        request: &ConnectRequest,
-        outbox: Outbox,
-    ) -> Result<Box<dyn MqttSession>, ConnectReturnCode> {
-        let refuse = |refusal: Refusal| {
-            tracing::warn!(client_id = %request.client_id, reason = %refusal, "IoT Hub CONNECT refused");
-            match refusal {
-                Refusal::Identifier(_) => ConnectReturnCode::BadClientId,
-                Refusal::NotAuthorized(_) => ConnectReturnCode::NotAuthorized,
-            }
-        };
-        let username = request.username.as_deref().unwrap_or_default();
-        let parsed = connect::parse_username(username).ok_or_else(|| {
-            refuse(Refusal::Identifier(
-                "username is not {hub}/{device}[/{module}]/?api-version=..",
-            ))
-        })?;
-        let hub = self.hub_name(parsed.host).ok_or_else(|| {
-            refuse(Refusal::NotAuthorized(format!(
-                "{:?} is not a hub of this emulator",
-                parsed.host
-            )))
-        })?;
-        let password = match request.password.as_deref().map(std::str::from_utf8) {
-            None => None,
-            Some(Ok(text)) => Some(text),
-            Some(Err(_)) => {
-                return Err(refuse(Refusal::NotAuthorized(
-                    "the password is not UTF-8".into(),
-                )));
-            }
-        };
-        // A device DPS created gets its lifecycle event before anything it sends.
-        self.ensure_announced(hub, parsed.device_id);
-        let identity = self
-            .store
-            .read(|data| {
-                let ctx = AuthContext {
-                    data,
-                    hub,
-                    trusted_cas: &self.trusted_cas,
-                    now_unix: time::unix_now(),
-                };
-                connect::authenticate(
-                    &ctx,
-                    &parsed,
-                    &request.client_id,
-                    password,
-                    &request.peer_certificates,
-                )
-            })
-            .map_err(refuse)?;
-
-        let (conn_id, restored) =
-            self.live
-                .register(&identity.key, outbox.clone(), request.clean_session);
-        self.record_connection(&identity.key, SystemTime::now());
-        tracing::info!(
-            identity = %identity.key,
-            transport = ?request.transport,
-            auth = identity.method,
-            session_present = restored.is_some(),
-            "IoT Hub device connected"
-        );
-        let expiry_timer = identity.sas_expiry.and_then(|expiry| {
-            // Valid up to and including second `expiry`: closed once it has passed.
-            let at = UNIX_EPOCH.checked_add(Duration::from_secs(expiry.checked_add(1)?))?;
-            let delay = at.duration_since(SystemTime::now()).unwrap_or_default();
-            if delay > MAX_EXPIRY_TIMER {
-                return None;
-            }
-            let outbox = outbox.clone();
-            let key = identity.key.clone();
-            Some(tokio::spawn(async move {
-                tokio::time::sleep(delay).await;
-                tracing::info!(identity = %key, "SAS token expired: closing the connection");
-                outbox.close();
-            }))
-        });
-        if restored.is_some_and(|s| s.c2d.is_some()) {
-            self.deliver_c2d(&identity.key);
-        }
-        Ok(Box::new(HubSession::new(
-            Arc::clone(self),
-            identity,
-            conn_id,
-            request.clean_session,
-            restored.is_some(),
-            expiry_timer,
-        )))
-    }
-
     /// Writes the connection-state time and last activity of an identity (on connect and
     /// disconnect; live activity in between stays in memory).
     pub(crate) fn record_connection(&self, key: &IdentityKey, last_activity: SystemTime) {
@@ -219,7 +118,7 @@ impl HubRuntime {
     pub(crate) fn stored_device(&self, hub: &str, device_id: &str) -> Option<HubDevice> {
         self.store.read(|data| {
             data.hub_devices
-                .get(&crate::state::StoreData::hub_device_key(hub, device_id))
+                .get(&crate::store::StoreData::hub_device_key(hub, device_id))
                 .cloned()
         })
     }
@@ -228,7 +127,7 @@ impl HubRuntime {
     pub(crate) fn c2d_count(&self, hub: &str, device_id: &str) -> usize {
         self.store.read(|data| {
             data.hub_c2d
-                .get(&crate::state::StoreData::hub_device_key(hub, device_id))
+                .get(&crate::store::StoreData::hub_device_key(hub, device_id))
                 .map_or(0, Vec::len)
         })
     }

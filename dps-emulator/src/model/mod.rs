@@ -1,20 +1,20 @@
-//! The emulator's data model: enrollments, registration records and hub devices, with the
-//! service API's JSON shapes.
+//! The emulator's data model: what the store persists and both sides of DPS and of the hub see
+//! (enrollments, registration records, hub identities, queued cloud-to-device messages), with
+//! the service APIs' JSON shapes.
 
-mod attestation;
-mod enrollment;
-mod hub_device;
-mod registration;
+mod dps;
+mod hub;
 
-pub use attestation::{
+pub use dps::attestation::{
     AttestationMechanism, AttestationType, SymmetricKeyAttestation, X509Attestation,
     X509CertificateWithInfo, X509Certificates,
 };
-pub use enrollment::{
+pub use dps::enrollment::{
     AllocationPolicy, CustomAllocationDefinition, DeviceCapabilities, EnrollmentGroup,
     EnrollmentSettings, IndividualEnrollment, ProvisioningStatus, ReprovisionPolicy,
 };
-pub use hub_device::{
-    DeviceStatus, HubAuthType, HubAuthentication, HubDevice, HubModule, TwinMeta, X509Thumbprint,
-};
-pub use registration::DeviceRegistrationState;
+pub use dps::registration::DeviceRegistrationState;
+pub use hub::c2d::{CloudToDeviceMessage, MAX_C2D_SIZE, MAX_QUEUED_C2D};
+pub(crate) use hub::c2d::{MessageRequest, QueuedC2d};
+pub use hub::identity::{DeviceStatus, HubAuthType, HubAuthentication, X509Thumbprint};
+pub use hub::identity::{HubDevice, HubModule, TwinMeta};

@@ -13,8 +13,9 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use rustls::pki_types::CertificateDer;
 use serde::Serialize;
 
-/// One HTTP request, body included.
-#[derive(Debug, Clone)]
+/// One HTTP request, body included. Its `Debug` shows neither the `Authorization` header nor
+/// the body (enrollments carry keys).
+#[derive(Clone)]
 pub struct HttpRequest {
     /// The method.
     pub method: Method,
@@ -30,6 +31,31 @@ pub struct HttpRequest {
     pub peer_certificates: Vec<CertificateDer<'static>>,
     /// The client's address.
     pub peer_addr: SocketAddr,
+}
+
+impl std::fmt::Debug for HttpRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let headers: Vec<(&str, &str)> = self
+            .headers
+            .iter()
+            .map(|(name, value)| {
+                let shown = if name == http::header::AUTHORIZATION {
+                    "<redacted>"
+                } else {
+                    value.to_str().unwrap_or("<binary>")
+                };
+                (name.as_str(), shown)
+            })
+            .collect();
+        f.debug_struct("HttpRequest")
+            .field("method", &self.method)
+            .field("path", &self.path)
+            .field("query", &self.query)
+            .field("headers", &headers)
+            .field("body_len", &self.body.len())
+            .field("peer_addr", &self.peer_addr)
+            .finish_non_exhaustive()
+    }
 }
 
 impl HttpRequest {
@@ -131,6 +157,14 @@ impl HttpResponse {
 /// Answers every HTTPS request except WebSocket upgrades. One instance serves all connections.
 #[async_trait]
 pub trait HttpHandler: Send + Sync + 'static {
+    /// Decides from the request line and headers alone (the body is still unread and empty
+    /// here) whether the request may go on: an unauthenticated client is refused before it can
+    /// make the server read and hold its body. The default admits every request.
+    fn authorize(&self, request: &HttpRequest) -> Result<(), Box<HttpResponse>> {
+        let _ = request;
+        Ok(())
+    }
+
     /// Handles one request. Called concurrently for different connections.
     async fn handle(&self, request: HttpRequest) -> HttpResponse;
 }

@@ -20,17 +20,18 @@ use tokio::sync::watch;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::Role;
 
+use super::gate::Unauthenticated;
 use super::http::{HttpHandler, HttpRequest, HttpResponse};
-use super::mqtt::{MqttHandler, Transport};
+use super::mqtt::{ListenerTransport, MqttHandler};
 use super::mqtt_connection::{ConnectionContext, MqttLimits, run_connection};
 use super::packet_io::WebSocketIo;
+use super::read_budget::ReadBudget;
 use super::wait_shutdown;
 use super::websocket::{
     check_upgrade, is_websocket_path, is_websocket_upgrade, upgrade_headers, websocket_config,
 };
+use super::write_timeout::WriteTimeout;
 
-/// A client gets this long to send a request's headers (slow-loris protection).
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// After shutdown is signalled, in-flight requests get this long to finish.
 const GRACEFUL_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -40,6 +41,12 @@ pub(crate) struct HttpsContext {
     pub(crate) mqtt: Arc<dyn MqttHandler>,
     pub(crate) mqtt_limits: MqttLimits,
     pub(crate) max_body_size: usize,
+    /// A client gets this long to send a request's headers (slow-loris protection).
+    pub(crate) header_timeout: Duration,
+    /// ... and this long to send its body.
+    pub(crate) body_timeout: Duration,
+    /// A write that stalls this long (a client that does not read) closes the connection.
+    pub(crate) write_timeout: Duration,
 }
 
 /// Per-connection facts the request handler needs.
@@ -47,6 +54,8 @@ struct ConnectionInfo {
     context: Arc<HttpsContext>,
     peer_addr: SocketAddr,
     peer_certificates: Vec<CertificateDer<'static>>,
+    /// Released by the first authorized request (or, after a WebSocket upgrade, by CONNECT).
+    unauthenticated: Arc<Unauthenticated>,
     /// Set when a request was answered 101: the connection continues as MQTT over WebSocket.
     upgrade: Mutex<Option<OnUpgrade>>,
 }
@@ -56,15 +65,19 @@ pub(crate) async fn serve_https<S>(
     io: S,
     peer_addr: SocketAddr,
     peer_certificates: Vec<CertificateDer<'static>>,
+    unauthenticated: Arc<Unauthenticated>,
     context: Arc<HttpsContext>,
     mut shutdown: watch::Receiver<bool>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let write_timeout = context.write_timeout;
+    let header_timeout = context.header_timeout;
     let info = Arc::new(ConnectionInfo {
         context,
         peer_addr,
         peer_certificates,
+        unauthenticated,
         upgrade: Mutex::new(None),
     });
     let service_info = Arc::clone(&info);
@@ -76,9 +89,9 @@ pub(crate) async fn serve_https<S>(
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT);
+        .header_read_timeout(header_timeout);
     let connection = builder
-        .serve_connection(TokioIo::new(io), service)
+        .serve_connection(TokioIo::new(WriteTimeout::new(io, write_timeout)), service)
         .with_upgrades();
     tokio::pin!(connection);
 
@@ -113,8 +126,16 @@ pub(crate) async fn serve_https<S>(
         }
     };
     let limits = info.context.mqtt_limits;
-    let ws = WebSocketStream::from_raw_socket(
+    // WebSocket framing around the CONNECT costs a few bytes per message; 1 KiB leaves room
+    // for a client that splits it into many small messages.
+    let budget = limits.max_connect_packet_size.saturating_add(1024);
+    let io = ReadBudget::new(
         TokioIo::new(upgraded),
+        Arc::clone(&info.unauthenticated),
+        budget,
+    );
+    let ws = WebSocketStream::from_raw_socket(
+        io,
         Role::Server,
         Some(websocket_config(limits.max_packet_size)),
     )
@@ -122,9 +143,10 @@ pub(crate) async fn serve_https<S>(
     let ctx = ConnectionContext {
         handler: Arc::clone(&info.context.mqtt),
         peer_certificates: info.peer_certificates.clone(),
-        transport: Transport::WebSocket,
+        transport: ListenerTransport::WebSocket,
         peer_addr,
         limits,
+        unauthenticated: Arc::clone(&info.unauthenticated),
         shutdown,
     };
     run_connection(WebSocketIo(ws), ctx).await;
@@ -163,8 +185,24 @@ async fn handle_request(
     }
 
     let (parts, body) = request.into_parts();
+    let mut http_request = HttpRequest {
+        method: parts.method,
+        path: parts.uri.path().to_string(),
+        query: parts.uri.query().map(str::to_string),
+        headers: parts.headers,
+        body: Bytes::new(),
+        peer_certificates: info.peer_certificates.clone(),
+        peer_addr: peer,
+    };
+    // Authenticate before reading the body (#11): a client without a valid token cannot make
+    // the server read and hold up to the body limit.
+    if let Err(refusal) = info.context.http.authorize(&http_request) {
+        return close_after(into_hyper(*refusal));
+    }
+    info.unauthenticated.authenticated();
+
     let max = info.context.max_body_size;
-    let declared = parts
+    let declared = http_request
         .headers
         .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -172,31 +210,32 @@ async fn handle_request(
     if declared.is_some_and(|len| len > max as u64) {
         return too_large(peer, max);
     }
-    let body = match Limited::new(body, max).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => return too_large(peer, max),
-        Err(e) => {
+    let read = tokio::time::timeout(info.context.body_timeout, Limited::new(body, max).collect());
+    http_request.body = match read.await {
+        Ok(Ok(collected)) => collected.to_bytes(),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => return too_large(peer, max),
+        Ok(Err(e)) => {
             tracing::debug!(%peer, error = %e, "reading a request body failed");
             return into_hyper(HttpResponse::empty(StatusCode::BAD_REQUEST));
         }
-    };
-
-    let http_request = HttpRequest {
-        method: parts.method,
-        path: parts.uri.path().to_string(),
-        query: parts.uri.query().map(str::to_string),
-        headers: parts.headers,
-        body,
-        peer_certificates: info.peer_certificates.clone(),
-        peer_addr: peer,
+        Err(_) => {
+            tracing::debug!(%peer, "request body not received in time");
+            return close_after(into_hyper(HttpResponse::empty(StatusCode::REQUEST_TIMEOUT)));
+        }
     };
     into_hyper(info.context.http.handle(http_request).await)
 }
 
 fn too_large(peer: SocketAddr, max: usize) -> Response<Full<Bytes>> {
     tracing::debug!(%peer, max, "request body too large");
-    let mut response = into_hyper(HttpResponse::empty(StatusCode::PAYLOAD_TOO_LARGE));
-    // The unread body is still on the wire: close rather than try to skip it.
+    close_after(into_hyper(HttpResponse::empty(
+        StatusCode::PAYLOAD_TOO_LARGE,
+    )))
+}
+
+/// Marks the response as the connection's last: the unread body is still on the wire, so
+/// close rather than try to skip it.
+fn close_after(mut response: Response<Full<Bytes>>) -> Response<Full<Bytes>> {
     response
         .headers_mut()
         .insert(http::header::CONNECTION, HeaderValue::from_static("close"));

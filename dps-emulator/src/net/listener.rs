@@ -15,9 +15,10 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
+use super::gate::{Admission, Gate};
 use super::http::HttpHandler;
 use super::https_server::{HttpsContext, serve_https};
-use super::mqtt::{MqttHandler, Transport};
+use super::mqtt::{ListenerTransport, MqttHandler};
 use super::mqtt_connection::{ConnectionContext, MqttLimits, run_connection};
 use super::packet_io::StreamIo;
 use super::wait_shutdown;
@@ -45,7 +46,7 @@ pub struct ServerOptions {
     /// HTTPS port for REST and MQTT over WebSocket (production 443; 0 = any free port, the
     /// default).
     pub https_port: u16,
-    /// The TLS configuration, normally [`crate::TlsMaterial::server_config`].
+    /// The TLS configuration, normally [`crate::tls::TlsMaterial::server_config`].
     pub tls: Arc<ServerConfig>,
     /// Accepts MQTT connections from both listeners.
     pub mqtt: Arc<dyn MqttHandler>,
@@ -61,6 +62,21 @@ pub struct ServerOptions {
     pub mqtt_connect_timeout: Duration,
     /// Time allowed for writing one MQTT packet before the client is considered gone.
     pub mqtt_write_timeout: Duration,
+    /// Largest first packet (CONNECT) read before authentication; larger closes the connection.
+    pub mqtt_max_connect_packet_size: usize,
+    /// Silence after which a connection with keep-alive 0 is closed.
+    pub mqtt_idle_timeout: Duration,
+    /// Open connections on both listeners together; beyond, new ones are closed at once.
+    pub max_connections: usize,
+    /// Connections not authenticated yet; beyond, new ones are closed at once.
+    pub max_unauthenticated_connections: usize,
+    /// Time allowed for an HTTP request's headers.
+    pub http_header_timeout: Duration,
+    /// Time allowed for an HTTP request's body.
+    pub http_body_timeout: Duration,
+    /// Time an HTTPS write may stall (a client that does not read) before the connection is
+    /// closed.
+    pub http_write_timeout: Duration,
 }
 
 impl ServerOptions {
@@ -82,6 +98,13 @@ impl ServerOptions {
             tls_handshake_timeout: DEFAULT_TLS_HANDSHAKE_TIMEOUT,
             mqtt_connect_timeout: Duration::from_secs(30),
             mqtt_write_timeout: Duration::from_secs(30),
+            mqtt_max_connect_packet_size: 16 * 1024,
+            mqtt_idle_timeout: Duration::from_secs(1800),
+            max_connections: 50_000,
+            max_unauthenticated_connections: 10_000,
+            http_header_timeout: Duration::from_secs(30),
+            http_body_timeout: Duration::from_secs(30),
+            http_write_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -111,6 +134,7 @@ struct ListenerContext {
     mqtt: Arc<dyn MqttHandler>,
     mqtt_limits: MqttLimits,
     https: Arc<HttpsContext>,
+    gate: Arc<Gate>,
 }
 
 impl Servers {
@@ -126,12 +150,21 @@ impl Servers {
             max_packet_size: options.max_packet_size,
             connect_timeout: options.mqtt_connect_timeout,
             write_timeout: options.mqtt_write_timeout,
+            max_connect_packet_size: options.mqtt_max_connect_packet_size,
+            idle_timeout: options.mqtt_idle_timeout,
         };
+        let gate = Arc::new(Gate::new(
+            options.max_connections,
+            options.max_unauthenticated_connections,
+        ));
         let https = Arc::new(HttpsContext {
             http: Arc::clone(&options.http),
             mqtt: Arc::clone(&options.mqtt),
             mqtt_limits,
             max_body_size: options.max_http_body_size,
+            header_timeout: options.http_header_timeout,
+            body_timeout: options.http_body_timeout,
+            write_timeout: options.http_write_timeout,
         });
         let context = |service| {
             Arc::new(ListenerContext {
@@ -141,6 +174,7 @@ impl Servers {
                 mqtt: Arc::clone(&options.mqtt),
                 mqtt_limits,
                 https: Arc::clone(&https),
+                gate: Arc::clone(&gate),
             })
         };
 
@@ -214,9 +248,14 @@ async fn accept_loop(
             }
             accepted = listener.accept() => match accepted {
                 Ok((tcp, peer)) => {
+                    // Over a cap: closed before any TLS work (the gate logs it).
+                    let Some(admission) = context.gate.admit() else {
+                        drop(tcp);
+                        continue;
+                    };
                     // MQTT acknowledgements are tiny; do not let Nagle hold them back.
                     let _ = tcp.set_nodelay(true);
-                    connections.spawn(serve_connection(tcp, peer, Arc::clone(&context), shutdown.clone()));
+                    connections.spawn(serve_connection(tcp, peer, admission, Arc::clone(&context), shutdown.clone()));
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, service = ?context.service, "accept failed");
@@ -236,6 +275,8 @@ async fn accept_loop(
 async fn serve_connection(
     tcp: TcpStream,
     peer: SocketAddr,
+    // Held until the connection ends: it counts against the open-connection cap.
+    admission: Admission,
     context: Arc<ListenerContext>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -272,9 +313,10 @@ async fn serve_connection(
             let ctx = ConnectionContext {
                 handler: Arc::clone(&context.mqtt),
                 peer_certificates,
-                transport: Transport::Tcp,
+                transport: ListenerTransport::Tcp,
                 peer_addr: peer,
                 limits: context.mqtt_limits,
+                unauthenticated: Arc::clone(&admission.unauthenticated),
                 shutdown,
             };
             run_connection(StreamIo(tls), ctx).await;
@@ -284,6 +326,7 @@ async fn serve_connection(
                 tls,
                 peer,
                 peer_certificates,
+                Arc::clone(&admission.unauthenticated),
                 Arc::clone(&context.https),
                 shutdown,
             )

@@ -5,13 +5,16 @@
 //! - [`HttpHandler`]: every HTTPS request except the WebSocket upgrade on [`WEBSOCKET_PATH`].
 //! - [`Servers::start`] binds both ports and runs until [`Servers::shutdown`].
 
+mod gate;
 mod http;
 mod https_server;
 mod listener;
 mod mqtt;
 mod mqtt_connection;
 mod packet_io;
+mod read_budget;
 mod websocket;
+mod write_timeout;
 
 pub use self::http::{HttpHandler, HttpRequest, HttpResponse, percent_decode};
 pub use self::listener::{
@@ -19,8 +22,8 @@ pub use self::listener::{
     ServerOptions, Servers,
 };
 pub use self::mqtt::{
-    Close, CloseReason, ConnectRequest, ConnectReturnCode, MqttHandler, MqttSession, Outbox,
-    OutboxError, Outgoing, QoS, SubscribeOutcome, Transport,
+    Close, CloseReason, ConnectRequest, ConnectReturnCode, ListenerTransport, MqttHandler,
+    MqttSession, Outbox, OutboxError, Outgoing, QoS, SubscribeOutcome,
 };
 pub use self::websocket::WEBSOCKET_PATH;
 

@@ -25,7 +25,7 @@ pub use rumqttc::mqttbytes::v4::ConnectReturnCode;
 
 /// How the client reached the emulator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Transport {
+pub enum ListenerTransport {
     /// MQTT over TLS over TCP (the MQTT port, 8883 in production).
     Tcp,
     /// MQTT over WebSocket over TLS (`/$iothub/websocket` on the HTTPS port, 443 in production).
@@ -49,7 +49,7 @@ pub struct ConnectRequest {
     /// presented none). Only possession of the leaf's key has been verified, not the chain.
     pub peer_certificates: Vec<CertificateDer<'static>>,
     /// The transport the client used.
-    pub transport: Transport,
+    pub transport: ListenerTransport,
     /// The client's address.
     pub peer_addr: SocketAddr,
 }
@@ -354,7 +354,7 @@ mod tests {
             clean_session: true,
             keep_alive: 60,
             peer_certificates: Vec::new(),
-            transport: Transport::Tcp,
+            transport: ListenerTransport::Tcp,
             peer_addr: "127.0.0.1:1".parse().unwrap(),
         };
         assert!(!format!("{request:?}").contains("SECRET"));

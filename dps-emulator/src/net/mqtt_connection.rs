@@ -17,9 +17,10 @@ use rustls::pki_types::CertificateDer;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
+use super::gate::Unauthenticated;
 use super::mqtt::{
-    CloseReason, ConnectRequest, ConnectReturnCode, MqttHandler, MqttSession, Outbox, Outgoing,
-    QoS, SubscribeOutcome, Transport,
+    CloseReason, ConnectRequest, ConnectReturnCode, ListenerTransport, MqttHandler, MqttSession,
+    Outbox, Outgoing, QoS, SubscribeOutcome,
 };
 use super::packet_io::PacketIo;
 use super::wait_shutdown;
@@ -36,15 +37,22 @@ pub(crate) struct MqttLimits {
     pub(crate) connect_timeout: Duration,
     /// Time allowed for writing one packet (a client that stops reading is dropped).
     pub(crate) write_timeout: Duration,
+    /// Largest first packet (CONNECT): a client that has not authenticated gets no more
+    /// buffer than a CONNECT needs.
+    pub(crate) max_connect_packet_size: usize,
+    /// Silence after which a connection with keep-alive 0 is closed.
+    pub(crate) idle_timeout: Duration,
 }
 
 /// Everything a connection needs besides its transport.
 pub(crate) struct ConnectionContext {
     pub(crate) handler: Arc<dyn MqttHandler>,
     pub(crate) peer_certificates: Vec<CertificateDer<'static>>,
-    pub(crate) transport: Transport,
+    pub(crate) transport: ListenerTransport,
     pub(crate) peer_addr: SocketAddr,
     pub(crate) limits: MqttLimits,
+    /// Released once CONNECT is accepted.
+    pub(crate) unauthenticated: Arc<Unauthenticated>,
     pub(crate) shutdown: watch::Receiver<bool>,
 }
 
@@ -111,7 +119,12 @@ pub(crate) async fn run_connection<T: PacketIo>(mut io: T, mut ctx: ConnectionCo
         _ = wait_shutdown(&mut ctx.shutdown) => None,
         read = tokio::time::timeout(
             ctx.limits.connect_timeout,
-            next_packet(&mut io, &mut buf, ctx.limits.max_packet_size),
+            // The remaining length is checked from the fixed header, before the body is read.
+            next_packet(
+                &mut io,
+                &mut buf,
+                ctx.limits.max_connect_packet_size.min(ctx.limits.max_packet_size),
+            ),
         ) => match read {
             Err(_) => {
                 tracing::debug!(%peer, ?transport, "no CONNECT in time");
@@ -148,7 +161,10 @@ pub(crate) async fn run_connection<T: PacketIo>(mut io: T, mut ctx: ConnectionCo
     tracing::debug!(%peer, ?transport, client_id = %request.client_id, keep_alive, "CONNECT");
 
     let session = match ctx.handler.connect(request, outbox.clone()).await {
-        Ok(session) => session,
+        Ok(session) => {
+            ctx.unauthenticated.authenticated();
+            session
+        }
         Err(code) => {
             let code = match code {
                 // "Refused" with code 0 would read as success to the client.
@@ -270,7 +286,12 @@ struct Connection<T> {
 impl<T: PacketIo> Connection<T> {
     async fn run(&mut self, keep_alive: u16, shutdown: &mut watch::Receiver<bool>) -> CloseReason {
         // MQTT 3.1.1 §3.1.2.10: the server may close after 1.5 × keep-alive of silence.
-        let grace = (keep_alive > 0).then(|| Duration::from_millis(u64::from(keep_alive) * 1500));
+        // Keep-alive 0 turns that off; the idle limit still bounds a silent connection (#11).
+        let grace = Some(if keep_alive > 0 {
+            Duration::from_millis(u64::from(keep_alive) * 1500)
+        } else {
+            self.limits.idle_timeout
+        });
         let mut deadline = grace.map(|g| Instant::now() + g);
         loop {
             tokio::select! {

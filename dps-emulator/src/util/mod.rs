@@ -1,4 +1,5 @@
-//! Small helpers: service-style timestamps and identifiers.
+//! Small helpers: service-style timestamps and identifiers, and X.509 certificate inspection.
 
 pub(crate) mod ids;
 pub(crate) mod time;
+pub(crate) mod x509;

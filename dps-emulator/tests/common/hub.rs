@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use dps_auth::{SasResource, SasStyle, SymmetricKey, generate_sas};
 use dps_emulator::model::{HubAuthType, HubAuthentication, SymmetricKeyAttestation};
-use dps_emulator::{Device, Emulator};
+use dps_emulator::{DeviceIdentity, Emulator};
 use rumqttc::mqttbytes::QoS;
 use rumqttc::mqttbytes::v4::{ConnectReturnCode, Login, Packet, SubscribeReasonCode};
 use serde_json::Value;
@@ -118,8 +118,8 @@ pub(crate) async fn hub_device(emu: &Emulator, device_id: &str, key: &str) -> Co
 }
 
 /// A SAS device identity with the given primary key (secondary generated).
-pub(crate) fn sas_identity(device_id: &str, primary: &str) -> Device {
-    Device {
+pub(crate) fn sas_identity(device_id: &str, primary: &str) -> DeviceIdentity {
+    DeviceIdentity {
         device_id: device_id.into(),
         authentication: HubAuthentication {
             kind: HubAuthType::Sas,
@@ -129,7 +129,7 @@ pub(crate) fn sas_identity(device_id: &str, primary: &str) -> Device {
             }),
             x509_thumbprint: None,
         },
-        ..Device::default()
+        ..DeviceIdentity::default()
     }
 }
 

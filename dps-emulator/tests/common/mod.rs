@@ -15,7 +15,7 @@ use bytes::{Bytes, BytesMut};
 use dps_auth::{GroupKey, SasResource, SasStyle, SymmetricKey, generate_sas};
 use dps_core::dps::{RegistrationOperationStatus, Response, ResponseBody, ServiceError};
 use dps_emulator::model::{EnrollmentGroup, IndividualEnrollment};
-use dps_emulator::{Behaviour, Emulator, EmulatorConfig, Faults};
+use dps_emulator::{Behaviour, Emulator, EmulatorConfig};
 use http_body_util::{BodyExt as _, Full};
 use rumqttc::mqttbytes::QoS;
 use rumqttc::mqttbytes::v4::{
@@ -46,7 +46,7 @@ pub(crate) fn fast() -> Behaviour {
     Behaviour {
         retry_after_seconds: 0,
         polls_before_assignment: 1,
-        faults: Faults::default(),
+        ..Behaviour::default()
     }
 }
 
@@ -221,7 +221,7 @@ pub(crate) fn client_config(emu: &Emulator, identity: Option<&Leaf>) -> Arc<Clie
     })
 }
 
-async fn tls(
+pub(crate) async fn tls(
     emu: &Emulator,
     addr: std::net::SocketAddr,
     identity: Option<&Leaf>,
@@ -240,7 +240,7 @@ async fn tls(
 // ---------------------------------------------------------------------------------------------
 // MQTT client
 
-fn encode(packet: &Packet) -> Vec<u8> {
+pub(crate) fn encode(packet: &Packet) -> Vec<u8> {
     let mut buf = BytesMut::new();
     packet.write(&mut buf, usize::MAX).unwrap();
     buf.to_vec()

@@ -6,9 +6,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use dps_emulator::{
+use dps_emulator::testing::{
     Close, CloseReason, ConnectRequest, ConnectReturnCode, HttpHandler, HttpRequest, HttpResponse,
-    MqttHandler, MqttSession, Outbox, QoS, ServerOptions, Servers, SubscribeOutcome, TlsMaterial,
+    MqttHandler, MqttSession, Outbox, PublishQoS as QoS, ServerOptions, Servers, SubscribeOutcome,
+    TlsMaterial,
 };
 use tempfile::TempDir;
 use tokio::sync::mpsc;

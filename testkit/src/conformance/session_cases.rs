@@ -20,7 +20,7 @@ pub async fn dropping_the_connection_closes_it(setup: Setup) {
     drop(connection);
     assert_eq!(
         server.closed("dev-drop").await,
-        dps_emulator::CloseReason::ClientDisconnect
+        dps_emulator::testing::CloseReason::ClientDisconnect
     );
     // A sender outliving the connection fails instead of hanging.
     let error = sender
@@ -50,7 +50,7 @@ pub async fn dropping_a_registration_future_midway_closes_it(setup: Setup) {
     assert!(outcome.is_err(), "the registration must still be waiting");
     assert_eq!(
         server.closed("dev-cancel").await,
-        dps_emulator::CloseReason::ClientDisconnect
+        dps_emulator::testing::CloseReason::ClientDisconnect
     );
     server.servers.shutdown().await;
 }
@@ -63,7 +63,7 @@ pub async fn disconnect_is_clean(setup: Setup) {
     connection.disconnect().await;
     assert_eq!(
         server.closed("dev-bye").await,
-        dps_emulator::CloseReason::ClientDisconnect
+        dps_emulator::testing::CloseReason::ClientDisconnect
     );
     assert!(sender.is_closed());
     server.servers.shutdown().await;

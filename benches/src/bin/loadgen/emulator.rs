@@ -58,7 +58,9 @@ impl Emulator {
             .root
             .join("target/loadgen")
             .join(format!("emulator-{}", std::process::id()));
-        let _ = std::fs::remove_file(data_dir.join("state/state.json"));
+        // An empty store, not a missing one: the emulator refuses to start when the store of a
+        // data directory with keys has gone missing. Fails harmlessly on the first start.
+        let _ = std::fs::write(data_dir.join("state/state.json"), b"{}\n");
         std::fs::create_dir_all(&data_dir)?;
         // A fixed group key: the benchmarks need a key, not a secret.
         let group_key =

@@ -4,16 +4,16 @@
 use base64::Engine as _;
 use serde_json::json;
 
-use super::lifecycle::{self, Operation, lifecycle_event};
-use super::live::IdentityKey;
-use super::runtime::HubRuntime;
-use super::view::{Device, Module};
+use crate::hub::lifecycle::{self, Operation, lifecycle_event};
+use crate::hub::live::IdentityKey;
+use crate::hub::runtime::HubRuntime;
+use crate::hub::service::view::{DeviceIdentity, ModuleIdentity};
 use crate::model::{
     DeviceStatus, HubAuthType, HubAuthentication, HubDevice, HubModule, SymmetricKeyAttestation,
     TwinMeta,
 };
-use crate::service::ServiceFailure;
-use crate::state::StoreData;
+use crate::rest::ServiceFailure;
+use crate::store::StoreData;
 use crate::util::{ids, time};
 
 /// The most identities one list call returns.
@@ -128,8 +128,8 @@ fn empty_twin() -> serde_json::Value {
 
 impl HubRuntime {
     /// The registry view of a device.
-    pub(crate) fn device_view(&self, hub: &str, device: &HubDevice) -> Device {
-        Device::from_record(
+    pub(crate) fn device_view(&self, hub: &str, device: &HubDevice) -> DeviceIdentity {
+        DeviceIdentity::from_record(
             device,
             &self.live_state(&IdentityKey::device(hub, &device.device_id)),
             self.c2d_count(hub, &device.device_id),
@@ -137,7 +137,11 @@ impl HubRuntime {
     }
 
     /// `GET /devices/{id}`.
-    pub(crate) fn device(&self, hub: &str, device_id: &str) -> Result<Device, ServiceFailure> {
+    pub(crate) fn device(
+        &self,
+        hub: &str,
+        device_id: &str,
+    ) -> Result<DeviceIdentity, ServiceFailure> {
         let hub = self.require_hub(hub)?;
         self.sync_lifecycle();
         let device = self
@@ -147,7 +151,11 @@ impl HubRuntime {
     }
 
     /// `GET /devices?top=N` (at most [`MAX_LIST`]).
-    pub(crate) fn devices(&self, hub: &str, top: usize) -> Result<Vec<Device>, ServiceFailure> {
+    pub(crate) fn devices(
+        &self,
+        hub: &str,
+        top: usize,
+    ) -> Result<Vec<DeviceIdentity>, ServiceFailure> {
         let hub = self.require_hub(hub)?;
         self.sync_lifecycle();
         let prefix = StoreData::hub_device_key(&hub, "");
@@ -168,9 +176,9 @@ impl HubRuntime {
         &self,
         hub: &str,
         device_id: &str,
-        input: Device,
+        input: DeviceIdentity,
         if_match: Option<&str>,
-    ) -> Result<Device, ServiceFailure> {
+    ) -> Result<DeviceIdentity, ServiceFailure> {
         let hub = self.require_hub(hub)?;
         check_id(
             "device",
@@ -205,7 +213,7 @@ impl HubRuntime {
         &self,
         hub: &str,
         device_id: &str,
-        input: &Device,
+        input: &DeviceIdentity,
         authentication: HubAuthentication,
         if_match: Option<&str>,
     ) -> Result<(HubDevice, bool, bool), ServiceFailure> {
@@ -331,7 +339,7 @@ impl HubRuntime {
         hub: &str,
         device_id: &str,
         module_id: &str,
-    ) -> Result<Module, ServiceFailure> {
+    ) -> Result<ModuleIdentity, ServiceFailure> {
         let hub = self.require_hub(hub)?;
         let device = self
             .stored_device(&hub, device_id)
@@ -340,7 +348,7 @@ impl HubRuntime {
             .modules
             .get(module_id)
             .ok_or_else(|| module_not_found(device_id, module_id))?;
-        Ok(Module::from_record(
+        Ok(ModuleIdentity::from_record(
             device_id,
             module,
             &self.live_state(&IdentityKey::module(&hub, device_id, module_id)),
@@ -352,7 +360,7 @@ impl HubRuntime {
         &self,
         hub: &str,
         device_id: &str,
-    ) -> Result<Vec<Module>, ServiceFailure> {
+    ) -> Result<Vec<ModuleIdentity>, ServiceFailure> {
         let hub = self.require_hub(hub)?;
         let device = self
             .stored_device(&hub, device_id)
@@ -361,7 +369,7 @@ impl HubRuntime {
             .modules
             .values()
             .map(|m| {
-                Module::from_record(
+                ModuleIdentity::from_record(
                     device_id,
                     m,
                     &self.live_state(&IdentityKey::module(&hub, device_id, &m.module_id)),
@@ -376,9 +384,9 @@ impl HubRuntime {
         hub: &str,
         device_id: &str,
         module_id: &str,
-        input: Module,
+        input: ModuleIdentity,
         if_match: Option<&str>,
-    ) -> Result<Module, ServiceFailure> {
+    ) -> Result<ModuleIdentity, ServiceFailure> {
         let hub = self.require_hub(hub)?;
         check_id(
             "module",
@@ -454,7 +462,7 @@ impl HubRuntime {
             self.live.close(&identity);
         }
         self.store.flush().await;
-        Ok(Module::from_record(
+        Ok(ModuleIdentity::from_record(
             device_id,
             &module,
             &self.live_state(&identity),

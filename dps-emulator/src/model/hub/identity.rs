@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::attestation::SymmetricKeyAttestation;
-use super::enrollment::DeviceCapabilities;
+use crate::model::dps::attestation::SymmetricKeyAttestation;
+use crate::model::dps::enrollment::DeviceCapabilities;
 
 /// How a hub device authenticates (`authentication.type` in the registry API).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -6,14 +6,14 @@ use std::sync::Arc;
 use http::{HeaderName, HeaderValue, Method, StatusCode};
 use serde::Deserialize;
 
-use super::auth;
 use super::enrollments::{self, Kind};
-use super::error::ServiceFailure;
-use crate::dps::faults::Faults;
-use crate::dps::runtime::DpsRuntime;
+use crate::dps::device::faults::Faults;
+use crate::dps::device::runtime::DpsRuntime;
 use crate::model::{EnrollmentGroup, IndividualEnrollment};
 use crate::net::{HttpRequest, HttpResponse};
-use crate::state::Store;
+use crate::rest::ServiceFailure;
+use crate::rest::auth;
+use crate::store::Store;
 use crate::util::time;
 
 /// Maximum items in one bulk operation (the service's limit).
@@ -42,12 +42,28 @@ impl ServiceApi {
         .any(|prefix| path == *prefix || path.starts_with(&format!("{prefix}/")))
     }
 
-    pub(crate) async fn handle(&self, request: HttpRequest) -> HttpResponse {
-        let authorization = request.header(http::header::AUTHORIZATION);
-        if let Err(failure) =
-            auth::check(authorization, &self.key, &self.hostname, time::unix_now())
-        {
+    /// Checks the request's token (headers and path only: called before the body is read).
+    pub(crate) fn authorize(&self, request: &HttpRequest) -> Result<(), ServiceFailure> {
+        let path = request
+            .decoded_path()
+            .unwrap_or_else(|| request.path.clone());
+        auth::check(
+            request.header(http::header::AUTHORIZATION),
+            &self.key,
+            &self.hostname,
+            &path,
+            auth::ServiceKind::Provisioning,
+            time::unix_now(),
+        )
+        .inspect_err(|failure| {
             tracing::warn!(path = %request.path, reason = %failure.message, "service API request refused");
+        })
+    }
+
+    pub(crate) async fn handle(&self, request: HttpRequest) -> HttpResponse {
+        // The HTTPS server authorizes before reading the body; checked again here so this
+        // handler is safe on its own.
+        if let Err(failure) = self.authorize(&request) {
             return failure.to_response();
         }
         match self.route(&request).await {

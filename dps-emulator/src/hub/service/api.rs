@@ -11,14 +11,14 @@ use http::{HeaderValue, Method, StatusCode};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use super::c2d::MessageRequest;
-use super::methods::MethodInvocation;
-use super::registry::MAX_LIST;
-use super::runtime::HubRuntime;
-use super::view::{Device, Module};
+use crate::hub::methods::MethodInvocation;
+use crate::hub::runtime::HubRuntime;
+use crate::hub::service::registry::MAX_LIST;
+use crate::hub::service::view::{DeviceIdentity, ModuleIdentity};
+use crate::model::MessageRequest;
 use crate::net::{HttpRequest, HttpResponse};
-use crate::service::ServiceFailure;
-use crate::service::auth;
+use crate::rest::ServiceFailure;
+use crate::rest::auth;
 use crate::util::time;
 
 /// Default page of `GET /emulator/hubs/{hub}/events`.
@@ -58,8 +58,9 @@ impl HubServiceApi {
         }
     }
 
-    /// Checks the SAS token; the hub it addresses.
-    fn authorize(&self, request: &HttpRequest) -> Result<String, ServiceFailure> {
+    /// Checks the SAS token (headers and path only: called before the body is read); the hub
+    /// it addresses.
+    pub(crate) fn authorize(&self, request: &HttpRequest) -> Result<String, ServiceFailure> {
         let token = request.header(http::header::AUTHORIZATION);
         let named = token
             .and_then(|t| ParsedSas::parse(t).ok())
@@ -70,7 +71,17 @@ impl HubServiceApi {
             });
         let (host, hub) =
             named.unwrap_or_else(|| (self.hostname.clone(), self.runtime.default_hub().to_owned()));
-        auth::check(token, &self.key, &host, time::unix_now())?;
+        let path = request
+            .decoded_path()
+            .unwrap_or_else(|| request.path.clone());
+        auth::check(
+            token,
+            &self.key,
+            &host,
+            &path,
+            auth::ServiceKind::Hub,
+            time::unix_now(),
+        )?;
         Ok(hub)
     }
 
@@ -96,7 +107,7 @@ impl HubServiceApi {
             }
             (&Method::GET, ["devices", id]) => Ok(device_response(rt.device(hub, id)?)),
             (&Method::PUT, ["devices", id]) => {
-                let input: Device = body(request)?;
+                let input: DeviceIdentity = body(request)?;
                 Ok(device_response(
                     rt.put_device(hub, id, input, if_match).await?,
                 ))
@@ -114,7 +125,7 @@ impl HubServiceApi {
                 Ok(module_response(rt.module(hub, id, module)?))
             }
             (&Method::PUT, ["devices", id, "modules", module]) => {
-                let input: Module = body(request)?;
+                let input: ModuleIdentity = body(request)?;
                 Ok(module_response(
                     rt.put_module(hub, id, module, input, if_match).await?,
                 ))
@@ -240,18 +251,18 @@ fn with_etag(response: HttpResponse, etag: &str) -> HttpResponse {
     }
 }
 
-fn device_response(device: Device) -> HttpResponse {
+fn device_response(device: DeviceIdentity) -> HttpResponse {
     let etag = device.etag.clone();
     with_etag(HttpResponse::json(StatusCode::OK, &device), &etag)
 }
 
-fn module_response(module: Module) -> HttpResponse {
+fn module_response(module: ModuleIdentity) -> HttpResponse {
     let etag = module.etag.clone();
     with_etag(HttpResponse::json(StatusCode::OK, &module), &etag)
 }
 
 fn twin_response(
-    twin: Result<super::view::Twin, ServiceFailure>,
+    twin: Result<super::view::DeviceTwin, ServiceFailure>,
 ) -> Result<HttpResponse, ServiceFailure> {
     let twin = twin?;
     let etag = twin.etag.clone();

@@ -4,7 +4,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::twin;
+use crate::hub::twin_document;
+use crate::model::TwinMeta;
 use crate::model::{
     DeviceCapabilities, DeviceStatus, HubAuthType, HubAuthentication, HubDevice, HubModule,
     X509Thumbprint,
@@ -15,7 +16,7 @@ pub(crate) const NEVER: &str = "0001-01-01T00:00:00Z";
 
 /// Whether a device (or module) has a live MQTT connection.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub enum ConnectionState {
+pub enum DeviceConnectionState {
     /// No connection.
     #[default]
     Disconnected,
@@ -27,7 +28,7 @@ pub enum ConnectionState {
 /// (`PUT /devices/{id}`: read-only fields are ignored there).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
-pub struct Device {
+pub struct DeviceIdentity {
     /// The device id (case-sensitive).
     pub device_id: String,
     /// Hub-generated; distinguishes identities re-created with the same id.
@@ -35,7 +36,7 @@ pub struct Device {
     /// Entity tag of the identity (not of its twin).
     pub etag: String,
     /// Live connection state.
-    pub connection_state: ConnectionState,
+    pub connection_state: DeviceConnectionState,
     /// Enabled or disabled.
     pub status: DeviceStatus,
     /// Why the status was set.
@@ -58,7 +59,7 @@ pub struct Device {
 /// A module identity (`GET /devices/{id}/modules/{moduleId}`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
-pub struct Module {
+pub struct ModuleIdentity {
     /// The module id.
     pub module_id: String,
     /// The device it belongs to.
@@ -68,7 +69,7 @@ pub struct Module {
     /// Entity tag.
     pub etag: String,
     /// Live connection state.
-    pub connection_state: ConnectionState,
+    pub connection_state: DeviceConnectionState,
     /// When the connection state last changed.
     pub connection_state_updated_time: String,
     /// The last time the module connected, sent or received a message.
@@ -96,7 +97,7 @@ pub struct TwinProperties {
 /// A device or module twin as the service API shows it (`GET /twins/{id}`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
-pub struct Twin {
+pub struct DeviceTwin {
     /// The device id.
     pub device_id: String,
     /// The module id, for a module twin.
@@ -111,7 +112,7 @@ pub struct Twin {
     /// When the status last changed.
     pub status_update_time: String,
     /// Live connection state.
-    pub connection_state: ConnectionState,
+    pub connection_state: DeviceConnectionState,
     /// The last time the device connected, sent or received a message.
     pub last_activity_time: String,
     /// Cloud-to-device messages queued and not yet completed.
@@ -138,7 +139,7 @@ pub(crate) struct LiveState {
     pub(crate) last_activity: Option<String>,
 }
 
-impl Device {
+impl DeviceIdentity {
     /// The registry view of a stored device.
     pub(crate) fn from_record(device: &HubDevice, live: &LiveState, c2d_count: usize) -> Self {
         Self {
@@ -161,7 +162,7 @@ impl Device {
     }
 }
 
-impl Module {
+impl ModuleIdentity {
     /// The registry view of a stored module.
     pub(crate) fn from_record(device_id: &str, module: &HubModule, live: &LiveState) -> Self {
         Self {
@@ -182,14 +183,14 @@ impl Module {
     }
 }
 
-impl Twin {
+impl DeviceTwin {
     /// The service view of a device's twin.
     pub(crate) fn of_device(device: &HubDevice, live: &LiveState, c2d_count: usize) -> Self {
-        let view = Device::from_record(device, live, c2d_count);
+        let view = DeviceIdentity::from_record(device, live, c2d_count);
         Self {
             device_id: device.device_id.clone(),
             module_id: None,
-            etag: twin::etag(device.twin_meta.version),
+            etag: twin_document::etag(device.twin_meta.version),
             device_etag: device.etag.clone(),
             status: device.status,
             status_update_time: view.status_updated_time,
@@ -203,19 +204,19 @@ impl Twin {
                 .clone()
                 .unwrap_or_default(),
             version: device.twin_meta.version,
-            tags: twin::tags(&device.twin),
-            properties: twin::service_properties(&device.twin, &device.twin_meta),
+            tags: twin_document::tags(&device.twin),
+            properties: service_properties(&device.twin, &device.twin_meta),
             capabilities: device.capabilities,
         }
     }
 
     /// The service view of a module's twin.
     pub(crate) fn of_module(device: &HubDevice, module: &HubModule, live: &LiveState) -> Self {
-        let view = Module::from_record(&device.device_id, module, live);
+        let view = ModuleIdentity::from_record(&device.device_id, module, live);
         Self {
             device_id: device.device_id.clone(),
             module_id: Some(module.module_id.clone()),
-            etag: twin::etag(module.twin_meta.version),
+            etag: twin_document::etag(module.twin_meta.version),
             device_etag: module.etag.clone(),
             status: device.status,
             status_update_time: or_never(&device.status_updated_time),
@@ -229,21 +230,39 @@ impl Twin {
                 .clone()
                 .unwrap_or_default(),
             version: module.twin_meta.version,
-            tags: twin::tags(&module.twin),
-            properties: twin::service_properties(&module.twin, &module.twin_meta),
+            tags: twin_document::tags(&module.twin),
+            properties: service_properties(&module.twin, &module.twin_meta),
             capabilities: DeviceCapabilities::default(),
         }
     }
 }
 
-fn state(live: &LiveState) -> ConnectionState {
+fn state(live: &LiveState) -> DeviceConnectionState {
     if live.connected {
-        ConnectionState::Connected
+        DeviceConnectionState::Connected
     } else {
-        ConnectionState::Disconnected
+        DeviceConnectionState::Disconnected
     }
 }
 
 fn or_never(time: &Option<String>) -> String {
     time.clone().unwrap_or_else(|| NEVER.to_owned())
+}
+
+/// The service view of both sections, with `$metadata.$lastUpdated` and `$version`.
+pub(crate) fn service_properties(twin: &Value, meta: &TwinMeta) -> TwinProperties {
+    let with_meta = |name: &str, updated: &Option<String>, version: u64| {
+        let mut map = twin_document::section(twin, name);
+        let mut metadata = Map::new();
+        if let Some(updated) = updated {
+            metadata.insert("$lastUpdated".into(), updated.clone().into());
+        }
+        map.insert("$metadata".into(), Value::Object(metadata));
+        map.insert("$version".into(), version.into());
+        map
+    };
+    TwinProperties {
+        desired: with_meta("desired", &meta.desired_updated, meta.desired_version),
+        reported: with_meta("reported", &meta.reported_updated, meta.reported_version),
+    }
 }

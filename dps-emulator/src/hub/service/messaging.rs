@@ -6,13 +6,13 @@ use std::time::{Duration, SystemTime};
 use dps_core::hub::MethodRequestTopic;
 use tokio::time::Instant;
 
-use super::c2d::{CloudToDeviceMessage, MAX_QUEUED_C2D, QueuedC2d};
-use super::live::IdentityKey;
-use super::methods::{MethodInvocation, MethodResult};
-use super::registry::{device_not_found, module_not_found};
-use super::runtime::HubRuntime;
-use crate::service::ServiceFailure;
-use crate::state::StoreData;
+use crate::hub::live::IdentityKey;
+use crate::hub::methods::{MethodInvocation, MethodResult};
+use crate::hub::runtime::HubRuntime;
+use crate::hub::service::registry::{device_not_found, module_not_found};
+use crate::model::{CloudToDeviceMessage, MAX_QUEUED_C2D, QueuedC2d};
+use crate::rest::ServiceFailure;
+use crate::store::StoreData;
 use crate::util::time;
 
 /// How often a method call waiting for its device to connect looks again.

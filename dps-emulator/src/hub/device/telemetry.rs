@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 
 use dps_core::hub::PropertyBag;
 
-use super::events::{HubEvent, HubEventKind};
-use super::live::IdentityKey;
+use crate::hub::events::{HubEvent, HubEventKind};
+use crate::hub::live::IdentityKey;
 
 /// The names under which the feed shows the MQTT system properties.
 const SYSTEM_NAMES: [(&str, &str); 12] = [

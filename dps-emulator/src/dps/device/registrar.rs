@@ -15,14 +15,14 @@ use dps_core::dps::{
 
 use super::allocation;
 use super::auth::{DpsIdentity, EnrollmentRef, Proof};
-use super::certs;
 use super::reply::Reply;
 use super::webhook;
 use crate::model::{
     AllocationPolicy, DeviceRegistrationState, DeviceStatus, EnrollmentSettings, HubAuthType,
     HubAuthentication, HubDevice, ProvisioningStatus, SymmetricKeyAttestation, X509Thumbprint,
 };
-use crate::state::{Store, StoreData};
+use crate::store::{Store, StoreData};
+use crate::util::x509;
 use crate::util::{ids, time};
 
 /// Signs device CSRs for certificate issuance.
@@ -101,7 +101,8 @@ impl Registrar {
         };
 
         let result = if settings.provisioning_status == ProvisioningStatus::Disabled {
-            self.record(identity, RegistrationStatus::Disabled, None);
+            self.record(identity, RegistrationStatus::Disabled, None)
+                .await;
             return Reply::json(
                 200,
                 None,
@@ -248,7 +249,9 @@ impl Registrar {
                     response.iot_hub_host_name
                 }
                 Err(failure) => {
-                    return Ok(self.failed(identity, operation_id, 400_207, &failure.0));
+                    return Ok(self
+                        .failed(identity, operation_id, 400_207, &failure.0)
+                        .await);
                 }
             }
         } else {
@@ -257,12 +260,14 @@ impl Registrar {
         let Some(chosen) =
             chosen.filter(|h| self.linked_hubs.iter().any(|l| l.eq_ignore_ascii_case(h)))
         else {
-            return Ok(self.failed(
-                identity,
-                operation_id,
-                400_208,
-                "No linked IoT hub is available for this enrollment.",
-            ));
+            return Ok(self
+                .failed(
+                    identity,
+                    operation_id,
+                    400_208,
+                    "No linked IoT hub is available for this enrollment.",
+                )
+                .await);
         };
 
         // Certificate issuance.
@@ -274,45 +279,51 @@ impl Registrar {
         let policy = settings.reprovision_policy.unwrap_or_default();
         let auth = hub_authentication(identity, settings, &registration_id);
         let now = time::now_utc();
-        let (placement, state) = self.store.mutate(|data| {
-            let previous_assignment = previous
-                .as_ref()
-                .and_then(|p| Some((p.assigned_hub.as_deref()?, p.substatus.as_ref()?)));
-            let known_to_hub = data
-                .hub_devices
-                .contains_key(&StoreData::hub_device_key(&chosen, &device_id));
-            let placement =
-                allocation::place(chosen.clone(), previous_assignment, policy, known_to_hub);
-            upsert_device(
-                data,
-                &placement,
-                &device_id,
-                &registration_id,
-                auth,
-                initial_twin.as_ref(),
-                &now,
-            );
-            let state = DeviceRegistrationState {
-                registration_id: registration_id.clone(),
-                created_date_time_utc: Some(
-                    previous
-                        .as_ref()
-                        .and_then(|p| p.created_date_time_utc.clone())
-                        .unwrap_or_else(|| now.clone()),
-                ),
-                assigned_hub: Some(placement.hub.clone()),
-                device_id: Some(device_id.clone()),
-                status: RegistrationStatus::Assigned,
-                substatus: Some(placement.substatus.clone()),
-                error_code: None,
-                error_message: None,
-                last_updated_date_time_utc: Some(now.clone()),
-                etag: Some(ids::etag()),
-                payload: returned_payload.clone(),
-            };
-            data.registrations.insert(lower.clone(), state.clone());
-            (placement, state)
-        });
+        // Durable before acknowledged: the device is told "assigned" only once the record
+        // and the hub device are on disk, or a crash could leave it assigned to a hub that
+        // does not know it (#11).
+        let (placement, state) = self
+            .store
+            .mutate_durable(|data| {
+                let previous_assignment = previous
+                    .as_ref()
+                    .and_then(|p| Some((p.assigned_hub.as_deref()?, p.substatus.as_ref()?)));
+                let known_to_hub = data
+                    .hub_devices
+                    .contains_key(&StoreData::hub_device_key(&chosen, &device_id));
+                let placement =
+                    allocation::place(chosen.clone(), previous_assignment, policy, known_to_hub);
+                upsert_device(
+                    data,
+                    &placement,
+                    &device_id,
+                    &registration_id,
+                    auth,
+                    initial_twin.as_ref(),
+                    &now,
+                );
+                let state = DeviceRegistrationState {
+                    registration_id: registration_id.clone(),
+                    created_date_time_utc: Some(
+                        previous
+                            .as_ref()
+                            .and_then(|p| p.created_date_time_utc.clone())
+                            .unwrap_or_else(|| now.clone()),
+                    ),
+                    assigned_hub: Some(placement.hub.clone()),
+                    device_id: Some(device_id.clone()),
+                    status: RegistrationStatus::Assigned,
+                    substatus: Some(placement.substatus.clone()),
+                    error_code: None,
+                    error_message: None,
+                    last_updated_date_time_utc: Some(now.clone()),
+                    etag: Some(ids::etag()),
+                    payload: returned_payload.clone(),
+                };
+                data.registrations.insert(lower.clone(), state.clone());
+                (placement, state)
+            })
+            .await;
         tracing::info!(
             registration_id = %registration_id,
             hub = %placement.hub,
@@ -367,7 +378,7 @@ impl Registrar {
         match &identity.proof {
             Some(Proof::X509 { chain, .. }) => {
                 context["x509"] = json!({
-                    "certificateInfo": chain.first().and_then(|c| certs::certificate_info(c)),
+                    "certificateInfo": chain.first().and_then(|c| x509::certificate_info(c)),
                 });
             }
             _ => context["symmetricKey"] = json!({}),
@@ -395,7 +406,7 @@ impl Registrar {
             .issuer
             .issue(&der)
             .map_err(|e| Reply::error(400, 400_004, &format!("The CSR was rejected: {e}"), None))?;
-        let cn = chain.first().and_then(|leaf| certs::common_name(leaf));
+        let cn = chain.first().and_then(|leaf| x509::common_name(leaf));
         if !cn.is_some_and(|cn| cn.eq_ignore_ascii_case(registration_id)) {
             return Err(Reply::error(
                 400,
@@ -410,7 +421,7 @@ impl Registrar {
             .collect())
     }
 
-    fn failed(
+    async fn failed(
         &self,
         identity: &DpsIdentity,
         operation_id: String,
@@ -418,7 +429,8 @@ impl Registrar {
         message: &str,
     ) -> RegistrationOperationStatus {
         let now = time::now_utc();
-        self.record(identity, RegistrationStatus::Failed, Some((code, message)));
+        self.record(identity, RegistrationStatus::Failed, Some((code, message)))
+            .await;
         RegistrationOperationStatus {
             operation_id,
             status: RegistrationStatus::Failed,
@@ -435,8 +447,9 @@ impl Registrar {
         }
     }
 
-    /// Records a registration that did not end in an assignment.
-    fn record(
+    /// Records a registration that did not end in an assignment, on disk before the device
+    /// is told.
+    async fn record(
         &self,
         identity: &DpsIdentity,
         status: RegistrationStatus,
@@ -444,25 +457,27 @@ impl Registrar {
     ) {
         let now = time::now_utc();
         let lower = identity.registration_id.to_ascii_lowercase();
-        self.store.mutate(|data| {
-            let previous = data.registrations.get(&lower);
-            let state = DeviceRegistrationState {
-                registration_id: identity.registration_id.clone(),
-                created_date_time_utc: previous
-                    .and_then(|p| p.created_date_time_utc.clone())
-                    .or_else(|| Some(now.clone())),
-                assigned_hub: previous.and_then(|p| p.assigned_hub.clone()),
-                device_id: previous.and_then(|p| p.device_id.clone()),
-                status,
-                substatus: previous.and_then(|p| p.substatus.clone()),
-                error_code: error.map(|(c, _)| ErrorCode(c)),
-                error_message: error.map(|(_, m)| m.to_owned()),
-                last_updated_date_time_utc: Some(now.clone()),
-                etag: Some(ids::etag()),
-                payload: None,
-            };
-            data.registrations.insert(lower, state);
-        });
+        self.store
+            .mutate_durable(|data| {
+                let previous = data.registrations.get(&lower);
+                let state = DeviceRegistrationState {
+                    registration_id: identity.registration_id.clone(),
+                    created_date_time_utc: previous
+                        .and_then(|p| p.created_date_time_utc.clone())
+                        .or_else(|| Some(now.clone())),
+                    assigned_hub: previous.and_then(|p| p.assigned_hub.clone()),
+                    device_id: previous.and_then(|p| p.device_id.clone()),
+                    status,
+                    substatus: previous.and_then(|p| p.substatus.clone()),
+                    error_code: error.map(|(c, _)| ErrorCode(c)),
+                    error_message: error.map(|(_, m)| m.to_owned()),
+                    last_updated_date_time_utc: Some(now.clone()),
+                    etag: Some(ids::etag()),
+                    payload: None,
+                };
+                data.registrations.insert(lower, state);
+            })
+            .await;
     }
 }
 
@@ -554,13 +569,13 @@ fn x509_result(
         return None;
     };
     Some(X509RegistrationResult {
-        certificate_info: chain.first().and_then(|c| certs::certificate_info(c)),
+        certificate_info: chain.first().and_then(|c| x509::certificate_info(c)),
         enrollment_group_id: match enrollment {
             EnrollmentRef::Group(id) => Some(id.clone()),
             EnrollmentRef::Individual(_) => None,
         },
         signing_certificate_info: match enrollment {
-            EnrollmentRef::Group(_) => certs::certificate_info(matched),
+            EnrollmentRef::Group(_) => x509::certificate_info(matched),
             EnrollmentRef::Individual(_) => None,
         },
     })
@@ -594,7 +609,7 @@ fn hub_authentication(
                 kind: HubAuthType::SelfSigned,
                 symmetric_key: None,
                 x509_thumbprint: chain.first().map(|leaf| X509Thumbprint {
-                    primary_thumbprint: Some(certs::sha1_thumbprint(leaf)),
+                    primary_thumbprint: Some(x509::sha1_thumbprint(leaf)),
                     secondary_thumbprint: None,
                 }),
             },
@@ -692,5 +707,104 @@ fn upsert_device(
                 },
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct NoIssuer;
+
+    impl CertificateIssuer for NoIssuer {
+        fn issue(&self, _csr_der: &[u8]) -> Result<Vec<Vec<u8>>, String> {
+            Err("no CA in this test".into())
+        }
+    }
+
+    fn on_disk(path: &std::path::Path) -> serde_json::Value {
+        std::fs::read(path)
+            .ok()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .unwrap_or_default()
+    }
+
+    /// #11: "assigned" is answered only once the registration record and the hub device are
+    /// on disk, so a crash right after the answer cannot take the assignment back. On a
+    /// single-threaded runtime the write-behind flusher cannot run between the change and the
+    /// answer unless the registrar waits for it.
+    #[tokio::test(flavor = "current_thread")]
+    async fn assignment_is_on_disk_before_it_is_answered() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        let store = Store::open(path.clone()).unwrap();
+        let enrollment: crate::model::IndividualEnrollment = serde_json::from_value(json!({
+            "registrationId": "dev-1",
+            "attestation": { "type": "symmetricKey", "symmetricKey": {
+                "primaryKey": "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
+                "secondaryKey": "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=" } }
+        }))
+        .unwrap();
+        store
+            .mutate_durable(|data| data.enrollments.insert("dev-1".into(), enrollment))
+            .await;
+        let registrar = Registrar::new(store.clone(), vec!["hub-a".into()], Arc::new(NoIssuer));
+        let identity = DpsIdentity {
+            registration_id: "dev-1".into(),
+            api_version: "2021-06-01".into(),
+            enrollment: Some(EnrollmentRef::Individual("dev-1".into())),
+            proof: Some(Proof::Sas),
+        };
+
+        let reply = registrar
+            .register(&identity, br#"{"registrationId":"dev-1"}"#, 3, 0)
+            .await;
+        assert_eq!(
+            reply.status,
+            200,
+            "{}",
+            String::from_utf8_lossy(&reply.body)
+        );
+
+        let state = on_disk(&path);
+        assert_eq!(
+            state["registrations"]["dev-1"]["status"], "assigned",
+            "{state}"
+        );
+        assert!(state["hubDevices"].get("hub-a/dev-1").is_some(), "{state}");
+    }
+
+    /// A refusal told to the device (here: a disabled enrollment) is on disk too.
+    #[tokio::test(flavor = "current_thread")]
+    async fn disabled_answer_is_on_disk_before_it_is_answered() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        let store = Store::open(path.clone()).unwrap();
+        let enrollment: crate::model::IndividualEnrollment = serde_json::from_value(json!({
+            "registrationId": "dev-2",
+            "provisioningStatus": "disabled",
+            "attestation": { "type": "symmetricKey", "symmetricKey": {
+                "primaryKey": "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
+                "secondaryKey": "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=" } }
+        }))
+        .unwrap();
+        store
+            .mutate_durable(|data| data.enrollments.insert("dev-2".into(), enrollment))
+            .await;
+        let registrar = Registrar::new(store.clone(), vec!["hub-a".into()], Arc::new(NoIssuer));
+        let identity = DpsIdentity {
+            registration_id: "dev-2".into(),
+            api_version: "2021-06-01".into(),
+            enrollment: Some(EnrollmentRef::Individual("dev-2".into())),
+            proof: Some(Proof::Sas),
+        };
+        let reply = registrar
+            .register(&identity, br#"{"registrationId":"dev-2"}"#, 3, 0)
+            .await;
+        assert_eq!(reply.status, 200);
+        assert_eq!(
+            on_disk(&path)["registrations"]["dev-2"]["status"],
+            "disabled"
+        );
     }
 }

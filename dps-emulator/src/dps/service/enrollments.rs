@@ -1,15 +1,15 @@
 //! Enrollment, enrollment group and registration record operations, shared by the REST API and
 //! the Rust admin API.
 
-use crate::dps::certs;
 use crate::model::{
     AttestationMechanism, AttestationType, DeviceRegistrationState, EnrollmentGroup,
     EnrollmentSettings, IndividualEnrollment, SymmetricKeyAttestation, X509Certificates,
 };
-use crate::state::Store;
+use crate::store::Store;
+use crate::util::x509;
 use crate::util::{ids, time};
 
-use super::error::ServiceFailure;
+use crate::rest::ServiceFailure;
 
 /// Which kind of record an operation is on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -270,11 +270,11 @@ fn fill_info(certificates: &mut X509Certificates) -> Result<(), ServiceFailure> 
         let Some(text) = slot.certificate.as_deref() else {
             continue;
         };
-        let der = certs::decode_certificate(text).ok_or_else(|| {
+        let der = x509::decode_certificate(text).ok_or_else(|| {
             ServiceFailure::bad_request("a certificate is neither PEM nor base64 DER")
         })?;
         slot.info = Some(
-            certs::certificate_info(&der)
+            x509::certificate_info(&der)
                 .ok_or_else(|| ServiceFailure::bad_request("a certificate does not parse"))?,
         );
     }

@@ -2,8 +2,10 @@
 //!
 //! Every mutation happens in memory under one lock and wakes the flusher, which writes a
 //! snapshot atomically (temp file + rename), coalescing bursts: a fleet of registrations costs a
-//! few writes, not one per device. Writes that a caller must see durable before answering (the
-//! REST API, the admin API) wait for the flush with [`Store::mutate_durable`].
+//! few writes, not one per device. Every change that someone is told about (a REST answer, an
+//! admin call, a registration answered to a device, a reported-properties update acknowledged
+//! to a device) waits for the flush with [`Store::mutate_durable`]: nothing acknowledged can be
+//! taken back by a crash (#11).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -12,7 +14,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, watch};
 
-use crate::hub::QueuedC2d;
+use crate::model::QueuedC2d;
 use crate::model::{DeviceRegistrationState, EnrollmentGroup, HubDevice, IndividualEnrollment};
 
 /// Everything that survives a restart. Keys are lower-case ids (ids compare case-insensitively).
@@ -65,7 +67,8 @@ pub enum StoreError {
     },
 }
 
-/// The shared, persisted state.
+/// The shared, persisted state. The file holds every enrollment's keys: it is written
+/// owner-only (mode 0600).
 #[derive(Debug, Clone)]
 pub(crate) struct Store {
     inner: Arc<Inner>,
@@ -186,7 +189,9 @@ async fn flush_pending(inner: &Arc<Inner>) -> bool {
         }
     };
     let path = inner.path.clone();
-    match tokio::task::spawn_blocking(move || crate::persist::write_atomic(&path, &bytes)).await {
+    match tokio::task::spawn_blocking(move || crate::persist::write_atomic_private(&path, &bytes))
+        .await
+    {
         Ok(Ok(())) => {
             inner.flushed.send_replace(target);
             true

@@ -5,7 +5,7 @@ use base64::Engine as _;
 use dps_core::hub::{C2dTopic, InputTopic, MessageProperties, SystemProperty};
 use serde::{Deserialize, Serialize};
 
-use crate::service::ServiceFailure;
+use crate::rest::ServiceFailure;
 
 /// The most messages queued for one device (the service's limit).
 pub const MAX_QUEUED_C2D: usize = 50;

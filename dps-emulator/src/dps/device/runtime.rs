@@ -1,6 +1,7 @@
 //! The DPS device endpoint: CONNECT decisions and per-connection sessions.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
@@ -31,8 +32,54 @@ pub(crate) struct DpsRuntime {
     behaviour: Mutex<(u32, u32)>,
     faults: Mutex<FaultState>,
     /// Device requests (register and poll publishes on documented topics) received, by
-    /// lower-case registration id.
+    /// lower-case registration id, of devices that matched an enrollment.
     requests: Mutex<HashMap<String, u32>>,
+    /// The same for devices that matched none: anyone can invent registration ids, so these
+    /// are bounded, the oldest forgotten first (#11).
+    unknown: Mutex<BoundedCounts>,
+    /// The open connection of each client id, with its number: a second CONNECT with the same
+    /// client id closes the first (MQTT 3.1.1 §3.1.4-2), as the hub does.
+    live: Mutex<HashMap<String, (u64, Outbox)>>,
+    next_connection: AtomicU64,
+}
+
+/// Counters for at most `capacity` keys; inserting beyond forgets the oldest key.
+#[derive(Debug, Default)]
+struct BoundedCounts {
+    capacity: usize,
+    counts: HashMap<String, u32>,
+    order: VecDeque<String>,
+}
+
+impl BoundedCounts {
+    fn new(capacity: usize) -> Self {
+        Self {
+            capacity,
+            ..Self::default()
+        }
+    }
+
+    fn increment(&mut self, key: String) {
+        if let Some(count) = self.counts.get_mut(&key) {
+            *count += 1;
+            return;
+        }
+        if self.capacity == 0 {
+            return;
+        }
+        while self.counts.len() >= self.capacity {
+            let Some(oldest) = self.order.pop_front() else {
+                break;
+            };
+            self.counts.remove(&oldest);
+        }
+        self.order.push_back(key.clone());
+        self.counts.insert(key, 1);
+    }
+
+    fn get(&self, key: &str) -> Option<u32> {
+        self.counts.get(key).copied()
+    }
 }
 
 impl DpsRuntime {
@@ -46,22 +93,29 @@ impl DpsRuntime {
             )),
             faults: Mutex::new(FaultState::new(behaviour.faults.clone())),
             requests: Mutex::new(HashMap::new()),
+            unknown: Mutex::new(BoundedCounts::new(
+                behaviour.limits.max_unknown_registration_ids,
+            )),
+            live: Mutex::new(HashMap::new()),
+            next_connection: AtomicU64::new(0),
         }
     }
 
     /// How many device requests (register and poll publishes) `registration_id` sent so far,
     /// including those answered with injected faults or closed on.
     pub(crate) fn device_requests(&self, registration_id: &str) -> u32 {
-        lock(&self.requests)
-            .get(&registration_id.to_ascii_lowercase())
-            .copied()
-            .unwrap_or(0)
+        let key = registration_id.to_ascii_lowercase();
+        let known = lock(&self.requests).get(&key).copied();
+        known.or_else(|| lock(&self.unknown).get(&key)).unwrap_or(0)
     }
 
-    fn count_request(&self, registration_id: &str) {
-        *lock(&self.requests)
-            .entry(registration_id.to_ascii_lowercase())
-            .or_default() += 1;
+    fn count_request(&self, registration_id: &str, enrolled: bool) {
+        let key = registration_id.to_ascii_lowercase();
+        if enrolled {
+            *lock(&self.requests).entry(key).or_default() += 1;
+        } else {
+            lock(&self.unknown).increment(key);
+        }
     }
 
     /// Replaces the `retry-after` and polls-before-assignment knobs.
@@ -123,8 +177,17 @@ impl DpsRuntime {
             known = identity.enrollment.is_some(),
             "DPS device connected"
         );
+        let connection = self.next_connection.fetch_add(1, Ordering::Relaxed);
+        let older =
+            lock(&self.live).insert(request.client_id.clone(), (connection, outbox.clone()));
+        if let Some((_, older)) = older {
+            tracing::info!(client_id = %request.client_id, "a new connection with the same client id: closing the older one");
+            older.close();
+        }
         Ok(Box::new(DpsSession {
             runtime: Arc::clone(self),
+            client_id: request.client_id.clone(),
+            connection,
             identity,
             outbox,
             granted: None,
@@ -140,6 +203,9 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 /// One DPS device connection.
 struct DpsSession {
     runtime: Arc<DpsRuntime>,
+    client_id: String,
+    /// This connection's number in [`DpsRuntime::live`].
+    connection: u64,
     identity: DpsIdentity,
     outbox: Outbox,
     /// The QoS granted on `$dps/registrations/res/#`, once subscribed.
@@ -217,7 +283,8 @@ impl MqttSession for DpsSession {
         self.publishes += 1;
         let request = parse_request_topic(&topic);
         if request.is_some() {
-            self.runtime.count_request(registration_id);
+            self.runtime
+                .count_request(registration_id, self.identity.enrollment.is_some());
         }
         let faults = self.runtime.faults();
         if faults
@@ -267,6 +334,14 @@ impl MqttSession for DpsSession {
 
     async fn closed(&mut self, reason: CloseReason) {
         tracing::debug!(registration_id = %self.identity.registration_id, ?reason, "DPS connection closed");
+        let mut live = lock(&self.runtime.live);
+        // A newer connection with the same client id may have taken the entry already.
+        if live
+            .get(&self.client_id)
+            .is_some_and(|(connection, _)| *connection == self.connection)
+        {
+            live.remove(&self.client_id);
+        }
     }
 }
 
@@ -317,5 +392,53 @@ impl DpsSession {
                 send();
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Limits;
+
+    /// #11: request counts of never-enrolled registration ids stay bounded.
+    #[tokio::test]
+    async fn unknown_registration_ids_are_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::Store::open(dir.path().join("state.json")).unwrap();
+        struct NoIssuer;
+        impl super::super::registrar::CertificateIssuer for NoIssuer {
+            fn issue(&self, _csr: &[u8]) -> Result<Vec<Vec<u8>>, String> {
+                Err("none".into())
+            }
+        }
+        let registrar = Registrar::new(store, vec!["hub".into()], Arc::new(NoIssuer));
+        let behaviour = Behaviour {
+            limits: Limits {
+                max_unknown_registration_ids: 3,
+                ..Limits::default()
+            },
+            ..Behaviour::default()
+        };
+        let runtime = DpsRuntime::new("0ne00000001".into(), registrar, &behaviour);
+        for n in 0..1000 {
+            runtime.count_request(&format!("invented-{n}"), false);
+        }
+        runtime.count_request("invented-999", false);
+        assert_eq!(lock(&runtime.unknown).counts.len(), 3);
+        assert_eq!(
+            runtime.device_requests("invented-999"),
+            2,
+            "the newest is kept"
+        );
+        assert_eq!(
+            runtime.device_requests("invented-0"),
+            0,
+            "the oldest is forgotten"
+        );
+        // Enrolled devices are counted apart, without the bound.
+        for _ in 0..5 {
+            runtime.count_request("Enrolled", true);
+        }
+        assert_eq!(runtime.device_requests("enrolled"), 5);
     }
 }

@@ -6,7 +6,6 @@
 use base64::Engine as _;
 use serde_json::{Map, Value, json};
 
-use super::view::TwinProperties;
 use crate::model::TwinMeta;
 
 /// The largest desired or reported section, serialized (the service's 32 KB limit).
@@ -60,24 +59,6 @@ pub(crate) fn device_view(twin: &Value, meta: &TwinMeta) -> Value {
     let mut reported = section(twin, "reported");
     reported.insert("$version".into(), meta.reported_version.into());
     json!({ "desired": desired, "reported": reported })
-}
-
-/// The service view of both sections, with `$metadata.$lastUpdated` and `$version`.
-pub(crate) fn service_properties(twin: &Value, meta: &TwinMeta) -> TwinProperties {
-    let with_meta = |name: &str, updated: &Option<String>, version: u64| {
-        let mut map = section(twin, name);
-        let mut metadata = Map::new();
-        if let Some(updated) = updated {
-            metadata.insert("$lastUpdated".into(), updated.clone().into());
-        }
-        map.insert("$metadata".into(), Value::Object(metadata));
-        map.insert("$version".into(), version.into());
-        map
-    };
-    TwinProperties {
-        desired: with_meta("desired", &meta.desired_updated, meta.desired_version),
-        reported: with_meta("reported", &meta.reported_updated, meta.reported_version),
-    }
 }
 
 /// Checks a patch: a JSON object whose member names are not reserved (`$...`) and whose

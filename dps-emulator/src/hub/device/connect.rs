@@ -5,10 +5,10 @@ use dps_auth::{SasVerifyError, SymmetricKey, verify_sas};
 use dps_core::sas::SasResource;
 use rustls_pki_types::CertificateDer;
 
-use super::live::IdentityKey;
-use crate::dps::certs;
+use crate::hub::live::IdentityKey;
 use crate::model::{AttestationType, DeviceStatus, HubAuthType, HubAuthentication};
-use crate::state::StoreData;
+use crate::store::StoreData;
+use crate::util::x509;
 
 /// A hub username: `{host}/{device}[/{module}]/?api-version=...[&...]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -192,8 +192,8 @@ fn x509(
     match authentication.kind {
         HubAuthType::SelfSigned => {
             let thumbprints = authentication.x509_thumbprint.clone().unwrap_or_default();
-            let sha1 = certs::sha1_thumbprint(leaf);
-            let sha256 = certs::sha256_thumbprint(leaf);
+            let sha1 = x509::sha1_thumbprint(leaf);
+            let sha256 = x509::sha256_thumbprint(leaf);
             let matches = [
                 thumbprints.primary_thumbprint,
                 thumbprints.secondary_thumbprint,
@@ -207,7 +207,7 @@ fn x509(
                     "the certificate's thumbprint is not the registered one".into(),
                 ));
             }
-            if !certs::currently_valid(leaf) {
+            if !x509::currently_valid(leaf) {
                 return Err(Refusal::NotAuthorized(
                     "the certificate is expired or not yet valid".into(),
                 ));
@@ -216,7 +216,7 @@ fn x509(
         }
         HubAuthType::CertificateAuthority => {
             let expected = key.module_id.as_deref().unwrap_or(&key.device_id);
-            let cn = certs::common_name(leaf).unwrap_or_default();
+            let cn = x509::common_name(leaf).unwrap_or_default();
             if cn != expected {
                 return Err(Refusal::NotAuthorized(format!(
                     "certificate CN {cn:?} is not the identity's id"
@@ -225,7 +225,7 @@ fn x509(
             let intermediates = &chain[1..];
             let verified = trusted_anchors(ctx)
                 .iter()
-                .any(|anchor| certs::verify_chain(leaf, intermediates, anchor).is_ok());
+                .any(|anchor| x509::verify_chain(leaf, intermediates, anchor).is_ok());
             if verified {
                 Ok("x509CertificateAuthority")
             } else {
@@ -259,7 +259,7 @@ fn trusted_anchors(ctx: &AuthContext<'_>) -> Vec<CertificateDer<'static>> {
         anchors.extend(
             signing
                 .iter()
-                .filter_map(|c| c.certificate.as_deref().and_then(certs::decode_certificate)),
+                .filter_map(|c| c.certificate.as_deref().and_then(x509::decode_certificate)),
         );
     }
     anchors

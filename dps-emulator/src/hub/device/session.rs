@@ -12,11 +12,11 @@ use dps_core::hub::{
 };
 use tokio::task::JoinHandle;
 
-use super::connect::HubIdentity;
-use super::live::{IdentityKey, Subscriptions};
-use super::methods::{MethodResult, answer_payload};
-use super::runtime::HubRuntime;
-use super::telemetry;
+use crate::hub::device::connect::HubIdentity;
+use crate::hub::device::telemetry;
+use crate::hub::live::{IdentityKey, Subscriptions};
+use crate::hub::methods::{MethodResult, answer_payload};
+use crate::hub::runtime::HubRuntime;
 use crate::net::{Close, CloseReason, MqttSession, QoS, SubscribeOutcome};
 use crate::util::time;
 
@@ -67,7 +67,7 @@ fn slot(subscriptions: &mut Subscriptions, feature: Feature) -> &mut Option<QoS>
 }
 
 /// One accepted hub connection.
-pub(crate) struct HubSession {
+pub(crate) struct HubDeviceSession {
     runtime: Arc<HubRuntime>,
     identity: HubIdentity,
     conn_id: u64,
@@ -76,7 +76,7 @@ pub(crate) struct HubSession {
     expiry_timer: Option<JoinHandle<()>>,
 }
 
-impl HubSession {
+impl HubDeviceSession {
     pub(crate) fn new(
         runtime: Arc<HubRuntime>,
         identity: HubIdentity,
@@ -155,7 +155,7 @@ impl HubSession {
         Ok(())
     }
 
-    fn twin_request(&self, request: TwinRequest<'_>, payload: &[u8]) {
+    async fn twin_request(&self, request: TwinRequest<'_>, payload: &[u8]) {
         let (status, version, body) = match request {
             TwinRequest::Get { .. } => match self.runtime.device_side_twin(self.key()) {
                 Some(twin) => (200, None, twin.to_string().into_bytes()),
@@ -166,7 +166,7 @@ impl HubSession {
                 ),
             },
             TwinRequest::ReportedPatch { .. } => {
-                match self.runtime.patch_reported(self.key(), payload) {
+                match self.runtime.patch_reported(self.key(), payload).await {
                     Ok(version) => (204, Some(version), Vec::new()),
                     Err(failure) => (
                         failure.status,
@@ -192,7 +192,7 @@ fn error_body(code: u32, message: &str) -> Vec<u8> {
 }
 
 #[async_trait]
-impl MqttSession for HubSession {
+impl MqttSession for HubDeviceSession {
     fn session_present(&self) -> bool {
         self.session_present
     }
@@ -285,7 +285,7 @@ impl MqttSession for HubSession {
         }
         match parse_twin_request(&topic) {
             Ok(request) => {
-                self.twin_request(request, &payload);
+                self.twin_request(request, &payload).await;
                 return Ok(());
             }
             Err(TopicError::NoMatch) => {}

@@ -4,14 +4,14 @@
 use dps_core::hub::TwinDesiredTopic;
 use serde_json::{Map, Value};
 
-use super::live::IdentityKey;
-use super::registry::{device_not_found, etag_matches, module_not_found};
-use super::runtime::HubRuntime;
-use super::twin::{self, PatchError, Section};
-use super::view::Twin;
+use crate::hub::live::IdentityKey;
+use crate::hub::runtime::HubRuntime;
+use crate::hub::service::registry::{device_not_found, etag_matches, module_not_found};
+use crate::hub::service::view::DeviceTwin;
+use crate::hub::twin_document::{self, PatchError, Section};
 use crate::model::{HubDevice, TwinMeta};
-use crate::service::ServiceFailure;
-use crate::state::StoreData;
+use crate::rest::ServiceFailure;
+use crate::store::StoreData;
 use crate::util::time;
 
 fn bad_patch(e: PatchError) -> ServiceFailure {
@@ -51,33 +51,36 @@ impl HubRuntime {
         self.store.read(|data| {
             let device = data.hub_devices.get(&key.store_key())?;
             match &key.module_id {
-                None => Some(twin::device_view(&device.twin, &device.twin_meta)),
+                None => Some(twin_document::device_view(&device.twin, &device.twin_meta)),
                 Some(module_id) => {
                     let module = device.modules.get(module_id)?;
-                    Some(twin::device_view(&module.twin, &module.twin_meta))
+                    Some(twin_document::device_view(&module.twin, &module.twin_meta))
                 }
             }
         })
     }
 
-    /// A reported-properties PATCH from the device; the new reported `$version`.
-    pub(crate) fn patch_reported(
+    /// A reported-properties PATCH from the device; the new reported `$version`, once the
+    /// change is on disk (the device is told 204 then, so a crash cannot take it back).
+    pub(crate) async fn patch_reported(
         &self,
         key: &IdentityKey,
         payload: &[u8],
     ) -> Result<u64, ServiceFailure> {
         let patch: Value = serde_json::from_slice(payload)
             .map_err(|e| ServiceFailure::bad_request(format!("the patch is not JSON: {e}")))?;
-        let patch = twin::validate_patch(&patch).map_err(bad_patch)?;
+        let patch = twin_document::validate_patch(&patch).map_err(bad_patch)?;
         let now = time::now_utc();
-        self.store.mutate(|data| {
-            let device = data
-                .hub_devices
-                .get_mut(&key.store_key())
-                .ok_or_else(|| device_not_found(&key.device_id))?;
-            let (doc, meta) = twin_of(device, key.module_id.as_deref())?;
-            twin::apply(doc, meta, Section::Reported, patch, &now).map_err(bad_patch)
-        })
+        self.store
+            .mutate_durable(|data| {
+                let device = data
+                    .hub_devices
+                    .get_mut(&key.store_key())
+                    .ok_or_else(|| device_not_found(&key.device_id))?;
+                let (doc, meta) = twin_of(device, key.module_id.as_deref())?;
+                twin_document::apply(doc, meta, Section::Reported, patch, &now).map_err(bad_patch)
+            })
+            .await
     }
 
     /// `GET /twins/{id}[/modules/{moduleId}]`.
@@ -86,7 +89,7 @@ impl HubRuntime {
         hub: &str,
         device_id: &str,
         module_id: Option<&str>,
-    ) -> Result<Twin, ServiceFailure> {
+    ) -> Result<DeviceTwin, ServiceFailure> {
         let hub = self.require_hub(hub)?;
         let device = self
             .stored_device(&hub, device_id)
@@ -99,9 +102,9 @@ impl HubRuntime {
         hub: &str,
         device: &HubDevice,
         module_id: Option<&str>,
-    ) -> Result<Twin, ServiceFailure> {
+    ) -> Result<DeviceTwin, ServiceFailure> {
         match module_id {
-            None => Ok(Twin::of_device(
+            None => Ok(DeviceTwin::of_device(
                 device,
                 &self.live_state(&IdentityKey::device(hub, &device.device_id)),
                 self.c2d_count(hub, &device.device_id),
@@ -111,7 +114,7 @@ impl HubRuntime {
                     .modules
                     .get(module_id)
                     .ok_or_else(|| module_not_found(&device.device_id, module_id))?;
-                Ok(Twin::of_module(
+                Ok(DeviceTwin::of_module(
                     device,
                     module,
                     &self.live_state(&IdentityKey::module(hub, &device.device_id, module_id)),
@@ -131,7 +134,7 @@ impl HubRuntime {
         body: &Value,
         if_match: Option<&str>,
         replace: bool,
-    ) -> Result<Twin, ServiceFailure> {
+    ) -> Result<DeviceTwin, ServiceFailure> {
         let hub = self.require_hub(hub)?;
         let body = body
             .as_object()
@@ -143,7 +146,8 @@ impl HubRuntime {
                 None | Some(Value::Null) => Ok(None),
                 Some(Value::Object(map)) => {
                     let map = writable(map);
-                    twin::validate_patch(&Value::Object(map.clone())).map_err(bad_patch)?;
+                    twin_document::validate_patch(&Value::Object(map.clone()))
+                        .map_err(bad_patch)?;
                     Ok(Some(map))
                 }
                 Some(_) => Err(ServiceFailure::bad_request(format!(
@@ -165,7 +169,7 @@ impl HubRuntime {
                 .ok_or_else(|| device_not_found(device_id))?;
             let (doc, meta) = twin_of(device, module_id)?;
             if let Some(tag) = if_match {
-                if !etag_matches(tag, &twin::etag(meta.version)) {
+                if !etag_matches(tag, &twin_document::etag(meta.version)) {
                     return Err(ServiceFailure::precondition_failed());
                 }
             }
@@ -173,28 +177,34 @@ impl HubRuntime {
             let (mut new_doc, mut new_meta) = (doc.clone(), meta.clone());
             let tags_patch = match (tags.as_ref(), replace) {
                 (Some(tags), false) => Some(tags.clone()),
-                (tags, true) => Some(twin::replace_patch(
-                    &twin::tags(&new_doc),
+                (tags, true) => Some(twin_document::replace_patch(
+                    &twin_document::tags(&new_doc),
                     &tags.cloned().unwrap_or_default(),
                 )),
                 (None, false) => None,
             };
             if let Some(patch) = tags_patch.filter(|p| !p.is_empty()) {
-                twin::apply_tags(&mut new_doc, &mut new_meta, &patch).map_err(bad_patch)?;
+                twin_document::apply_tags(&mut new_doc, &mut new_meta, &patch)
+                    .map_err(bad_patch)?;
             }
             let desired_patch = match (desired.as_ref(), replace) {
                 (Some(desired), false) => Some(desired.clone()),
-                (desired, true) => Some(twin::replace_patch(
-                    &twin::section(&new_doc, "desired"),
+                (desired, true) => Some(twin_document::replace_patch(
+                    &twin_document::section(&new_doc, "desired"),
                     &desired.cloned().unwrap_or_default(),
                 )),
                 (None, false) => None,
             };
             let mut pushed = None;
             if let Some(patch) = desired_patch.filter(|p| !p.is_empty()) {
-                let version =
-                    twin::apply(&mut new_doc, &mut new_meta, Section::Desired, &patch, &now)
-                        .map_err(bad_patch)?;
+                let version = twin_document::apply(
+                    &mut new_doc,
+                    &mut new_meta,
+                    Section::Desired,
+                    &patch,
+                    &now,
+                )
+                .map_err(bad_patch)?;
                 pushed = Some((patch, version));
             }
             *doc = new_doc;
@@ -224,5 +234,43 @@ impl HubRuntime {
                 conn.last_activity = std::time::SystemTime::now();
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hub::DeviceIdentity;
+    use crate::model::HubAuthentication;
+
+    /// #11: a reported-properties update is acknowledged (204) to the device only once it is
+    /// on disk. On a single-threaded runtime the write-behind flusher cannot run between the
+    /// change and the answer unless the hub waits for it.
+    #[tokio::test(flavor = "current_thread")]
+    async fn reported_patch_is_on_disk_before_it_is_acknowledged() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        let store = crate::store::Store::open(path.clone()).unwrap();
+        let runtime = HubRuntime::new(store, vec!["hub-a".into()], Vec::new());
+        let device = DeviceIdentity {
+            device_id: "dev-1".into(),
+            authentication: HubAuthentication::default(),
+            ..DeviceIdentity::default()
+        };
+        runtime
+            .put_device("hub-a", "dev-1", device, None)
+            .await
+            .unwrap();
+
+        let key = IdentityKey::device("hub-a", "dev-1");
+        let version = runtime
+            .patch_reported(&key, br#"{"temperature": 21}"#)
+            .await
+            .unwrap();
+        assert!(version >= 1);
+
+        let state: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        let twin = &state["hubDevices"]["hub-a/dev-1"]["twin"];
+        assert_eq!(twin["properties"]["reported"]["temperature"], 21, "{state}");
     }
 }

@@ -5,9 +5,9 @@ use dps_auth::{GroupKey, SasVerifyError, SymmetricKey, verify_sas};
 use dps_core::sas::SasResource;
 use rustls_pki_types::CertificateDer;
 
-use super::certs;
 use crate::model::{AttestationType, EnrollmentSettings, X509Certificates};
-use crate::state::StoreData;
+use crate::store::StoreData;
+use crate::util::x509;
 
 /// The enrollment a device matched.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -230,7 +230,7 @@ fn x509(
     chain: &[CertificateDer<'static>],
 ) -> Result<Matched, Refusal> {
     let leaf = &chain[0];
-    let cn = certs::common_name(leaf).ok_or_else(|| {
+    let cn = x509::common_name(leaf).ok_or_else(|| {
         Refusal::NotAuthorized("the client certificate has no common name".into())
     })?;
     if !cn.eq_ignore_ascii_case(registration_id) {
@@ -254,7 +254,7 @@ fn x509(
             .ok_or_else(|| {
                 Refusal::NotAuthorized("the certificate is not the enrolled one".into())
             })?;
-        if !certs::currently_valid(leaf) {
+        if !x509::currently_valid(leaf) {
             return Err(Refusal::NotAuthorized(
                 "the certificate is expired or not yet valid".into(),
             ));
@@ -290,7 +290,7 @@ fn x509(
     // Otherwise an enrolled certificate may be the issuer of the last presented one.
     for (id, enrolled) in &groups {
         for anchor in enrolled {
-            if certs::verify_chain(leaf, &chain[1..], anchor).is_ok() {
+            if x509::verify_chain(leaf, &chain[1..], anchor).is_ok() {
                 return Ok((
                     Some(EnrollmentRef::Group((*id).clone())),
                     Some(Proof::X509 {
@@ -311,7 +311,7 @@ fn verified_group(
     intermediates: &[CertificateDer<'static>],
     anchor: &CertificateDer<'static>,
 ) -> Result<Matched, Refusal> {
-    certs::verify_chain(&chain[0], intermediates, anchor)
+    x509::verify_chain(&chain[0], intermediates, anchor)
         .map_err(|e| Refusal::NotAuthorized(format!("certificate chain rejected: {e}")))?;
     Ok((
         Some(EnrollmentRef::Group(id.to_owned())),
@@ -334,7 +334,7 @@ fn x509_certificates(
     Some(
         certificates
             .iter()
-            .filter_map(|c| c.certificate.as_deref().and_then(certs::decode_certificate))
+            .filter_map(|c| c.certificate.as_deref().and_then(x509::decode_certificate))
             .collect(),
     )
 }

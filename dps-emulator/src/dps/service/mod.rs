@@ -1,0 +1,5 @@
+//! The DPS service side: enrollments, enrollment groups and registration records, over REST
+//! (for the official service SDKs) and as Rust functions (for [`Emulator`](crate::Emulator)).
+
+pub(crate) mod api;
+pub(crate) mod enrollments;

@@ -1,0 +1,7 @@
+//! The hub's device side: CONNECT against the identity registry, the MQTT session (telemetry,
+//! twin, direct methods, cloud-to-device messages, module inputs).
+
+pub(crate) mod accept;
+pub(crate) mod connect;
+pub(crate) mod session;
+pub(crate) mod telemetry;
