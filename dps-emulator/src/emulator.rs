@@ -13,8 +13,8 @@ use crate::dps::faults::Faults;
 use crate::dps::registrar::{CertificateIssuer, Registrar};
 use crate::dps::runtime::DpsRuntime;
 use crate::hub::{
-    CloudToDeviceMessage, Device, HubEvent, HubRuntime, HubServiceApi, MethodInvocation,
-    MethodResult, Module, Twin,
+    CloudToDeviceMessage, Device, FileUploadApi, FileUploadNotification, HubEvent, HubRuntime,
+    HubServiceApi, MethodInvocation, MethodResult, Module, Twin,
 };
 use crate::model::{DeviceRegistrationState, EnrollmentGroup, HubDevice, IndividualEnrollment};
 use crate::net::{
@@ -49,6 +49,9 @@ pub enum EmulatorError {
     /// A preloaded enrollment was refused.
     #[error("preloaded enrollment refused: {0}")]
     Preload(ServiceFailure),
+    /// The file upload storage settings are not usable.
+    #[error("file upload storage: {0}")]
+    FileUpload(String),
 }
 
 /// What a client needs to reach the emulator; also the `dps-emulator` ready line.
@@ -83,6 +86,7 @@ pub struct Emulator {
     store: Store,
     dps: Arc<DpsRuntime>,
     hub: Arc<HubRuntime>,
+    files: Arc<FileUploadApi>,
     servers: Servers,
     mqtt_addr: SocketAddr,
     https_addr: SocketAddr,
@@ -140,6 +144,13 @@ impl Emulator {
             hostname: config.hostname.clone(),
             key: key.clone(),
         });
+        // File upload (#14): the built-in blob endpoint, or the configured external account.
+        let files = Arc::new(crate::hub::files_api(
+            &config,
+            &key,
+            &hub,
+            tls.ca_certificate(),
+        )?);
         let service = Arc::new(ServiceApi {
             store: store.clone(),
             hostname: config.hostname.clone(),
@@ -153,7 +164,11 @@ impl Emulator {
                 dps: Arc::clone(&dps),
                 hub: Arc::clone(&hub),
             }),
-            Arc::new(HttpRouter { service, hub_api }),
+            Arc::new(HttpRouter {
+                service,
+                hub_api,
+                files: Arc::clone(&files),
+            }),
         );
         options.bind = config.bind;
         options.mqtt_port = config.mqtt_port;
@@ -182,6 +197,7 @@ impl Emulator {
                 "HostName={https_host};SharedAccessKeyName=iothubowner;SharedAccessKey={service_key}"
             ),
         };
+        files.set_https_host(&https_host);
         tracing::info!(mqtt = %mqtt_addr, https = %https_addr, id_scope = %info.id_scope, "emulator ready");
         Ok(Self {
             info,
@@ -189,6 +205,7 @@ impl Emulator {
             store,
             dps,
             hub,
+            files,
             servers,
             mqtt_addr,
             https_addr,
@@ -531,6 +548,31 @@ impl Emulator {
         self.hub.read_events(hub, since, usize::MAX).0
     }
 
+    /// The file upload notifications of `hub` numbered after `since` on the events feed (the
+    /// uploads devices reported as successful), oldest first.
+    pub fn file_upload_notifications(&self, hub: &str, since: u64) -> Vec<FileUploadNotification> {
+        self.hub_events(hub, since)
+            .iter()
+            .filter(|e| e.kind == crate::hub::HubEventKind::FileUpload)
+            .filter_map(|e| serde_json::from_slice(&e.body).ok())
+            .collect()
+    }
+
+    /// A blob of the built-in blob endpoint (`None` when it does not exist, or when uploads go
+    /// to an external account).
+    pub fn blob(&self, container: &str, blob_name: &str) -> Option<Vec<u8>> {
+        let api = self.files.builtin()?;
+        api.store
+            .get(container, blob_name)
+            .map(|b| b.content.to_vec())
+    }
+
+    /// How many file uploads a device has in progress (requested, not yet notified, SAS not
+    /// expired).
+    pub fn active_file_uploads(&self, hub: &str, device_id: &str) -> usize {
+        self.files.active(hub, device_id)
+    }
+
     /// Stops listening, closes every connection and writes the state.
     pub async fn shutdown(self) {
         self.servers.shutdown().await;
@@ -598,11 +640,20 @@ impl MqttHandler for MqttRouter {
 struct HttpRouter {
     service: Arc<ServiceApi>,
     hub_api: Arc<HubServiceApi>,
+    files: Arc<FileUploadApi>,
 }
 
 #[async_trait]
 impl HttpHandler for HttpRouter {
     async fn handle(&self, request: HttpRequest) -> HttpResponse {
+        // File upload (#14): the devices' upload endpoints share `/devices` with the service
+        // API, and the built-in blob endpoint lives under `/{account}/`.
+        if FileUploadApi::serves(&request) {
+            return self.files.handle(request).await;
+        }
+        if let Some(blob) = self.files.builtin().filter(|b| b.serves(&request.path)) {
+            return blob.handle(&request);
+        }
         // Hub paths first: `/emulator/hubs/..` is the hub's, the rest of `/emulator` DPS's.
         if HubServiceApi::serves(&request.path) {
             return self.hub_api.handle(request).await;

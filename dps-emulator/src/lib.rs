@@ -28,6 +28,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod blob;
 pub mod cli;
 pub mod config;
 pub mod dps;
@@ -49,12 +50,13 @@ pub use net::{
 pub use persist::{JsonFile, PersistError, write_atomic};
 pub use tls::{TlsError, TlsMaterial};
 
+pub use blob::{FileUploadConfig, StorageAccount};
 pub use config::{Behaviour, ConfigError, ConfigFile, DEFAULT_ID_SCOPE, EmulatorConfig};
 pub use dps::faults::{Faults, InjectStatus, RateLimit};
 pub use emulator::{Emulator, EmulatorError, EmulatorInfo};
 pub use hub::{
-    CloudToDeviceMessage, ConnectionState, Device, HubEvent, HubEventKind, MethodInvocation,
-    MethodResult, Module, Twin,
+    CloudToDeviceMessage, ConnectionState, Device, FileUploadNotification, HubEvent, HubEventKind,
+    MethodInvocation, MethodResult, Module, Twin,
 };
 pub use service::ServiceFailure;
 pub use state::StoreError;

@@ -15,6 +15,8 @@
 mod c2d;
 mod connect;
 mod events;
+// File upload (#14).
+mod files;
 mod lifecycle;
 mod live;
 mod messaging;
@@ -31,6 +33,8 @@ mod view;
 pub(crate) use c2d::QueuedC2d;
 pub use c2d::{CloudToDeviceMessage, MAX_C2D_SIZE, MAX_QUEUED_C2D};
 pub use events::{EVENT_FEED_CAPACITY, HubEvent, HubEventKind};
+pub use files::FileUploadNotification;
+pub(crate) use files::{FileUploadApi, files_api};
 pub use methods::{MethodInvocation, MethodResult};
 pub(crate) use rest::HubServiceApi;
 pub(crate) use runtime::HubRuntime;
