@@ -87,6 +87,9 @@ mod message;
 pub mod proto;
 mod shared;
 mod streams;
+#[cfg(feature = "file-upload")]
+#[cfg_attr(docsrs, doc(cfg(feature = "file-upload")))]
+pub mod upload;
 
 pub use client::{
     DesiredUpdate, HubClient, HubClientBuilder, MethodRequest, SendReceipt, USER_AGENT,
@@ -101,5 +104,7 @@ pub use proto::{
 pub use streams::Subscription;
 
 pub use dps_transport_mqtt::{MqttTransport, TlsConfig, Transport, TransportError};
+#[cfg(any(feature = "websocket", feature = "file-upload"))]
+pub use dps_transport_ws::ProxyConfig;
 #[cfg(feature = "websocket")]
-pub use dps_transport_ws::{ProxyConfig, WebSocketTransport};
+pub use dps_transport_ws::WebSocketTransport;
