@@ -4,6 +4,8 @@
 //! 403006, X.509 credentials, the `HubClient` accessor, and an HTTP proxy that cuts a tunnel
 //! mid-block so the block is retried.
 
+#![cfg(feature = "file-upload")]
+
 mod common;
 
 use std::io;
