@@ -567,6 +567,19 @@ impl Emulator {
             .map(|b| b.content.to_vec())
     }
 
+    /// A blob of the storage linked to the hub (the built-in endpoint or the external account
+    /// such as Azurite); `None` when it does not exist.
+    ///
+    /// # Errors
+    /// A 500 [`ServiceFailure`] when the external account cannot be read.
+    pub async fn download_blob(
+        &self,
+        container: &str,
+        blob_name: &str,
+    ) -> Result<Option<Vec<u8>>, ServiceFailure> {
+        self.files.download(container, blob_name).await
+    }
+
     /// How many file uploads a device has in progress (requested, not yet notified, SAS not
     /// expired).
     pub fn active_file_uploads(&self, hub: &str, device_id: &str) -> usize {

@@ -28,6 +28,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod azurite;
 pub mod blob;
 pub mod cli;
 pub mod config;

@@ -376,3 +376,30 @@ async fn without_a_linked_storage_account_uploads_are_refused() {
     let reply = sas_uri(&emu, &token, "nostore", "a").await;
     assert_eq!(reply.status, 400, "{reply:?}");
 }
+
+#[tokio::test]
+async fn an_external_account_is_configured_from_the_config_file_and_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.json");
+    std::fs::write(
+        &path,
+        r#"{"fileUpload": {"sasTtlSeconds": 600, "storage": {"accountName": "devstoreaccount1",
+            "accountKey": "a2V5", "endpoint": "http://127.0.0.1:10000/devstoreaccount1"}}}"#,
+    )
+    .unwrap();
+    let file = dps_emulator::ConfigFile::load(&path).unwrap();
+    assert_eq!(file.file_upload.sas_ttl_seconds, 600);
+    let storage = file.file_upload.storage.clone().unwrap();
+    assert!(
+        !format!("{storage:?}").contains("a2V5"),
+        "the key stays out of Debug"
+    );
+    // Devices upload over TLS only: a plaintext endpoint is refused at start.
+    let mut config = dps_emulator::EmulatorConfig::new(dir.path().join("data"));
+    config.file = file;
+    let err = dps_emulator::Emulator::start(config).await.unwrap_err();
+    assert!(
+        matches!(err, dps_emulator::EmulatorError::FileUpload(ref m) if m.contains("https")),
+        "{err}"
+    );
+}

@@ -108,7 +108,7 @@ impl RemoteAccount {
         self.container_ready
             .get_or_try_init(|| async {
                 let sas = self.account_sas("c", "c")?;
-                let (status, _) = self
+                let (status, _, _) = self
                     .call(
                         Method::PUT,
                         &format!("/{container}?restype=container&{sas}"),
@@ -135,7 +135,7 @@ impl RemoteAccount {
     ) -> Result<Option<u64>, String> {
         let expiry = time::unix_now() + CALL_SAS_SECONDS;
         let sas = sas::blob_sas(&self.account, &self.key, container, blob, "r", expiry)?;
-        let (status, length) = self
+        let (status, length, _) = self
             .call(
                 Method::HEAD,
                 &format!("/{container}/{}?{sas}", encode_path(blob)),
@@ -147,6 +147,27 @@ impl RemoteAccount {
             s => Err(format!(
                 "reading blob properties failed with http status {s}"
             )),
+        }
+    }
+
+    /// A committed blob's content, or `None` when it does not exist.
+    pub(crate) async fn download(
+        &self,
+        container: &str,
+        blob: &str,
+    ) -> Result<Option<Bytes>, String> {
+        let expiry = time::unix_now() + CALL_SAS_SECONDS;
+        let sas = sas::blob_sas(&self.account, &self.key, container, blob, "r", expiry)?;
+        let (status, _, body) = self
+            .call(
+                Method::GET,
+                &format!("/{container}/{}?{sas}", encode_path(blob)),
+            )
+            .await?;
+        match status {
+            s if s.is_success() => Ok(Some(body)),
+            StatusCode::NOT_FOUND => Ok(None),
+            s => Err(format!("reading the blob failed with http status {s}")),
         }
     }
 
@@ -167,7 +188,7 @@ impl RemoteAccount {
         &self,
         method: Method,
         path_and_query: &str,
-    ) -> Result<(StatusCode, Option<u64>), String> {
+    ) -> Result<(StatusCode, Option<u64>, Bytes), String> {
         let uri = format!("{}{path_and_query}", self.path_prefix());
         let fut = async {
             let tcp = tokio::net::TcpStream::connect((self.host.as_str(), self.port))
@@ -203,9 +224,13 @@ impl RemoteAccount {
                 .get(http::header::CONTENT_LENGTH)
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.parse::<u64>().ok());
-            // Drain the body so the connection ends cleanly.
-            let _ = response.into_body().collect().await;
-            Ok((status, length))
+            let body = response
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| format!("reading the storage answer failed: {e}"))?
+                .to_bytes();
+            Ok((status, length, body))
         };
         tokio::time::timeout(CALL_TIMEOUT, fut).await.map_err(|_| {
             format!(

@@ -365,6 +365,27 @@ impl FileUploadApi {
         Ok(HttpResponse::empty(StatusCode::NO_CONTENT))
     }
 
+    /// A blob of the upload container, from whichever storage is linked.
+    pub(crate) async fn download(
+        &self,
+        container: &str,
+        blob_name: &str,
+    ) -> Result<Option<Vec<u8>>, ServiceFailure> {
+        match &self.storage {
+            UploadStorage::Builtin { api, .. } => Ok(api
+                .store
+                .get(container, blob_name)
+                .map(|b| b.content.to_vec())),
+            UploadStorage::Remote(remote) => remote
+                .download(container, blob_name)
+                .await
+                .map(|b| b.map(|b| b.to_vec()))
+                .map_err(|e| {
+                    ServiceFailure::new(500, 500_001, format!("the linked storage account: {e}"))
+                }),
+        }
+    }
+
     async fn blob_size(&self, blob_name: &str) -> u64 {
         let container = &self.config.container_name;
         match &self.storage {
