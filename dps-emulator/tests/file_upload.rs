@@ -111,6 +111,20 @@ async fn upload_with_put_blob_and_blocks_then_notify() {
         (get.status, get.body.as_slice()),
         (200, &b"first version"[..])
     );
+    // A ranged read, as the storage SDKs start a download.
+    let ranged = https(
+        &emu,
+        "GET",
+        &path,
+        &[("x-ms-range", "bytes=6-33554431".into())],
+        None,
+    )
+    .await;
+    assert_eq!(
+        (ranged.status, ranged.body.as_slice()),
+        (206, &b"version"[..])
+    );
+    assert_eq!(ranged.headers["content-range"], "bytes 6-12/13");
 
     // Put Block twice, commit in the other order: the blob is replaced.
     let (query_start, sas_query) = path.split_once('?').unwrap();

@@ -131,13 +131,41 @@ impl BlobApi {
                         "The specified blob does not exist.".into(),
                     )
                 })?;
+                let total = stored.content.len();
+                let range = request
+                    .header("x-ms-range")
+                    .or_else(|| request.header(http::header::RANGE))
+                    .map(|r| parse_range(r, total));
+                let (status, body, content_range) = match range {
+                    None => (StatusCode::OK, stored.content.clone(), None),
+                    Some(Some((first, last))) => (
+                        StatusCode::PARTIAL_CONTENT,
+                        stored.content.slice(first..=last),
+                        Some(format!("bytes {first}-{last}/{total}")),
+                    ),
+                    Some(None) => {
+                        return Err(BlobFailure(
+                            StatusCode::RANGE_NOT_SATISFIABLE,
+                            "InvalidRange",
+                            "The range specified is invalid for the current size of the resource."
+                                .into(),
+                        ));
+                    }
+                };
                 let mut response = with_blob_headers(
                     HttpResponse {
-                        status: StatusCode::OK,
+                        status,
                         headers: http::HeaderMap::new(),
-                        body: stored.content.clone(),
+                        body,
                     },
                     &stored,
+                );
+                if let Some(value) = content_range.and_then(|r| HeaderValue::from_str(&r).ok()) {
+                    response.headers.insert(http::header::CONTENT_RANGE, value);
+                }
+                response.headers.insert(
+                    http::header::ACCEPT_RANGES,
+                    HeaderValue::from_static("bytes"),
                 );
                 response.headers.insert(
                     HeaderName::from_static("x-ms-blob-type"),
@@ -155,6 +183,18 @@ impl BlobApi {
             )),
         }
     }
+}
+
+/// A `bytes=first-[last]` range within `total` bytes, clamped as the service clamps it; `None`
+/// when it cannot be satisfied (or is malformed).
+fn parse_range(header: &str, total: usize) -> Option<(usize, usize)> {
+    let (first, last) = header.trim().strip_prefix("bytes=")?.split_once('-')?;
+    let first: usize = first.trim().parse().ok()?;
+    let last = match last.trim() {
+        "" => total.checked_sub(1)?,
+        text => text.parse::<usize>().ok()?.min(total.checked_sub(1)?),
+    };
+    (first <= last).then_some((first, last))
 }
 
 fn with_common(mut response: HttpResponse) -> HttpResponse {
@@ -255,6 +295,16 @@ fn xml_escape(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ranges() {
+        assert_eq!(parse_range("bytes=0-33554431", 10), Some((0, 9)));
+        assert_eq!(parse_range("bytes=2-4", 10), Some((2, 4)));
+        assert_eq!(parse_range("bytes=3-", 10), Some((3, 9)));
+        assert_eq!(parse_range("bytes=0-10", 0), None);
+        assert_eq!(parse_range("bytes=12-20", 10), None);
+        assert_eq!(parse_range("items=0-1", 10), None);
+    }
 
     #[test]
     fn dates() {
