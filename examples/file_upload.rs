@@ -115,15 +115,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 n.blob_name, n.blob_size_in_bytes, n.enqueued_time_utc
             );
         }
-        if azurite.is_none() {
-            let stored = emulator
-                .blob("fileupload", &uploaded.blob_name)
-                .unwrap_or_default();
-            let same = stored == std::fs::read(&path)?;
-            println!("  the emulator's blob matches the file: {same}");
-            if !same {
-                return Err("the stored blob differs from the file".into());
-            }
+        // Read the blob back from the linked storage (the built-in endpoint or Azurite).
+        let stored = emulator
+            .download_blob("fileupload", &uploaded.blob_name)
+            .await?
+            .unwrap_or_default();
+        let same = stored == std::fs::read(&path)?;
+        println!("  the stored blob matches the file: {same}");
+        if !same {
+            return Err("the stored blob differs from the file".into());
         }
     }
     Ok(())

@@ -60,6 +60,12 @@
 //!   `tracing` spans per client; keys and tokens never appear in logs or errors.
 //! - **Scales**: one tokio task per client, no thread per device.
 //!
+//! ## File upload
+//! With the default `file-upload` feature, [`upload`] uploads files through the hub as the
+//! official SDKs do (a blob SAS URI from the hub, the Blob REST API, the notification), over
+//! HTTPS with the same TLS policy, proxy and credentials:
+//! `hub.file_upload().build()?.upload_path("logs/today.log", path).await?`.
+//!
 //! QoS 2, which IoT Hub answers by closing the connection, cannot be expressed:
 //!
 //! ```compile_fail

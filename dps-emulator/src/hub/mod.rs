@@ -8,6 +8,9 @@
 //! - Service side: `/devices`, `/twins`, `/twins/{id}/methods` as the official service SDKs call
 //!   them, plus emulator-only endpoints under `/emulator/hubs/{hub}/` to read the events feed
 //!   (telemetry and lifecycle notifications) and to send cloud-to-device messages.
+//! - File upload: the devices' `POST /devices/{id}/files` and `/files/notifications` endpoints
+//!   (blob SAS URI, at most 10 uploads in progress, SAS TTL), with the notifications on the
+//!   events feed; the blobs go to the built-in endpoint of [`blob`](crate::blob) or to Azurite.
 //!
 //! The same operations are methods of [`Emulator`](crate::Emulator) (`create_device`,
 //! `update_twin`, `invoke_method`, `send_c2d`, `hub_events`, ...).
