@@ -431,3 +431,24 @@ async fn through_a_proxy_a_cut_block_is_retried() {
     // The hub request, the blob connection, its replacement after the cut, the notification.
     assert!(proxy.tunnels.load(Ordering::SeqCst) >= 4);
 }
+
+#[tokio::test]
+async fn a_hub_request_cut_by_the_network_is_retried() {
+    let env = start().await;
+    let key = env.device("fu-hub-retry").await;
+    // The first tunnel (the SAS URI request) is cut at its first bytes.
+    let proxy = CuttingProxy::start(0).await;
+    let uploader = uploader(&env, "fu-hub-retry", &key)
+        .proxy(ProxyConfig::new(format!("http://{}", proxy.addr)))
+        .build()
+        .unwrap();
+    uploader.upload_bytes("retried.txt", "again").await.unwrap();
+    assert_eq!(proxy.cuts.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        env.emu
+            .blob(CONTAINER, "fu-hub-retry/retried.txt")
+            .as_deref(),
+        Some(&b"again"[..])
+    );
+    assert_eq!(env.emu.active_file_uploads(&env.hub, "fu-hub-retry"), 0);
+}

@@ -70,6 +70,8 @@ where
         encode_blob_path(&target.blob_name)
     );
     let sas = target.sas_query();
+    // Further parameters follow the SAS (`?sv=..&sig=..`), or start the query without one.
+    let more = if sas.is_empty() { '?' } else { '&' };
     let mut client = BlobClient {
         dialer,
         endpoint,
@@ -102,7 +104,7 @@ where
         let id = base64::engine::general_purpose::STANDARD.encode(format!("{:010}", ids.len()));
         let len = block.len() as u64;
         let query = format!(
-            "{path}{sas}&comp=block&blockid={}",
+            "{path}{sas}{more}comp=block&blockid={}",
             dps_core::encoding::PercentEncoded::new(&id)
         );
         client.put("Put Block", &query, block, false).await?;
@@ -124,7 +126,7 @@ where
     client
         .put(
             "Put Block List",
-            &format!("{path}{sas}&comp=blocklist"),
+            &format!("{path}{sas}{more}comp=blocklist"),
             Bytes::from(list),
             false,
         )
@@ -148,10 +150,13 @@ where
     R: AsyncRead + Unpin + ?Sized,
 {
     let mut buffer = BytesMut::with_capacity(size.min(1 << 20));
+    let mut chunk = vec![0u8; size.min(64 * 1024)];
     while buffer.len() < size {
-        let want = (size - buffer.len()).min(64 * 1024);
-        let mut chunk = vec![0u8; want];
-        let n = reader.read(&mut chunk).await.map_err(UploadError::Read)?;
+        let want = (size - buffer.len()).min(chunk.len());
+        let n = reader
+            .read(&mut chunk[..want])
+            .await
+            .map_err(UploadError::Read)?;
         if n == 0 {
             break;
         }

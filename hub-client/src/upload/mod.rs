@@ -45,6 +45,8 @@ use dps_core::sas::SasResource;
 use dps_transport_mqtt::TlsConfig;
 use dps_transport_mqtt::net::Endpoint;
 use dps_transport_ws::ProxyConfig;
+use http::{Request, Response};
+use http_body_util::Full;
 use tokio::io::AsyncRead;
 
 pub use blob::UploadProgress;
@@ -145,18 +147,11 @@ impl FileUploader {
         if blob_name.is_empty() {
             return Err(UploadError::Config("the blob name is empty".into()));
         }
-        let (authorization, identity) = self.credentials()?;
-        let request = hub_api::sas_uri_request(
-            &self.inner.device_id,
-            blob_name,
-            authorization.as_deref().map(|t| t.as_str()),
-        )?;
-        let mut connection = self
-            .inner
-            .dialer
-            .connect(&self.inner.endpoint, identity.as_ref())
+        let response = self
+            .hub_call(|authorization| {
+                hub_api::sas_uri_request(&self.inner.device_id, blob_name, authorization)
+            })
             .await?;
-        let response = connection.send(request).await?;
         let info = hub_api::parse_sas_uri(response.status(), response.body())?;
         tracing::debug!(blob = %info.blob_name, host = %info.host_name, "blob SAS URI received");
         Ok(info)
@@ -191,19 +186,16 @@ impl FileUploader {
         correlation_id: &str,
         status: &UploadStatus,
     ) -> Result<(), UploadError> {
-        let (authorization, identity) = self.credentials()?;
-        let request = hub_api::notification_request(
-            &self.inner.device_id,
-            correlation_id,
-            status,
-            authorization.as_deref().map(|t| t.as_str()),
-        )?;
-        let mut connection = self
-            .inner
-            .dialer
-            .connect(&self.inner.endpoint, identity.as_ref())
+        let response = self
+            .hub_call(|authorization| {
+                hub_api::notification_request(
+                    &self.inner.device_id,
+                    correlation_id,
+                    status,
+                    authorization,
+                )
+            })
             .await?;
-        let response = connection.send(request).await?;
         if response.status().is_success() {
             Ok(())
         } else {
@@ -276,6 +268,44 @@ impl FileUploader {
             .await
             .map_err(UploadError::Read)?;
         self.upload_file(blob_name, file).await
+    }
+
+    /// One hub request with fresh credentials on a fresh connection, tried again (with the
+    /// blob requests' attempts and doubling delay) on network trouble, time-outs, throttling
+    /// and server errors: the notification in particular should reach the hub, which holds the
+    /// upload until then.
+    async fn hub_call(
+        &self,
+        build: impl Fn(Option<&str>) -> Result<Request<Full<Bytes>>, UploadError>,
+    ) -> Result<Response<Bytes>, UploadError> {
+        let mut delay = self.inner.blob.retry_delay;
+        let mut attempt = 1;
+        loop {
+            let result = async {
+                let (authorization, identity) = self.credentials()?;
+                let request = build(authorization.as_deref().map(|t| t.as_str()))?;
+                let mut connection = self
+                    .inner
+                    .dialer
+                    .connect(&self.inner.endpoint, identity.as_ref())
+                    .await?;
+                let response = connection.send(request).await?;
+                if error::is_transient_status(response.status().as_u16()) {
+                    return Err(hub_api::hub_error(response.status(), response.body()));
+                }
+                Ok(response)
+            }
+            .await;
+            match result {
+                Err(e) if e.is_transient() && attempt < self.inner.blob.max_attempts => {
+                    tracing::debug!(attempt, error = %e, "hub request failed: retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(30));
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
     }
 
     /// The `Authorization` value (SAS) or the client certificate (X.509) for a hub request,
@@ -388,8 +418,8 @@ impl FileUploaderBuilder {
         self
     }
 
-    /// Attempts per blob request on transient failures (default 4), and the first delay
-    /// between them (default 500 ms, doubling).
+    /// Attempts per request (blob and hub) on transient failures (default 4), and the first
+    /// delay between them (default 500 ms, doubling).
     #[must_use]
     pub fn retries(mut self, max_attempts: u32, first_delay: Duration) -> Self {
         self.max_attempts = max_attempts.max(1);
