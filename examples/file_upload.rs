@@ -28,13 +28,9 @@ mod common;
 
 use std::time::Duration;
 
+use dps_emulator::azurite::{ACCOUNT_KEY, ACCOUNT_NAME};
 use dps_emulator::{FileUploadConfig, StorageAccount};
 use hub_client::TlsConfig;
-
-/// Azurite's well-known development account (public, documented; never a production key).
-const AZURITE_ACCOUNT: &str = "devstoreaccount1";
-const AZURITE_KEY: &str =
-    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
 
 fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
@@ -52,8 +48,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             None => config,
             Some(endpoint) => {
                 let mut account = StorageAccount::new(
-                    env("AZURITE_ACCOUNT_NAME").unwrap_or_else(|| AZURITE_ACCOUNT.into()),
-                    env("AZURITE_ACCOUNT_KEY").unwrap_or_else(|| AZURITE_KEY.into()),
+                    env("AZURITE_ACCOUNT_NAME").unwrap_or_else(|| ACCOUNT_NAME.into()),
+                    env("AZURITE_ACCOUNT_KEY").unwrap_or_else(|| ACCOUNT_KEY.into()),
                     endpoint.clone(),
                 );
                 if let Some(ca) = &azurite_ca {
