@@ -116,6 +116,54 @@ async fn uploads_land_in_azurite() {
         .map(|n| n.blob_size_in_bytes)
         .collect();
     assert_eq!(sizes, vec![10, 200_000]);
+
+    // Azurite checks the hub's blob SAS: a tampered signature, or the SAS used for another
+    // blob, is refused with 403.
+    let target = uploader.create_sas_uri("checked.txt").await.unwrap();
+    let url = target.blob_url_with_sas();
+    let path_and_query = url
+        .split_once("127.0.0.1")
+        .and_then(|(_, rest)| rest.split_once('/'))
+        .map(|(_, rest)| format!("/{rest}"))
+        .unwrap();
+    assert_eq!(put(&emu, azurite.port(), &path_and_query).await, 201);
+    let tampered = path_and_query.replace("sig=", "sig=AAAA");
+    assert_eq!(put(&emu, azurite.port(), &tampered).await, 403);
+    let elsewhere = path_and_query.replace("checked.txt", "other.txt");
+    assert_eq!(put(&emu, azurite.port(), &elsewhere).await, 403);
+
     emu.shutdown().await;
     azurite.stop().await;
+}
+
+/// A raw Put Blob to Azurite over TLS (trusting the emulator's CA); the status.
+async fn put(emu: &Emulator, port: u16, path_and_query: &str) -> u16 {
+    use http_body_util::Full;
+    let tls = TlsConfig::default()
+        .webpki_roots(false)
+        .add_root(emu.ca_der().clone());
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let stream = tls.handshake("127.0.0.1", tcp, None).await.unwrap();
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(connection);
+    let request = http::Request::builder()
+        .method("PUT")
+        .uri(path_and_query)
+        .header("host", format!("127.0.0.1:{port}"))
+        .header("x-ms-version", "2020-12-06")
+        .header("x-ms-blob-type", "BlockBlob")
+        .header("content-length", "2")
+        .body(Full::new(bytes::Bytes::from_static(b"ok")))
+        .unwrap();
+    sender
+        .send_request(request)
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
 }
