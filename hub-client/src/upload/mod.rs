@@ -210,6 +210,7 @@ impl FileUploader {
     /// # Errors
     /// The first step's error, the upload's error (after the failure was notified), or the
     /// notification's error.
+    #[tracing::instrument(name = "file_upload", skip_all, fields(device_id = %self.inner.device_id, blob = %blob_name))]
     pub async fn upload_file<R>(
         &self,
         blob_name: &str,
