@@ -10,8 +10,10 @@ messages; a disabled device and a wrong key are refused; an X.509 device of an e
 connects with its certificate. Service side: azure-iot-hub 2.7 (IoTHubRegistryManager) for the
 identity registry, twin updates and direct methods; the emulator-only REST endpoints for the
 events feed and for sending cloud-to-device messages (the SDK sends those over AMQP, which the
-emulator does not speak).
+emulator does not speak). File upload: the device SDK's get_storage_info_for_blob and
+notify_blob_upload_status with azure-storage-blob uploading to the emulator's blob endpoint.
 """
+import json
 import os
 import queue
 import sys
@@ -388,6 +390,58 @@ def x509_group_device_connects_with_its_certificate(emu, work):
         twin = client.get_twin()
         assert "$version" in twin["reported"], twin
         client.shutdown()
+
+
+@case
+def file_upload_with_the_device_sdk_and_the_storage_sdk(emu, work):
+    """get_storage_info_for_blob, an upload with azure-storage-blob (one Put Blob, then Put Block
+    + Put Block List), notify_blob_upload_status, and the notification on the events feed."""
+    from azure.storage.blob import BlobClient
+
+    device = hub_rest(emu, "PUT", "/devices/hub-file-upload", {"deviceId": "hub-file-upload"})
+    key = device["authentication"]["symmetricKey"]["primaryKey"]
+    client = hub_client(emu, hub_name(emu), "hub-file-upload", key, False)
+    client.connect()
+    since = last_event(emu)
+    payloads = {"small.txt": b"hello from the python sdk", "big.bin": os.urandom(40 * 1024 + 3)}
+    for name, data in payloads.items():
+        info = client.get_storage_info_for_blob(name)
+        assert info["blobName"] == f"hub-file-upload/{name}", info
+        assert info["sasToken"].startswith("?"), "a SAS query"
+        url = f"https://{info['hostName']}/{info['containerName']}/{info['blobName']}{info['sasToken']}"
+        # Small single-put and block sizes make the big payload go in blocks.
+        blob = BlobClient.from_blob_url(
+            url, connection_verify=emu.ca_file, max_single_put_size=16 * 1024, max_block_size=8 * 1024
+        )
+        blob.upload_blob(data, overwrite=True)
+        assert blob.download_blob().readall() == data, f"{name} read back differs"
+        client.notify_blob_upload_status(info["correlationId"], True, 200, f"uploaded {name}")
+
+    for name, data in payloads.items():
+        event = wait_event(
+            emu,
+            since,
+            lambda e, n=name: e["kind"] == "fileUpload" and e["body"]["text"] and f"/{n}" in e["body"]["text"],
+            f"file upload notification of {name}",
+        )
+        notification = json.loads(event["body"]["text"])
+        assert notification["blobName"] == f"hub-file-upload/{name}", notification
+        assert notification["blobSizeInBytes"] == len(data), notification
+
+    # A failed upload is reported too and releases the upload; the eleventh upload in progress
+    # is refused (403006).
+    info = client.get_storage_info_for_blob("failed.bin")
+    client.notify_blob_upload_status(info["correlationId"], False, 500, "the sensor went away")
+    for i in range(10):
+        client.get_storage_info_for_blob(f"pending-{i}")
+    try:
+        client.get_storage_info_for_blob("one-too-many")
+        raise AssertionError("an eleventh upload in progress was accepted")
+    except AssertionError:
+        raise
+    except Exception as e:  # the SDK raises its own exception types
+        print(f"      eleventh upload refused: {type(e).__name__}: {e}", flush=True)
+    client.shutdown()
 
 
 def main():

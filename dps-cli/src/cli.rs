@@ -42,6 +42,12 @@ pub(crate) enum Command {
     /// prints a JSON summary. Progress goes to standard error.
     #[command(after_help = EXIT_CODES_HELP)]
     Send(SendArgs),
+    /// Upload a file (or standard input) through a device's hub and print the blob's URL.
+    ///
+    /// Asks the hub for a blob SAS URI, uploads to that blob (in blocks when large), and
+    /// notifies the hub, also on failure. Progress goes to standard error.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Upload(crate::commands::upload::UploadArgs),
     /// Run the local DPS and IoT Hub emulator (the same as the `dps-emulator` binary).
     Emulator(dps_emulator::cli::EmulatorArgs),
 }

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::blob::FileUploadConfig;
 use crate::dps::device::faults::Faults;
 use crate::model::{EnrollmentGroup, IndividualEnrollment};
 
@@ -97,6 +98,8 @@ pub struct ConfigFile {
     pub enrollments: Vec<IndividualEnrollment>,
     /// Enrollment groups to create (or replace) at start.
     pub enrollment_groups: Vec<EnrollmentGroup>,
+    /// The hub's file upload settings (the linked storage account and the upload rules).
+    pub file_upload: FileUploadConfig,
 }
 
 impl ConfigFile {
@@ -193,6 +196,14 @@ impl EmulatorConfig {
     #[must_use]
     pub fn linked_hubs(mut self, hubs: impl IntoIterator<Item = impl Into<String>>) -> Self {
         self.file.linked_hubs = hubs.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Sets the hub's file upload settings (e.g. an Azurite account instead of the built-in
+    /// blob endpoint).
+    #[must_use]
+    pub fn file_upload(mut self, file_upload: FileUploadConfig) -> Self {
+        self.file.file_upload = file_upload;
         self
     }
 

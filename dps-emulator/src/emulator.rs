@@ -16,7 +16,8 @@ use crate::dps::service::{api::ServiceApi, enrollments};
 use crate::hub::runtime::HubRuntime;
 use crate::hub::service::api::HubServiceApi;
 use crate::hub::{
-    DeviceIdentity, DeviceTwin, HubEvent, MethodInvocation, MethodResult, ModuleIdentity,
+    DeviceIdentity, DeviceTwin, FileUploadApi, FileUploadNotification, HubEvent, MethodInvocation,
+    MethodResult, ModuleIdentity,
 };
 use crate::model::{
     CloudToDeviceMessage, DeviceRegistrationState, EnrollmentGroup, HubDevice, IndividualEnrollment,
@@ -73,6 +74,9 @@ pub enum EmulatorError {
     /// A preloaded enrollment was refused.
     #[error("preloaded enrollment refused: {0}")]
     Preload(ServiceFailure),
+    /// The file upload storage settings are not usable.
+    #[error("file upload storage: {0}")]
+    FileUpload(String),
 }
 
 /// What a client needs to reach the emulator; also the `dps-emulator` ready line.
@@ -107,6 +111,7 @@ pub struct Emulator {
     store: Store,
     dps: Arc<DpsRuntime>,
     hub: Arc<HubRuntime>,
+    files: Arc<FileUploadApi>,
     servers: Servers,
     mqtt_addr: SocketAddr,
     https_addr: SocketAddr,
@@ -165,6 +170,13 @@ impl Emulator {
             hostname: config.hostname.clone(),
             key: key.clone(),
         });
+        // File upload (#14): the built-in blob endpoint, or the configured external account.
+        let files = Arc::new(crate::hub::files_api(
+            &config,
+            &key,
+            &hub,
+            tls.ca_certificate(),
+        )?);
         let service = Arc::new(ServiceApi {
             store: store.clone(),
             hostname: config.hostname.clone(),
@@ -178,7 +190,11 @@ impl Emulator {
                 dps: Arc::clone(&dps),
                 hub: Arc::clone(&hub),
             }),
-            Arc::new(HttpRouter { service, hub_api }),
+            Arc::new(HttpRouter {
+                service,
+                hub_api,
+                files: Arc::clone(&files),
+            }),
         );
         options.bind = config.bind;
         options.mqtt_port = config.mqtt_port;
@@ -217,6 +233,7 @@ impl Emulator {
                 "HostName={https_host};SharedAccessKeyName=iothubowner;SharedAccessKey={service_key}"
             ),
         };
+        files.set_https_host(&https_host);
         tracing::info!(mqtt = %mqtt_addr, https = %https_addr, id_scope = %info.id_scope, "emulator ready");
         Ok(Self {
             info,
@@ -224,6 +241,7 @@ impl Emulator {
             store,
             dps,
             hub,
+            files,
             servers,
             mqtt_addr,
             https_addr,
@@ -570,6 +588,44 @@ impl Emulator {
         self.hub.read_events(hub, since, usize::MAX).0
     }
 
+    /// The file upload notifications of `hub` numbered after `since` on the events feed (the
+    /// uploads devices reported as successful), oldest first.
+    pub fn file_upload_notifications(&self, hub: &str, since: u64) -> Vec<FileUploadNotification> {
+        self.hub_events(hub, since)
+            .iter()
+            .filter(|e| e.kind == crate::hub::HubEventKind::FileUpload)
+            .filter_map(|e| serde_json::from_slice(&e.body).ok())
+            .collect()
+    }
+
+    /// A blob of the built-in blob endpoint (`None` when it does not exist, or when uploads go
+    /// to an external account).
+    pub fn blob(&self, container: &str, blob_name: &str) -> Option<Vec<u8>> {
+        let api = self.files.builtin()?;
+        api.store
+            .get(container, blob_name)
+            .map(|b| b.content.to_vec())
+    }
+
+    /// A blob of the storage linked to the hub (the built-in endpoint or the external account
+    /// such as Azurite); `None` when it does not exist.
+    ///
+    /// # Errors
+    /// A 500 [`ServiceFailure`] when the external account cannot be read.
+    pub async fn download_blob(
+        &self,
+        container: &str,
+        blob_name: &str,
+    ) -> Result<Option<Vec<u8>>, ServiceFailure> {
+        self.files.download(container, blob_name).await
+    }
+
+    /// How many file uploads a device has in progress (requested, not yet notified, SAS not
+    /// expired).
+    pub fn active_file_uploads(&self, hub: &str, device_id: &str) -> usize {
+        self.files.active(hub, device_id)
+    }
+
     /// Stops listening, closes every connection and writes the state.
     pub async fn shutdown(self) {
         self.servers.shutdown().await;
@@ -685,12 +741,23 @@ impl MqttHandler for MqttRouter {
 struct HttpRouter {
     service: Arc<ServiceApi>,
     hub_api: Arc<HubServiceApi>,
+    files: Arc<FileUploadApi>,
 }
 
 #[async_trait]
 impl HttpHandler for HttpRouter {
     fn authorize(&self, request: &HttpRequest) -> Result<(), Box<HttpResponse>> {
-        let result = if HubServiceApi::serves(&request.path) {
+        let result = if FileUploadApi::serves(request) {
+            // File upload (#14): the device's own credentials, as for CONNECT.
+            self.files.authorize(request)
+        } else if self
+            .files
+            .builtin()
+            .is_some_and(|b| b.serves(&request.path))
+        {
+            // The blob SAS is in the query string; checked with the request.
+            Ok(())
+        } else if HubServiceApi::serves(&request.path) {
             self.hub_api.authorize(request).map(drop)
         } else if ServiceApi::serves(&request.path) {
             self.service.authorize(request)
@@ -702,6 +769,14 @@ impl HttpHandler for HttpRouter {
     }
 
     async fn handle(&self, request: HttpRequest) -> HttpResponse {
+        // File upload (#14): the devices' upload endpoints share `/devices` with the service
+        // API, and the built-in blob endpoint lives under `/{account}/`.
+        if FileUploadApi::serves(&request) {
+            return self.files.handle(request).await;
+        }
+        if let Some(blob) = self.files.builtin().filter(|b| b.serves(&request.path)) {
+            return blob.handle(&request);
+        }
         // Hub paths first: `/emulator/hubs/..` is the hub's, the rest of `/emulator` DPS's.
         if HubServiceApi::serves(&request.path) {
             return self.hub_api.handle(request).await;

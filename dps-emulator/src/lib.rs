@@ -62,6 +62,8 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod azurite;
+pub mod blob;
 pub mod cli;
 pub mod config;
 mod dps;
@@ -77,12 +79,13 @@ pub mod testing;
 mod tls;
 mod util;
 
+pub use blob::{FileUploadConfig, StorageAccount};
 pub use config::{Behaviour, ConfigError, ConfigFile, DEFAULT_ID_SCOPE, EmulatorConfig, Limits};
 pub use dps::device::faults::{Faults, InjectStatus, RateLimit};
 pub use emulator::{Emulator, EmulatorError, EmulatorInfo};
 pub use hub::{
-    DeviceConnectionState, DeviceIdentity, DeviceTwin, EVENT_FEED_CAPACITY, HubEvent, HubEventKind,
-    MethodInvocation, MethodResult, ModuleIdentity, TwinProperties,
+    DeviceConnectionState, DeviceIdentity, DeviceTwin, EVENT_FEED_CAPACITY, FileUploadNotification,
+    HubEvent, HubEventKind, MethodInvocation, MethodResult, ModuleIdentity, TwinProperties,
 };
 pub use model::CloudToDeviceMessage;
 pub use rest::ServiceFailure;

@@ -1696,6 +1696,7 @@ async fn configured_enrollments_are_created_at_start() {
                 &group_key,
                 &key(114, 64),
             ))],
+            ..ConfigFile::default()
         };
         config
     })

@@ -112,12 +112,22 @@ struct ParsedProxy<'a> {
 
 impl ProxyConfig {
     /// The proxy's host and port.
-    pub(crate) fn endpoint(&self) -> Result<Endpoint, TransportError> {
+    ///
+    /// # Errors
+    /// [`TransportError::Unsupported`] for an `https://` or unknown scheme,
+    /// [`TransportError::Dns`] for an empty host or a bad port.
+    pub fn endpoint(&self) -> Result<Endpoint, TransportError> {
         self.parse().map(|p| p.endpoint)
     }
 
-    /// Asks the proxy (over `stream`) for a tunnel to `target`.
-    pub(crate) async fn open_tunnel<S>(
+    /// Asks the proxy (over `stream`, a connection to [`endpoint`](Self::endpoint)) for a
+    /// tunnel to `target`; on success the stream carries the tunnel, ready for TLS. Other
+    /// HTTPS clients of the workspace (file upload) reach their hosts through it too.
+    ///
+    /// # Errors
+    /// [`TransportError::Proxy`] with the status when the proxy refuses,
+    /// [`TransportError::ProtocolError`] for a malformed answer, I/O errors.
+    pub async fn open_tunnel<S>(
         &self,
         stream: &mut S,
         target: &Endpoint,

@@ -185,6 +185,17 @@ impl HubTarget {
         device_id: &str,
         module_id: Option<&str>,
     ) -> Result<(Self, HubClientBuilder), Box<dyn std::error::Error>> {
+        Self::from_env_or_emulator_with(var, device_id, module_id, |config| config).await
+    }
+
+    /// [`from_env_or_emulator`](Self::from_env_or_emulator) with the emulator's configuration
+    /// adjusted by `adjust` (e.g. file upload to Azurite).
+    pub async fn from_env_or_emulator_with(
+        var: &str,
+        device_id: &str,
+        module_id: Option<&str>,
+        adjust: impl FnOnce(EmulatorConfig) -> EmulatorConfig,
+    ) -> Result<(Self, HubClientBuilder), Box<dyn std::error::Error>> {
         if let Some(connection_string) = env(var) {
             let cs: hub_client::ConnectionString = connection_string.parse()?;
             let target = Self {
@@ -201,7 +212,7 @@ impl HubTarget {
         }
         println!("(no {var} found: starting the local emulator)");
         let dir = tempfile::tempdir()?;
-        let emulator = Emulator::start(EmulatorConfig::new(dir.path())).await?;
+        let emulator = Emulator::start(adjust(EmulatorConfig::new(dir.path()))).await?;
         let hub = emulator.default_hub().to_owned();
         let key = demo_key(device_id);
         emulator

@@ -208,6 +208,9 @@ pub struct HubClient {
     _close: Arc<CloseOnDrop>,
     device_id: Arc<str>,
     module_id: Option<Arc<str>>,
+    /// File upload (#14): the uploader's settings, taken from this client's.
+    #[cfg(feature = "file-upload")]
+    file_upload: crate::upload::FileUploaderBuilder,
 }
 
 impl fmt::Debug for HubClient {
@@ -284,6 +287,16 @@ impl HubClient {
     #[must_use]
     pub fn module_id(&self) -> Option<&str> {
         self.module_id.as_deref()
+    }
+
+    /// File upload through this device's hub: a [`FileUploaderBuilder`](crate::upload::FileUploaderBuilder)
+    /// with this client's hub, device id, credentials, TLS policy and proxy. Set its
+    /// `endpoint` when the hub's HTTPS port is not 443 (an emulator), then `build()` it.
+    /// The hub offers file upload to devices, not to modules.
+    #[cfg(feature = "file-upload")]
+    #[must_use]
+    pub fn file_upload(&self) -> crate::upload::FileUploaderBuilder {
+        self.file_upload.clone()
     }
 
     /// Queues `message` and waits until the hub acknowledged it (QoS 1). While disconnected the
@@ -440,6 +453,9 @@ pub struct HubClientBuilder {
     initial_connect_timeout: Duration,
     seed: Option<u64>,
     stream_capacity: usize,
+    /// File upload (#14): the proxy of a WebSocket transport, for uploads too.
+    #[cfg(feature = "file-upload")]
+    upload_proxy: Option<dps_transport_ws::ProxyConfig>,
 }
 
 impl fmt::Debug for HubClientBuilder {
@@ -477,6 +493,8 @@ impl HubClientBuilder {
             initial_connect_timeout: Duration::from_secs(60),
             seed: None,
             stream_capacity: 256,
+            #[cfg(feature = "file-upload")]
+            upload_proxy: None,
         }
     }
 
@@ -505,6 +523,10 @@ impl HubClientBuilder {
     /// The transport: [`MqttTransport`] (default) or `WebSocketTransport` (port 443, proxies).
     #[must_use]
     pub fn transport(mut self, transport: impl Transport + 'static) -> Self {
+        #[cfg(feature = "file-upload")]
+        {
+            self.upload_proxy = crate::upload::proxy_of(&transport);
+        }
         self.transport = Arc::new(transport);
         self
     }
@@ -670,6 +692,14 @@ impl HubClientBuilder {
             Some(module) => SasResource::hub_module(&self.host, &self.device_id, module),
             None => SasResource::hub_device(&self.host, &self.device_id),
         };
+        #[cfg(feature = "file-upload")]
+        let file_upload = crate::upload::FileUploader::builder_shared(
+            &self.host,
+            &self.device_id,
+            Arc::clone(&authenticator),
+        )
+        .tls(self.tls.clone())
+        .proxy_opt(self.upload_proxy.clone());
         let link = Link {
             transport: self.transport,
             authenticator,
@@ -763,6 +793,8 @@ impl HubClientBuilder {
             shared,
             device_id: Arc::from(self.device_id),
             module_id: self.module_id.map(Arc::from),
+            #[cfg(feature = "file-upload")]
+            file_upload,
         })
     }
 }

@@ -60,6 +60,12 @@
 //!   `tracing` spans per client; keys and tokens never appear in logs or errors.
 //! - **Scales**: one tokio task per client, no thread per device.
 //!
+//! ## File upload
+//! With the default `file-upload` feature, [`upload`] uploads files through the hub as the
+//! official SDKs do (a blob SAS URI from the hub, the Blob REST API, the notification), over
+//! HTTPS with the same TLS policy, proxy and credentials:
+//! `hub.file_upload().build()?.upload_path("logs/today.log", path).await?`.
+//!
 //! QoS 2, which IoT Hub answers by closing the connection, cannot be expressed:
 //!
 //! ```compile_fail
@@ -88,6 +94,9 @@ pub mod pnp;
 pub mod proto;
 mod shared;
 mod streams;
+#[cfg(feature = "file-upload")]
+#[cfg_attr(docsrs, doc(cfg(feature = "file-upload")))]
+pub mod upload;
 
 pub use client::{
     DesiredUpdate, HubClient, HubClientBuilder, MethodRequest, SendReceipt, USER_AGENT,
@@ -102,5 +111,7 @@ pub use proto::{
 pub use streams::Subscription;
 
 pub use dps_transport_mqtt::{MqttTransport, TlsConfig, Transport, TransportError};
+#[cfg(any(feature = "websocket", feature = "file-upload"))]
+pub use dps_transport_ws::ProxyConfig;
 #[cfg(feature = "websocket")]
-pub use dps_transport_ws::{ProxyConfig, WebSocketTransport};
+pub use dps_transport_ws::WebSocketTransport;

@@ -5,6 +5,7 @@ mod emulator;
 mod provision;
 mod sas;
 mod send;
+pub(crate) mod upload;
 
 use std::io::{self, BufRead as _, Write as _};
 
@@ -20,6 +21,7 @@ pub(crate) fn run(command: Command) -> Result<(), CliError> {
         Command::Sas(args) => sas::run(&args),
         Command::Provision(args) => provision::run(&args),
         Command::Send(args) => send::run(&args),
+        Command::Upload(args) => upload::run(&args),
         Command::Emulator(args) => emulator::run(args),
     }
 }

@@ -18,6 +18,9 @@ pub enum HubEventKind {
     Telemetry,
     /// A device or module identity was created or deleted (`opType` says which).
     DeviceLifecycle,
+    /// A device reported a successful file upload; the body is a
+    /// [`FileUploadNotification`](crate::hub::FileUploadNotification) in JSON.
+    FileUpload,
 }
 
 /// One event on a hub's feed.

@@ -11,6 +11,9 @@
 //! - Here, what both sides share: the runtime state ([`runtime`]), the live connections
 //!   ([`live`]), the events feed ([`events`]), lifecycle notifications ([`lifecycle`]), pending
 //!   direct methods ([`methods`]) and the twin document rules ([`twin_document`]).
+//! - File upload: the devices' `POST /devices/{id}/files` and `/files/notifications` endpoints
+//!   (blob SAS URI, at most 10 uploads in progress, SAS TTL), with the notifications on the
+//!   events feed; the blobs go to the built-in endpoint of [`blob`](crate::blob) or to Azurite.
 //!
 //! The same operations are methods of [`Emulator`](crate::Emulator) (`create_device`,
 //! `update_twin`, `invoke_method`, `send_c2d`, `hub_events`, ...).
@@ -25,6 +28,8 @@ pub(crate) mod runtime;
 pub(crate) mod service;
 pub(crate) mod twin_document;
 
+pub use device::files::FileUploadNotification;
+pub(crate) use device::files::{FileUploadApi, files_api};
 pub use events::{EVENT_FEED_CAPACITY, HubEvent, HubEventKind};
 pub use methods::{MethodInvocation, MethodResult};
 pub use service::view::{

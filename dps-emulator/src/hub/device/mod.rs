@@ -3,5 +3,7 @@
 
 pub(crate) mod accept;
 pub(crate) mod connect;
+// File upload (#14): the device-facing REST endpoints.
+pub(crate) mod files;
 pub(crate) mod session;
 pub(crate) mod telemetry;
