@@ -5,8 +5,9 @@ use std::time::Instant;
 
 use dps_core::Timestamp;
 use dps_core::dps::DpsConnectInfo;
-use dps_core::dps::registration::{
-    Assignment, ConnectFailure, Event, Registration, RegistrationConfig, Transmit,
+use dps_core::dps::registration::{Assignment, Event, Registration, RegistrationConfig};
+use dps_core::mqtt::{
+    ConnectFailure, Connected, ConnectionLoss, IncomingPublish, Machine as _, Transmit,
 };
 use dps_core::sas::SasResource;
 use dps_transport_mqtt::os::{random_seed, unix_now};
@@ -58,21 +59,21 @@ impl Driver<'_> {
         loop {
             while let Some(transmit) = reg.poll_transmit() {
                 match transmit {
-                    Transmit::Connect => self.connect(&mut reg).await?,
-                    Transmit::Subscribe { topic_filter } => {
+                    Transmit::Connect { .. } => self.connect(&mut reg).await?,
+                    Transmit::Subscribe { filters } => {
+                        let filters: Vec<(&str, QoS)> = filters
+                            .iter()
+                            .map(|f| (f.as_str(), QoS::AtLeastOnce))
+                            .collect();
                         let granted = match &self.connection {
                             Some(c) => {
-                                tokio::time::timeout(
-                                    request_timeout,
-                                    c.subscribe(&[(topic_filter, QoS::AtLeastOnce)]),
-                                )
-                                .await
+                                tokio::time::timeout(request_timeout, c.subscribe(&filters)).await
                             }
                             None => Ok(Err(TransportError::ConnectionClosed)),
                         };
                         match granted {
                             Ok(Ok(granted)) if granted.first().is_some_and(Option::is_some) => {
-                                reg.handle_subscribed(self.now());
+                                reg.handle_subscribed(self.now(), true);
                             }
                             outcome => {
                                 tracing::debug!(?outcome, "subscription failed");
@@ -80,7 +81,7 @@ impl Driver<'_> {
                             }
                         }
                     }
-                    Transmit::Publish { topic, payload } => {
+                    Transmit::Publish { topic, payload, .. } => {
                         let sent = match &self.connection {
                             Some(c) => {
                                 tokio::time::timeout(
@@ -101,16 +102,14 @@ impl Driver<'_> {
                             connection.disconnect().await;
                         }
                     }
+                    _ => {}
                 }
             }
             while let Some(event) = reg.poll_event() {
-                if event == Event::Finished {
+                if let Event::Finished(outcome) = event {
                     if let Some(connection) = self.connection.take() {
                         connection.disconnect().await;
                     }
-                    let outcome = reg
-                        .take_outcome()
-                        .ok_or(ProvisioningError::Timeout { last_problem: None })?;
                     return match outcome {
                         Ok(assignment) => {
                             tracing::info!(
@@ -152,7 +151,9 @@ impl Driver<'_> {
         };
         tokio::select! {
             message = incoming => match message {
-                Some(Incoming::Publish { topic, payload, .. }) => reg.handle_publish(self.now(), &topic, &payload),
+                Some(Incoming::Publish { topic, payload, .. }) => {
+                    reg.handle_publish(self.now(), IncomingPublish::new(topic, payload, None));
+                }
                 Some(_) => {}
                 None => {
                     let reason = self.connection.as_ref().and_then(MqttConnection::close_reason);
@@ -184,8 +185,12 @@ impl Driver<'_> {
         match self.client.transport.connect(&options).await {
             Ok(connection) => {
                 tracing::debug!("connected");
+                let session_present = connection.session_present();
                 self.connection = Some(connection);
-                reg.handle_connected(self.now());
+                reg.handle_connected(
+                    self.now(),
+                    Connected::new(session_present, None, unix_now()),
+                );
             }
             Err(TransportError::Refused { code }) => {
                 reg.handle_connect_failed(self.now(), ConnectFailure::Refused { code });
@@ -205,7 +210,7 @@ impl Driver<'_> {
     fn drop_connection(&mut self, reg: &mut Registration) {
         // Dropping the connection closes the socket.
         self.connection = None;
-        reg.handle_disconnected(self.now());
+        reg.handle_disconnected(self.now(), ConnectionLoss::Network);
     }
 }
 
