@@ -102,6 +102,11 @@ impl Driver<'_> {
                             connection.disconnect().await;
                         }
                     }
+                    Transmit::Ack { packet_id } => {
+                        if let Some(c) = &self.connection {
+                            let _ = c.ack(packet_id);
+                        }
+                    }
                     _ => {}
                 }
             }
@@ -151,8 +156,8 @@ impl Driver<'_> {
         };
         tokio::select! {
             message = incoming => match message {
-                Some(Incoming::Publish { topic, payload, .. }) => {
-                    reg.handle_publish(self.now(), IncomingPublish::new(topic, payload, None));
+                Some(Incoming::Publish { topic, payload, packet_id, .. }) => {
+                    reg.handle_publish(self.now(), IncomingPublish::new(topic, payload, packet_id));
                 }
                 Some(_) => {}
                 None => {

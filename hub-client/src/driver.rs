@@ -280,7 +280,15 @@ fn handle(shared: &Shared, conn: &mut Conn, wake: Wake) {
                 shared.update(|inner, now| inner.session.handle_publish_failed(now, id));
             }
         },
-        Wake::Incoming(Some(Incoming::Publish { topic, payload, .. })) => {
+        Wake::Incoming(Some(Incoming::Publish {
+            topic,
+            payload,
+            packet_id,
+            ..
+        })) => {
+            if let (Some(packet_id), Some(sender)) = (packet_id, &conn.sender) {
+                let _ = sender.ack(packet_id);
+            }
             shared.update(|inner, now| inner.session.handle_message(now, &topic, &payload));
         }
         Wake::Incoming(Some(_)) => {}

@@ -90,6 +90,7 @@ macro_rules! conformance_suite {
             disconnect_is_clean,
             echo_round_trip_and_concurrent_senders,
             outstanding_operations_fail_when_the_connection_dies,
+            incoming_publishes_are_acknowledged_only_on_request,
             subscribe_times_out,
             a_silent_server_is_detected_by_keep_alive,
             connect_times_out_in_the_tls_stage,
@@ -263,8 +264,17 @@ async fn connect_err(setup: &Setup, options: &ConnectOptions) -> TransportError 
         .expect_err("the connection must be refused")
 }
 
-/// The next publish, within [`STEP`].
+/// The next publish, within [`STEP`], acknowledged when it came at QoS 1.
 async fn next_publish(connection: &mut MqttConnection) -> (String, bytes::Bytes, QoS) {
+    let (topic, payload, packet_id, qos) = next_unacked(connection).await;
+    if let Some(packet_id) = packet_id {
+        connection.ack(packet_id).unwrap();
+    }
+    (topic, payload, qos)
+}
+
+/// The next publish, within [`STEP`], left unacknowledged.
+async fn next_unacked(connection: &mut MqttConnection) -> (String, bytes::Bytes, Option<u16>, QoS) {
     match tokio::time::timeout(STEP, connection.recv())
         .await
         .expect("a message in time")
@@ -272,9 +282,13 @@ async fn next_publish(connection: &mut MqttConnection) -> (String, bytes::Bytes,
         Some(Incoming::Publish {
             topic,
             payload,
+            packet_id,
             qos,
             ..
-        }) => (topic, payload, qos),
+        }) => {
+            assert_eq!(packet_id.is_some(), qos == QoS::AtLeastOnce);
+            (topic, payload, packet_id, qos)
+        }
         other => panic!(
             "expected a publish, got {other:?} ({:?})",
             connection.close_reason()
@@ -524,13 +538,48 @@ pub async fn echo_round_trip_and_concurrent_senders(setup: Setup) {
         topics,
         (0..5).map(|i| format!("echo/n/{i}")).collect::<Vec<_>>()
     );
-    // Every QoS 1 echo was acknowledged by the session.
+    // Every QoS 1 echo was acknowledged, by `next_publish`.
     for _ in 0..5 {
         server
             .wait_for("dev-echo", |e| matches!(e, Event::PubAck(..)).then_some(()))
             .await;
     }
     connection.unsubscribe(&["echo/#"]).await.unwrap();
+    connection.disconnect().await;
+    server.servers.shutdown().await;
+}
+
+/// The session never acknowledges an incoming publish by itself: only `ack` sends PUBACK.
+pub async fn incoming_publishes_are_acknowledged_only_on_request(setup: Setup) {
+    let mut server = EchoServer::start().await;
+    let mut connection = connect(&setup, &echo_options(&setup, &server, "dev-ack")).await;
+    connection
+        .subscribe(&[("echo/#", QoS::AtLeastOnce)])
+        .await
+        .unwrap();
+    connection
+        .publish("first", "1", QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    let (topic, _, first, _) = next_unacked(&mut connection).await;
+    assert_eq!(topic, "echo/first");
+    connection
+        .publish("second", "2", QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    let (topic, _, second, _) = next_unacked(&mut connection).await;
+    assert_eq!(topic, "echo/second");
+    let (first, second) = (first.unwrap(), second.unwrap());
+    assert_ne!(first, second);
+    connection.ack(second).unwrap();
+    // The first PUBACK the server sees is the one asked for: the first echo was never acked.
+    let acked = server
+        .wait_for("dev-ack", |e| match e {
+            Event::PubAck(_, pkid) => Some(*pkid),
+            _ => None,
+        })
+        .await;
+    assert_eq!(acked, second);
     connection.disconnect().await;
     server.servers.shutdown().await;
 }
