@@ -142,6 +142,60 @@ impl ConnectionState {
     }
 }
 
+impl fmt::Display for DisconnectReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Network => f.write_str("the network failed"),
+            Self::ClosedByService => f.write_str("the hub closed the connection"),
+            Self::TokenExpired => {
+                f.write_str("the hub closed the connection after the token expired")
+            }
+            Self::TokenRenewal => f.write_str("reconnecting to renew the token"),
+            Self::Refused { code } => write!(
+                f,
+                "the hub refused the connection (CONNACK return code {code}: {})",
+                crate::mqtt::connack_meaning(*code)
+            ),
+            Self::SubscribeFailed => f.write_str("the subscription failed or was refused"),
+            Self::AckTimeout => f.write_str("a publish waited too long for its PUBACK"),
+        }
+    }
+}
+
+impl fmt::Display for StopReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Closed => f.write_str("the session was closed"),
+            Self::Refused { code } => write!(
+                f,
+                "the hub refused the credentials or the identity (CONNACK return code {code}: {})",
+                crate::mqtt::connack_meaning(*code)
+            ),
+            Self::RetriesExhausted { last } => {
+                write!(
+                    f,
+                    "every allowed connection attempt failed, the last because {last}"
+                )
+            }
+            Self::Unrecoverable => {
+                f.write_str("the connection failed in a way retrying cannot fix")
+            }
+        }
+    }
+}
+
+impl fmt::Display for ConnectionState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Connected => f.write_str("connected"),
+            Self::Disconnected {
+                reason, retry_in, ..
+            } => write!(f, "disconnected ({reason}); retrying in {retry_in:?}"),
+            Self::Stopped(reason) => write!(f, "stopped: {reason}"),
+        }
+    }
+}
+
 /// Why a message or request was not accepted, or did not reach the hub.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
 #[non_exhaustive]
