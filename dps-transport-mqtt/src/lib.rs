@@ -64,7 +64,6 @@ mod error;
 mod mqtt_transport;
 pub mod net;
 mod options;
-pub mod os;
 mod session;
 mod tls;
 mod transport;
