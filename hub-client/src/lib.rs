@@ -94,6 +94,7 @@ pub use error::HubError;
 pub use method::MethodRequest;
 pub use streams::Subscription;
 
+pub use dps_core::dps::registration::Assignment;
 pub use dps_core::hub::{
     Backoff, ConnectionState, DisconnectReason, Features, Heartbeat, Message, MessageId,
     ReceivedMessage, Renewal, SendError, SessionConfig, StopReason, SystemProperty, Twin,

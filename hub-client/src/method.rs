@@ -4,7 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use dps_core::hub::{MethodInvocation, SendError};
+use dps_core::hub::{MethodCall, SendError};
 use serde_json::Value;
 use tokio::sync::oneshot;
 
@@ -22,7 +22,7 @@ pub(crate) trait Responder: Send + Sync {
 /// A direct method invocation, from the [`method_requests`](HubClient::method_requests)
 /// stream. Answer it with [`respond`](Self::respond) before the caller's timeout.
 pub struct MethodRequest {
-    request: MethodInvocation,
+    request: MethodCall,
     responder: Arc<dyn Responder>,
 }
 
@@ -33,7 +33,7 @@ impl fmt::Debug for MethodRequest {
 }
 
 impl MethodRequest {
-    pub(crate) fn new(request: MethodInvocation, responder: Arc<dyn Responder>) -> Self {
+    pub(crate) fn new(request: MethodCall, responder: Arc<dyn Responder>) -> Self {
         Self { request, responder }
     }
 

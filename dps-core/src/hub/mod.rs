@@ -77,15 +77,16 @@ pub use credentials::{
 pub use inputs::{InputMessage, InputSubscription, InputTopic, parse_input_topic};
 pub use message::{Message, ReceivedMessage};
 pub use methods::{
-    COMMAND_SEPARATOR, METHODS_SUBSCRIPTION, MethodRequest, MethodRequestTopic, MethodResponse,
-    MethodResponseTopic, PnpCommand, parse_method_request, parse_method_response, split_command,
+    COMMAND_SEPARATOR, METHODS_SUBSCRIPTION, MethodRequestTopic, MethodResponse,
+    MethodResponseTopic, ParsedMethodRequest, PnpCommand, parse_method_request,
+    parse_method_response, split_command,
 };
 pub use properties::{MessageProperties, SystemProperty};
 pub use property_bag::{Properties, Property, PropertyBag};
 pub use session::{
     Backoff, ConnectionState, Delivery, DisconnectReason, Event, Features, Heartbeat, HubSession,
-    IgnoreReason, MAX_REPORTED_PATCH_SIZE, MessageId, MethodInvocation, Renewal, RequestId,
-    SendError, SessionConfig, StopReason, Twin, TwinError,
+    IgnoreReason, MAX_REPORTED_PATCH_SIZE, MessageId, MethodCall, Renewal, RequestId, SendError,
+    SessionConfig, StopReason, Twin, TwinError,
 };
 pub use telemetry::{TelemetryMessage, TelemetryTopic, parse_telemetry_topic};
 pub use topic::TopicError;

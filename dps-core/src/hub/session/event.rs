@@ -304,7 +304,7 @@ impl Twin {
 /// [`respond_method`](super::HubSession::respond_method) and its [`rid`](Self::rid).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
-pub struct MethodInvocation {
+pub struct MethodCall {
     /// The method name, percent-decoded (`thermostat1*getMaxMinReport` for a component
     /// command).
     pub name: String,
@@ -409,7 +409,7 @@ pub enum Event {
     /// A direct method invocation; accept its `delivery` once the application has it.
     MethodRequest {
         /// The invocation.
-        request: MethodInvocation,
+        request: MethodCall,
         /// What to [`accept`](super::HubSession::accept) (`None` at QoS 0).
         delivery: Option<Delivery>,
     },

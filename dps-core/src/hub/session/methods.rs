@@ -5,9 +5,11 @@ use alloc::string::ToString;
 
 use bytes::Bytes;
 
-use super::event::{Delivery, Event, MethodInvocation, RequestId, SendError};
+use super::event::{Delivery, Event, MethodCall, RequestId, SendError};
 use super::{Control, HubSession};
-use crate::hub::{MAX_TELEMETRY_MESSAGE_SIZE, MethodRequest, MethodResponseTopic, split_command};
+use crate::hub::{
+    MAX_TELEMETRY_MESSAGE_SIZE, MethodResponseTopic, ParsedMethodRequest, split_command,
+};
 use crate::time::Timestamp;
 
 impl HubSession {
@@ -48,7 +50,7 @@ impl HubSession {
     /// accepting the delivery.
     pub(super) fn on_method(
         &mut self,
-        request: &MethodRequest<'_>,
+        request: &ParsedMethodRequest<'_>,
         payload: Bytes,
         delivery: Option<Delivery>,
     ) {
@@ -56,7 +58,7 @@ impl HubSession {
             .decoded_name()
             .map_or_else(|_| request.name.to_string(), |n| n.into_owned());
         let command = split_command(&name);
-        let invocation = MethodInvocation {
+        let invocation = MethodCall {
             component: command.component.map(ToString::to_string),
             command: command.command.to_string(),
             rid: request.rid.to_string(),

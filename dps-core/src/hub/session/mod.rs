@@ -84,7 +84,7 @@ use bytes::Bytes;
 
 pub use config::{Backoff, Features, Heartbeat, Renewal, SessionConfig};
 pub use event::{
-    ConnectionState, Delivery, DisconnectReason, Event, IgnoreReason, MessageId, MethodInvocation,
+    ConnectionState, Delivery, DisconnectReason, Event, IgnoreReason, MessageId, MethodCall,
     RequestId, SendError, StopReason, Twin, TwinError,
 };
 pub use twin::MAX_REPORTED_PATCH_SIZE;
