@@ -70,7 +70,8 @@
 //! ## A complete synchronous driver
 //! `Link` stands for your MQTT connection (TLS, CONNECT with a fresh SAS token each time,
 //! QoS 1). The generic `run` below is all the glue there is, for either machine; the doc test
-//! runs the registration against a tiny in-memory DPS.
+//! runs the registration against a tiny in-memory DPS, then the hub session against a tiny
+//! in-memory hub.
 //!
 //! ```
 //! use core::time::Duration;
@@ -189,6 +190,54 @@
 //! assert_eq!(assignment.assigned_hub(), "my-hub.azure-devices.net");
 //! assert_eq!(link.now(), Timestamp::from_millis(1000)); // one poll, after retry-after
 //! assert_eq!(link.acks, 2); // both responses acknowledged
+//!
+//! // The same `run` drives the hub session. A stand-in hub acknowledges every publish and
+//! // pushes one cloud-to-device message once the device subscribed.
+//! use dps_core::hub::{Event as HubEvent, Features, HubSession, Message, SessionConfig};
+//!
+//! struct FakeHub { now: Timestamp, inbox: Vec<IncomingPublish>, published: Vec<String>, acks: Vec<u16> }
+//! impl Link for FakeHub {
+//!     fn now(&self) -> Timestamp { self.now }
+//!     fn connect(&mut self, clean_session: bool) -> Result<Connected, ConnectFailure> {
+//!         assert!(!clean_session); // the hub keeps messages for a persistent session
+//!         Ok(Connected::new(false, None, 1_700_000_000))
+//!     }
+//!     fn subscribe(&mut self, _: &[String]) -> bool {
+//!         let c2d = "devices/dev-1/messages/devicebound/a=1";
+//!         self.inbox.push(IncomingPublish::new(c2d, "hello", Some(7)));
+//!         true
+//!     }
+//!     fn publish(&mut self, topic: &str, _: &[u8]) -> bool { self.published.push(topic.into()); true }
+//!     fn ack(&mut self, packet_id: u16) { self.acks.push(packet_id) }
+//!     fn disconnect(&mut self) {}
+//!     fn receive(&mut self, timeout: Duration) -> Result<Option<IncomingPublish>, ConnectionLoss> {
+//!         if self.inbox.is_empty() {
+//!             self.now += timeout;
+//!             return Ok(None);
+//!         }
+//!         Ok(Some(self.inbox.remove(0)))
+//!     }
+//! }
+//!
+//! let mut hub = FakeHub { now: Timestamp::ZERO, inbox: Vec::new(), published: Vec::new(), acks: Vec::new() };
+//! let features = Features { c2d: true, ..Features::NONE };
+//! let mut session = HubSession::new(SessionConfig::device("dev-1").features(features), hub.now(), 7);
+//! let mut received = Vec::new();
+//! run(&mut session, &mut hub, |session, now, event| {
+//!     if let HubEvent::C2d { message, delivery } = event {
+//!         received.push(message.payload_str().map(String::from));
+//!         // The application has it: now (and only now) it is acknowledged to the hub.
+//!         if let Some(delivery) = delivery {
+//!             session.accept(now, delivery);
+//!         }
+//!         session.send_telemetry(now, Message::new("thanks")).unwrap();
+//!         session.close(now); // sends what is queued, then stops
+//!     }
+//! });
+//! assert_eq!(received, [Some("hello".to_string())]);
+//! assert_eq!(hub.acks, [7]);
+//! assert_eq!(hub.published, ["devices/dev-1/messages/events/"]);
+//! assert!(session.is_finished());
 //! ```
 #![no_std]
 #![forbid(unsafe_code)]
