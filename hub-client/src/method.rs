@@ -19,7 +19,7 @@ pub(crate) trait Responder: Send + Sync {
     ) -> Result<oneshot::Receiver<Result<(), SendError>>, SendError>;
 }
 
-/// A direct method invocation, from the [`method_requests`](HubClient::method_requests)
+/// A direct method invocation, from the [`method_requests`](crate::HubClient::method_requests)
 /// stream. Answer it with [`respond`](Self::respond) before the caller's timeout.
 pub struct MethodRequest {
     request: MethodCall,

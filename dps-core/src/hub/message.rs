@@ -122,7 +122,7 @@ impl Message {
         self
     }
 
-    /// Drops the message, with [`SendError::Expired`](crate::SendError::Expired), if it has not
+    /// Drops the message, with [`SendError::Expired`](crate::hub::SendError::Expired), if it has not
     /// been handed to the hub within `ttl` of being queued (for example while the device is
     /// offline). Without it the message waits as long as the client runs.
     #[must_use]

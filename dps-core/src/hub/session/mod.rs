@@ -36,7 +36,7 @@
 //!   [`request_timeout`](SessionConfig::request_timeout); unknown `$rid`s are ignored, never
 //!   trusted. Requests and method responses interrupted by a disconnect are sent again.
 //! - **The end**: [`Event::Stopped`] is always the last event.
-//! - **QoS 2** cannot be expressed: [`QoS`](crate::mqtt::QoS) has no such variant.
+//! - **QoS 2** cannot be expressed: `dps_core::mqtt::QoS` has no such variant.
 //!
 //! # Example
 //! ```
