@@ -47,3 +47,19 @@ impl Clock for SystemClock {
             .map_or(0, |d| d.as_secs())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn system_clock_starts_at_its_origin_and_moves_forward() {
+        let clock = SystemClock::new();
+        let first = clock.now();
+        assert!(first.as_duration() < std::time::Duration::from_secs(1));
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        assert!(clock.now() > first);
+        // 2023-11-14 or later: a real wall clock, not the monotonic one.
+        assert!(clock.unix_now() > 1_700_000_000);
+    }
+}

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::{Env, Kind, Relay, eventually, next, record_states, start};
 use dps_emulator::model::DeviceStatus;
-use dps_emulator::{CloudToDeviceMessage, MethodCall};
+use dps_emulator::{CloudToDeviceMessage, MethodInvocation};
 use futures_util::StreamExt as _;
 use futures_util::stream::FuturesUnordered;
 use hub_client::{
@@ -263,7 +263,7 @@ async fn direct_methods(kind: Kind) {
         .invoke_method(
             &env.hub,
             "meth-1",
-            MethodCall::new("thermostat1*getMaxMinReport")
+            MethodInvocation::new("thermostat1*getMaxMinReport")
                 .payload(json!({ "since": "2024-01-01T00:00:00Z" }))
                 .response_timeout(5),
         )
@@ -280,7 +280,7 @@ async fn direct_methods(kind: Kind) {
         .invoke_method(
             &env.hub,
             "meth-1",
-            MethodCall::new("reboot").response_timeout(5),
+            MethodInvocation::new("reboot").response_timeout(5),
         )
         .await
         .unwrap();
@@ -447,7 +447,7 @@ async fn modules(kind: Kind) {
             &env.hub,
             "edge-1",
             "filter",
-            MethodCall::new("ping").response_timeout(5),
+            MethodInvocation::new("ping").response_timeout(5),
         )
         .await
         .unwrap();
