@@ -356,17 +356,21 @@ async fn c2d_no_stream_took_is_not_acknowledged_and_comes_again(kind: Kind) {
             .unwrap()
             .cloud_to_device_message_count
     };
-    for id in ["m1", "m2"] {
-        env.emu
-            .send_c2d(
-                &env.hub,
-                "c2d-full",
-                CloudToDeviceMessage::new(id).message_id(id),
-            )
-            .await
-            .unwrap();
-        // One at a time, so the stream is full when the second arrives.
-        eventually(STEP, "the first is acknowledged", || count() == 1).await;
+    let send = |id: &'static str| {
+        env.emu.send_c2d(
+            &env.hub,
+            "c2d-full",
+            CloudToDeviceMessage::new(id).message_id(id),
+        )
+    };
+    // The first fills the stream (capacity 1) and is acknowledged: the hub forgets it.
+    send("m1").await.unwrap();
+    eventually(STEP, "the first is acknowledged", || count() == 0).await;
+    // The second finds the stream full: not acknowledged, the hub keeps it.
+    send("m2").await.unwrap();
+    for _ in 0..10 {
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        assert_eq!(count(), 1, "the second must stay with the hub");
     }
     let mut c2d = hub.c2d_messages();
     assert_eq!(next(&mut c2d, STEP).await.message_id(), Some("m1"));
