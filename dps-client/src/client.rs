@@ -281,7 +281,7 @@ impl ProvisioningClient {
             }),
             Some(Err(error)) => Err(error.into()),
             // `run` returns only once the registration finished, with its outcome.
-            None => Err(RegistrationError::Unrecoverable.into()),
+            None => Err(ProvisioningError::Unrecoverable),
         }
     }
 }

@@ -89,6 +89,10 @@ pub enum ProvisioningError {
     /// whose CN differs from the registration id).
     #[error("credentials: {0}")]
     Credentials(#[source] dps_auth::AuthError),
+    /// The connection failed in a way retrying cannot fix, and no transport or credentials
+    /// error was kept to say more.
+    #[error("the connection failed in a way retrying cannot fix")]
+    Unrecoverable,
     /// The client configuration is invalid (for example a custom payload that is not JSON).
     #[error("invalid configuration: {0}")]
     Config(String),
@@ -139,6 +143,7 @@ impl From<RegistrationError> for ProvisioningError {
                 retry_after,
             },
             RegistrationError::Timeout { last_problem } => Self::Timeout { last_problem },
+            RegistrationError::Unrecoverable => Self::Unrecoverable,
             // The driver's own failure is the better message; this is the fallback when it
             // kept none. `RegistrationError` is non-exhaustive: anything new lands here too.
             _ => Self::Timeout { last_problem: None },
