@@ -5,12 +5,12 @@ use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::time::Duration;
 
-use super::HubSession;
 use super::config::SessionConfig;
 use super::event::{
     ConnectionState, DisconnectReason, Event, MessageId, SendError, StopReason, TwinError,
 };
 use super::{Control, Sent};
+use super::{HubSession, Timer};
 use crate::hub::{
     C2dSubscription, InputSubscription, METHODS_SUBSCRIPTION, TWIN_DESIRED_SUBSCRIPTION,
     TWIN_RESPONSE_SUBSCRIPTION,
@@ -29,12 +29,12 @@ pub(super) enum Drain {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Conn {
-    /// No connection; open one at `reconnect_at`.
-    Down { reconnect_at: Timestamp },
+    /// No connection; open one when `Timer::Reconnect` fires.
+    Down,
     /// `Transmit::Connect` is out.
     Connecting,
     /// `Transmit::Subscribe` is out.
-    Subscribing { timeout_at: Timestamp },
+    Subscribing,
     /// Connected and subscribed.
     Up,
     /// Terminal.
@@ -42,6 +42,12 @@ pub(super) enum Conn {
 }
 
 impl HubSession {
+    /// No connection; the next attempt starts at `reconnect_at`.
+    pub(super) fn go_down(&mut self, reconnect_at: Timestamp) {
+        self.conn = Conn::Down;
+        self.timers.set(Timer::Reconnect, reconnect_at);
+    }
+
     pub(super) fn backoff_delay(&mut self, attempt: u32) -> Duration {
         let backoff = self.config.backoff;
         let exp = calculate_retry_delay(
@@ -58,6 +64,8 @@ impl HubSession {
         self.conn = Conn::Up;
         self.up_since = Some(now);
         self.drain = None;
+        self.timers.stop(Timer::Subscribe);
+        self.timers.stop(Timer::Drain);
         self.set_state(ConnectionState::Connected);
         if self.config.features.twin && self.config.resync_twin {
             self.start_resync(now);
@@ -75,9 +83,11 @@ impl HubSession {
         self.renew_at = None;
         self.token_expires_at = None;
         let was_up = self.up_since.take();
-        let closing = self.drain.take().is_some_and(|(d, _)| d == Drain::Close);
+        self.timers.stop(Timer::Subscribe);
+        self.timers.stop(Timer::Drain);
+        let closing = self.drain.take() == Some(Drain::Close);
         if closing || self.closing {
-            self.conn = Conn::Down { reconnect_at: now };
+            self.go_down(now);
             self.stop(StopReason::Closed);
             return;
         }
@@ -93,14 +103,12 @@ impl HubSession {
             .max_attempts
             .is_some_and(|max| self.failures >= max)
         {
-            self.conn = Conn::Down { reconnect_at: now };
+            self.go_down(now);
             self.stop(StopReason::RetriesExhausted { last: reason });
             return;
         }
         let retry_in = self.backoff_delay(self.failures);
-        self.conn = Conn::Down {
-            reconnect_at: now + retry_in,
-        };
+        self.go_down(now + retry_in);
         self.set_state(ConnectionState::Disconnected {
             reason,
             retry_in,
@@ -112,17 +120,14 @@ impl HubSession {
         if self.conn == Conn::Stopped {
             return;
         }
-        if matches!(
-            self.conn,
-            Conn::Connecting | Conn::Subscribing { .. } | Conn::Up
-        ) {
+        if matches!(self.conn, Conn::Connecting | Conn::Subscribing | Conn::Up) {
             self.transmits.push_back(Transmit::Disconnect);
         }
         self.conn = Conn::Stopped;
         self.closing = true;
         self.drain = None;
         self.renew_at = None;
-        self.resync_at = None;
+        self.timers.stop(Timer::Resync);
         self.heartbeat_at = None;
         let in_flight = core::mem::take(&mut self.in_flight);
         self.telemetry_in_flight = 0;

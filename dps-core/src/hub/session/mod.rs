@@ -182,7 +182,8 @@ pub struct HubSession {
     up_since: Option<Timestamp>,
     token_expires_at: Option<Timestamp>,
     renew_at: Option<Timestamp>,
-    drain: Option<(Drain, Timestamp)>,
+    /// A drain in progress; it gives up at `Timer::Drain`.
+    drain: Option<Drain>,
     closing: bool,
     failures: u32,
     next_id: u64,
@@ -192,7 +193,6 @@ pub struct HubSession {
     telemetry_in_flight: usize,
     control: VecDeque<Control>,
     twin: BTreeMap<RequestId, TwinOp>,
-    resync_at: Option<Timestamp>,
     resync_failures: u32,
     last_desired: Option<u64>,
     heartbeat_at: Option<Timestamp>,
@@ -211,11 +211,13 @@ impl HubSession {
     #[must_use]
     pub fn new(config: SessionConfig, now: Timestamp, seed: u64) -> Self {
         let filters = subscriptions(&config);
+        let mut timers = TimerTable::new(now);
+        timers.set(Timer::Reconnect, now);
         let mut this = Self {
             config,
             filters,
             jitter: JitterSource::new(seed),
-            conn: Conn::Down { reconnect_at: now },
+            conn: Conn::Down,
             subscribed_once: false,
             up_since: None,
             token_expires_at: None,
@@ -230,13 +232,12 @@ impl HubSession {
             telemetry_in_flight: 0,
             control: VecDeque::new(),
             twin: BTreeMap::new(),
-            resync_at: None,
             resync_failures: 0,
             last_desired: None,
             heartbeat_at: None,
             state: None,
             connection: 0,
-            timers: TimerTable::new(now),
+            timers,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
         };
@@ -306,7 +307,9 @@ impl HubSession {
         }
         self.closing = true;
         if self.conn == Conn::Up {
-            self.drain = Some((Drain::Close, now + self.config.drain_timeout));
+            self.drain = Some(Drain::Close);
+            self.timers
+                .set(Timer::Drain, now + self.config.drain_timeout);
         } else {
             self.stop(StopReason::Closed);
         }
@@ -314,7 +317,7 @@ impl HubSession {
     }
 
     fn ack(&mut self, delivery: Option<Delivery>) {
-        let live = matches!(self.conn, Conn::Subscribing { .. } | Conn::Up);
+        let live = matches!(self.conn, Conn::Subscribing | Conn::Up);
         if let Some(delivery) = delivery.filter(|d| live && d.connection == self.connection) {
             self.transmits.push_back(Transmit::Ack {
                 packet_id: delivery.packet_id,
@@ -357,13 +360,14 @@ impl HubSession {
         }
         self.expire(now);
         match self.conn {
-            Conn::Down { reconnect_at } if now >= reconnect_at => {
+            Conn::Down if self.timers.is_expired(Timer::Reconnect, now) => {
+                self.timers.stop(Timer::Reconnect);
                 self.conn = Conn::Connecting;
                 self.transmits.push_back(Transmit::Connect {
                     clean_session: false,
                 });
             }
-            Conn::Subscribing { timeout_at } if now >= timeout_at => {
+            Conn::Subscribing if self.timers.is_expired(Timer::Subscribe, now) => {
                 self.transmits.push_back(Transmit::Disconnect);
                 self.lost(now, DisconnectReason::SubscribeFailed);
                 self.drive(now);
@@ -382,7 +386,9 @@ impl HubSession {
         }
         if self.drain.is_none() && self.renew_at.is_some_and(|at| now >= at) {
             self.renew_at = None;
-            self.drain = Some((Drain::Renew, now + self.config.drain_timeout));
+            self.drain = Some(Drain::Renew);
+            self.timers
+                .set(Timer::Drain, now + self.config.drain_timeout);
         }
         if let Some(heartbeat) = self.config.heartbeat.clone() {
             if self.heartbeat_at.is_some_and(|at| now >= at) {
@@ -395,22 +401,24 @@ impl HubSession {
                 }
             }
         }
-        if self.resync_at.is_some_and(|at| now >= at) {
+        if self.timers.is_expired(Timer::Resync, now) {
             if self.closing {
-                self.resync_at = None;
+                self.timers.stop(Timer::Resync);
             } else {
                 self.start_resync(now);
             }
         }
-        if self.drain.map(|(d, _)| d) != Some(Drain::Renew) {
+        if self.drain != Some(Drain::Renew) {
             self.pump(now);
         }
         match self.drain {
-            Some((Drain::Renew, until)) if self.in_flight.is_empty() || now >= until => {
+            Some(Drain::Renew)
+                if self.in_flight.is_empty() || self.timers.is_expired(Timer::Drain, now) =>
+            {
                 self.renew();
             }
-            Some((Drain::Close, until))
-                if now >= until
+            Some(Drain::Close)
+                if self.timers.is_expired(Timer::Drain, now)
                     || (self.in_flight.is_empty()
                         && self.queue.is_empty()
                         && self.control.is_empty()) =>
@@ -421,35 +429,33 @@ impl HubSession {
         }
     }
 
-    /// Keeps the timer table in step with the state: `poll_timeout` is its minimum.
+    /// Re-arms the timers that follow the state rather than being set by a transition: the
+    /// renewal and the heartbeat (suspended while not connected, the renewal also while a drain
+    /// runs), and the ones that follow collections (the oldest publish awaiting PUBACK, the
+    /// earliest message expiry, the earliest twin deadline). `poll_timeout` is the table's
+    /// minimum.
     fn arm(&mut self) {
-        let t = &mut self.timers;
-        t.stop_all();
-        match self.conn {
-            Conn::Stopped => return,
-            Conn::Down { reconnect_at } => t.set(Timer::Reconnect, reconnect_at),
-            Conn::Subscribing { timeout_at } => t.set(Timer::Subscribe, timeout_at),
-            Conn::Up => {
-                match self.drain {
-                    Some((_, until)) => t.set(Timer::Drain, until),
-                    None => t.set_or_stop(Timer::Renew, self.renew_at),
-                }
-                let ack = self
-                    .in_flight
-                    .first_key_value()
-                    .map(|(_, f)| f.at + self.config.ack_timeout);
-                t.set_or_stop(Timer::Ack, ack);
-                let heartbeat = self
-                    .heartbeat_at
-                    .filter(|_| self.config.heartbeat.is_some());
-                t.set_or_stop(Timer::Heartbeat, heartbeat);
-                t.set_or_stop(Timer::Resync, self.resync_at);
-            }
-            Conn::Connecting => {}
+        if self.conn == Conn::Stopped {
+            self.timers.stop_all();
+            return;
         }
-        t.set_or_stop(Timer::Expiry, self.expiries.first().map(|(at, _)| *at));
+        let up = self.conn == Conn::Up;
+        let renew = self.renew_at.filter(|_| up && self.drain.is_none());
+        self.timers.set_or_stop(Timer::Renew, renew);
+        let heartbeat = self
+            .heartbeat_at
+            .filter(|_| up && self.config.heartbeat.is_some());
+        self.timers.set_or_stop(Timer::Heartbeat, heartbeat);
+        let ack = self
+            .in_flight
+            .first_key_value()
+            .map(|(_, f)| f.at + self.config.ack_timeout)
+            .filter(|_| up);
+        self.timers.set_or_stop(Timer::Ack, ack);
+        let expiry = self.expiries.first().map(|(at, _)| *at);
+        self.timers.set_or_stop(Timer::Expiry, expiry);
         let twin = self.twin.values().map(|op| op.deadline).min();
-        t.set_or_stop(Timer::TwinRequest, twin);
+        self.timers.set_or_stop(Timer::TwinRequest, twin);
     }
 
     fn on_message(&mut self, now: Timestamp, publish: IncomingPublish) {
@@ -533,9 +539,9 @@ impl Machine for HubSession {
             self.renew_at = Some(now + self.renewal_delay(remaining));
         }
         if !self.filters.is_empty() && (!self.subscribed_once || !session_present) {
-            self.conn = Conn::Subscribing {
-                timeout_at: now + self.config.subscribe_timeout,
-            };
+            self.conn = Conn::Subscribing;
+            self.timers
+                .set(Timer::Subscribe, now + self.config.subscribe_timeout);
             self.transmits.push_back(Transmit::Subscribe {
                 filters: self.filters.clone(),
             });
@@ -552,7 +558,7 @@ impl Machine for HubSession {
         if self.conn != Conn::Connecting {
             return;
         }
-        self.conn = Conn::Down { reconnect_at: now };
+        self.go_down(now);
         match failure {
             ConnectFailure::Refused { code: 3 } => {
                 self.lost(now, DisconnectReason::Refused { code: 3 });
@@ -568,7 +574,7 @@ impl Machine for HubSession {
     /// ([`DisconnectReason::SubscribeFailed`]).
     fn handle_subscribed(&mut self, now: Timestamp, granted: bool) {
         let now = self.timers.advance(now);
-        if !matches!(self.conn, Conn::Subscribing { .. }) {
+        if !matches!(self.conn, Conn::Subscribing) {
             return;
         }
         if granted {
@@ -619,7 +625,7 @@ impl Machine for HubSession {
             return;
         };
         self.requeue(failed.sent);
-        if matches!(self.conn, Conn::Up | Conn::Subscribing { .. }) {
+        if matches!(self.conn, Conn::Up | Conn::Subscribing) {
             self.transmits.push_back(Transmit::Disconnect);
             self.lost(now, DisconnectReason::Network);
         }
@@ -630,8 +636,8 @@ impl Machine for HubSession {
     fn handle_disconnected(&mut self, now: Timestamp, loss: ConnectionLoss) {
         let now = self.timers.advance(now);
         match self.conn {
-            Conn::Up | Conn::Subscribing { .. } | Conn::Connecting => {}
-            Conn::Down { .. } | Conn::Stopped => return,
+            Conn::Up | Conn::Subscribing | Conn::Connecting => {}
+            Conn::Down | Conn::Stopped => return,
         }
         let expired = self.token_expires_at.is_some_and(|at| now >= at);
         let reason = match loss {

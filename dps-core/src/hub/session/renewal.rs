@@ -4,7 +4,7 @@
 use core::time::Duration;
 
 use super::event::{ConnectionState, DisconnectReason};
-use super::{Conn, HubSession};
+use super::{Conn, HubSession, Timer};
 use crate::mqtt::Transmit;
 
 impl HubSession {
@@ -25,6 +25,7 @@ impl HubSession {
         self.requeue_in_flight();
         self.up_since = None;
         self.drain = None;
+        self.timers.stop(Timer::Drain);
         self.renew_at = None;
         self.token_expires_at = None;
         self.set_state(ConnectionState::Disconnected {

@@ -9,7 +9,7 @@ use bytes::Bytes;
 
 use super::event::{Event, MessageId, RequestId, SendError, TwinError};
 use super::twin::TwinKind;
-use super::{Conn, Control, HubSession, Sent};
+use super::{Conn, Control, HubSession, Sent, Timer};
 use crate::hub::message::Message;
 use crate::hub::{MAX_TELEMETRY_MESSAGE_SIZE, TelemetryTopic, TwinGetTopic, TwinReportedTopic};
 use crate::time::Timestamp;
@@ -121,7 +121,7 @@ impl HubSession {
         }
         // Twin reads made for the old connection are replaced by a new one on reconnect.
         self.twin.retain(|_, op| op.kind != TwinKind::Resync);
-        self.resync_at = None;
+        self.timers.stop(Timer::Resync);
     }
 
     pub(super) fn oldest_ack_deadline(&self) -> Option<Timestamp> {

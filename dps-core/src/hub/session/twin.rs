@@ -5,7 +5,7 @@ use bytes::Bytes;
 use serde_json::Value;
 
 use super::event::{Delivery, Event, IgnoreReason, RequestId, SendError, Twin, TwinError};
-use super::{Control, HubSession};
+use super::{Control, HubSession, Timer};
 use crate::hub::TwinMessage;
 use crate::time::Timestamp;
 
@@ -83,7 +83,7 @@ impl HubSession {
     }
 
     pub(super) fn start_resync(&mut self, now: Timestamp) {
-        self.resync_at = None;
+        self.timers.stop(Timer::Resync);
         let id = self.next_request();
         self.twin.insert(
             id,
@@ -98,7 +98,7 @@ impl HubSession {
     pub(super) fn resync_failed(&mut self, now: Timestamp) {
         self.resync_failures = self.resync_failures.saturating_add(1);
         let delay = self.backoff_delay(self.resync_failures);
-        self.resync_at = Some(now + delay);
+        self.timers.set(Timer::Resync, now + delay);
     }
 
     pub(super) fn fail_twin(&mut self, request: RequestId, kind: &TwinKind, error: TwinError) {
