@@ -6,14 +6,18 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use dps_auth::Authenticator;
-use dps_core::dps::registration::{Assignment, RegistrationConfig, Timing};
+use dps_core::dps::registration::{Assignment, RegistrationConfig, RegistrationError, Timing};
 use dps_core::dps::{
-    CSR_API_VERSION, DEFAULT_API_VERSION, DpsConnectInfo, GLOBAL_ENDPOINT, RegistrationRequest,
+    CSR_API_VERSION, DEFAULT_API_VERSION, DpsConnectInfo, GLOBAL_ENDPOINT, Registration,
+    RegistrationRequest,
 };
+use dps_core::sas::SasResource;
+use dps_runtime::{Clock, Entropy, Failure, FixedEntropy, Link, OsEntropy, Shared, SystemClock};
 use dps_transport_mqtt::{MqttTransport, TlsConfig, Transport};
 use serde::Serialize;
+use tracing::Instrument as _;
 
-use crate::driver;
+use crate::app::DpsApp;
 use crate::error::ProvisioningError;
 
 /// The user agent announced in the DPS username (`ClientVersion`).
@@ -49,7 +53,8 @@ pub struct ProvisioningClient {
     pub(crate) request: RegistrationRequest,
     pub(crate) timing: Timing,
     pub(crate) keep_alive: Duration,
-    pub(crate) seed: Option<u64>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) entropy: Arc<dyn Entropy>,
     pub(crate) config_error: Option<String>,
 }
 
@@ -91,7 +96,8 @@ impl ProvisioningClient {
             api_version: None,
             timing: Timing::default(),
             keep_alive: Duration::from_secs(240),
-            seed: None,
+            clock: Arc::new(SystemClock::new()),
+            entropy: Arc::new(OsEntropy),
             config_error: None,
         }
     }
@@ -185,10 +191,25 @@ impl ProvisioningClient {
         self
     }
 
-    /// Seeds the backoff jitter (default: random per call). Fixed seeds make tests replayable.
+    /// Seeds the backoff jitter (default: random per call, from [`entropy`](Self::entropy)).
+    /// Fixed seeds make tests replayable.
     #[must_use]
     pub fn jitter_seed(mut self, seed: u64) -> Self {
-        self.seed = Some(seed);
+        self.entropy = Arc::new(FixedEntropy(seed));
+        self
+    }
+
+    /// Where the jitter seeds come from (default [`OsEntropy`]: the operating system).
+    #[must_use]
+    pub fn entropy(mut self, entropy: impl Entropy + 'static) -> Self {
+        self.entropy = Arc::new(entropy);
+        self
+    }
+
+    /// The clock timers and token expiry run on (default [`SystemClock`]).
+    #[must_use]
+    pub fn clock(mut self, clock: impl Clock + 'static) -> Self {
+        self.clock = Arc::new(clock);
         self
     }
 
@@ -221,6 +242,46 @@ impl ProvisioningClient {
         let config = RegistrationConfig::new(&self.registration_id)
             .request(self.request.clone())
             .timing(self.timing);
-        driver::run(self, &connect, config).await
+        let mut link = Link::new(
+            Arc::clone(&self.transport),
+            Arc::clone(&self.authenticator),
+            SasResource::dps(connect.id_scope(), connect.registration_id()),
+            self.endpoint.clone(),
+            connect.client_id().to_owned(),
+            connect.username().to_string(),
+        );
+        link.keep_alive = self.keep_alive;
+        link.tls = self.tls.clone();
+        link.connect_timeout = self.timing.request_timeout;
+        link.subscribe_timeout = self.timing.request_timeout;
+        let span = tracing::info_span!(
+            "dps_register",
+            registration_id = %self.registration_id,
+            id_scope = %self.id_scope,
+            transport = self.transport.name(),
+        );
+        let registration = Registration::new(config, self.clock.now(), self.entropy.seed());
+        let shared = Arc::new(Shared::new(
+            registration,
+            DpsApp::default(),
+            Arc::clone(&self.clock),
+        ));
+        dps_runtime::run(Arc::clone(&shared), link)
+            .instrument(span)
+            .await;
+        let mut inner = shared.lock();
+        let failure = inner.last_failure.take();
+        match inner.app.outcome.take() {
+            Some(Ok(assignment)) => Ok(assignment),
+            // The machine ends this way only after the driver reported such a failure.
+            Some(Err(RegistrationError::Unrecoverable)) => Err(match failure {
+                Some(Failure::Transport(error)) => ProvisioningError::Transport(error),
+                Some(Failure::Credentials(error)) => ProvisioningError::Credentials(error),
+                _ => RegistrationError::Unrecoverable.into(),
+            }),
+            Some(Err(error)) => Err(error.into()),
+            // `run` returns only once the registration finished, with its outcome.
+            None => Err(ProvisioningError::Unrecoverable),
+        }
     }
 }

@@ -25,6 +25,14 @@ pub enum ProvisioningError {
         /// The service's error body, when there was one.
         error: Option<ServiceError>,
     },
+    /// The service refused the connection for a reason other than the credentials (CONNACK 1,
+    /// protocol version, or 2, identifier rejected). Check the registration id and the
+    /// endpoint.
+    #[error("the service refused the connection (CONNACK return code {code}: {})", dps_core::mqtt::connack_meaning(*.code))]
+    ConnectionRefused {
+        /// The CONNACK return code.
+        code: u8,
+    },
     /// The enrollment is disabled. Enable it in DPS (or ask the operator); retrying will not help.
     #[error("the enrollment is disabled")]
     Disabled {
@@ -81,6 +89,10 @@ pub enum ProvisioningError {
     /// whose CN differs from the registration id).
     #[error("credentials: {0}")]
     Credentials(#[source] dps_auth::AuthError),
+    /// The connection failed in a way retrying cannot fix, and no transport or credentials
+    /// error was kept to say more.
+    #[error("the connection failed in a way retrying cannot fix")]
+    Unrecoverable,
     /// The client configuration is invalid (for example a custom payload that is not JSON).
     #[error("invalid configuration: {0}")]
     Config(String),
@@ -105,10 +117,7 @@ impl From<RegistrationError> for ProvisioningError {
             RegistrationError::Unauthorized { status, error } => {
                 Self::Unauthorized { status, error }
             }
-            RegistrationError::ConnectionRefused { code } => Self::Rejected {
-                status: u16::from(code),
-                error: None,
-            },
+            RegistrationError::ConnectionRefused { code } => Self::ConnectionRefused { code },
             RegistrationError::Disabled { state } => Self::Disabled {
                 state: state.map(Box::new),
             },
@@ -134,7 +143,9 @@ impl From<RegistrationError> for ProvisioningError {
                 retry_after,
             },
             RegistrationError::Timeout { last_problem } => Self::Timeout { last_problem },
-            // `RegistrationError` is non-exhaustive; a new terminal state is at least a timeout.
+            RegistrationError::Unrecoverable => Self::Unrecoverable,
+            // The driver's own failure is the better message; this is the fallback when it
+            // kept none. `RegistrationError` is non-exhaustive: anything new lands here too.
             _ => Self::Timeout { last_problem: None },
         }
     }
@@ -156,5 +167,5 @@ fn code_suffix(code: &Option<ErrorCode>) -> String {
 fn problem_suffix(problem: &Option<RetryReason>) -> String {
     problem
         .as_ref()
-        .map_or_else(String::new, |p| format!(" (last problem: {p:?})"))
+        .map_or_else(String::new, |p| format!(" (last problem: {p})"))
 }

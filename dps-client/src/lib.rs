@@ -41,13 +41,17 @@
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod app;
 mod client;
-mod driver;
 mod error;
 
 pub use client::{ProvisioningClient, USER_AGENT};
-pub use dps_core::dps::Substatus;
-pub use dps_core::dps::registration::{Assignment, Timing};
+pub use dps_core::dps::registration::{Assignment, RetryReason, Timing};
+pub use dps_core::dps::{
+    DeviceRegistrationResult, ErrorCode, ResponseError, ServiceError, Substatus,
+};
+pub use dps_core::mqtt::ConnectFailure;
+pub use dps_runtime::{Clock, Entropy, FixedEntropy, OsEntropy, SystemClock};
 pub use dps_transport_mqtt::{MqttTransport, TlsConfig, Transport, TransportError};
 #[cfg(feature = "websocket")]
 pub use dps_transport_ws::{ProxyConfig, WebSocketTransport};

@@ -332,6 +332,43 @@ async fn expired_token_is_unauthorized() {
     .await;
 }
 
+/// A wall clock two hours behind: every token it dates has expired by the service's clock.
+#[derive(Debug)]
+struct Behind(dps_client::SystemClock);
+
+impl dps_client::Clock for Behind {
+    fn now(&self) -> dps_core::Timestamp {
+        self.0.now()
+    }
+
+    fn unix_now(&self) -> u64 {
+        self.0.unix_now() - 2 * 3600
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_injected_wall_clock_dates_the_credentials() {
+    let emu = &start().await;
+    both(|via| async move {
+        let id = format!("clock-{}", via.name());
+        let key = emu.enroll_symmetric(&id).await;
+        // The same key registers with the system clock...
+        via.client(emu, &id, key.clone()).register().await.unwrap();
+        // ...and is refused when the injected clock dates its token two hours back.
+        let error = via
+            .client(emu, &id, key)
+            .clock(Behind(dps_client::SystemClock::new()))
+            .register()
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(error, ProvisioningError::Unauthorized { .. }),
+            "{error:?}"
+        );
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_device_is_unauthorized() {
     // No enrollment group exists, so the emulator accepts the CONNECT and answers the

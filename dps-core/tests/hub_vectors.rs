@@ -13,8 +13,8 @@ use dps_core::encoding::PercentEncoded;
 use dps_core::hub::{
     CertificateAccepted, CredentialErrorBody, CredentialResponse, CredentialResponseKind,
     HubConnectInfo, IssueCertificateRequest, IssueCertificateTopic, IssuedCertificates,
-    MessageProperties, MethodRequest, MethodResponseTopic, Property, PropertyBag, TelemetryTopic,
-    TopicError, TwinGetTopic, TwinMessage, TwinReportedTopic, parse_c2d_topic,
+    MessageProperties, MethodResponseTopic, ParsedMethodRequest, Property, PropertyBag,
+    TelemetryTopic, TopicError, TwinGetTopic, TwinMessage, TwinReportedTopic, parse_c2d_topic,
     parse_credentials_topic, parse_method_request, parse_twin_topic,
 };
 
@@ -316,7 +316,7 @@ fn v4_11_c2d_topic_no_match() {
 fn v4_12_methods_parse() {
     assert_eq!(
         parse_method_request("$iothub/methods/POST/TestMethod/?$rid=1"),
-        Ok(MethodRequest {
+        Ok(ParsedMethodRequest {
             name: "TestMethod",
             rid: "1"
         })

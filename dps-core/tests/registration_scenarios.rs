@@ -4,6 +4,8 @@
 
 use std::time::Duration;
 
+mod harness;
+
 use dps_core::Timestamp;
 use dps_core::dps::registration::{
     ConnectFailure, Event, IgnoreReason, Outcome, Registration, RegistrationConfig,
@@ -11,7 +13,9 @@ use dps_core::dps::registration::{
 };
 use dps_core::dps::topic::ResponseTopic;
 use dps_core::dps::{ErrorCode, Substatus};
+use dps_core::mqtt::{Connected, IncomingPublish, Machine as _};
 use dps_core::query::Params;
+use harness::{Harness, Inputs as _};
 
 const HUB: &str = "contoso.azure-devices.net";
 const OPID: &str = "4.d0a671905ea5b2c8.42d78160-4c78-479e-8be7-61d5e55dac0d";
@@ -119,7 +123,7 @@ impl Sim {
     ) -> (Self, Outcome) {
         for _ in 0..10_000 {
             self.collect_events();
-            if let Some(outcome) = self.reg.take_outcome() {
+            if let Some(outcome) = self.outcome() {
                 self.drain_transmits(&mut service, &mut on_connect);
                 return (self, outcome);
             }
@@ -141,6 +145,13 @@ impl Sim {
         panic!("registration did not finish");
     }
 
+    fn outcome(&self) -> Option<Outcome> {
+        self.events.iter().find_map(|(_, e)| match e {
+            Event::Finished(outcome) => Some(outcome.clone()),
+            _ => None,
+        })
+    }
+
     fn collect_events(&mut self) {
         while let Some(event) = self.reg.poll_event() {
             self.events.push((self.now, event));
@@ -158,29 +169,31 @@ impl Sim {
             any = true;
             self.transmits.push((self.now, t.clone()));
             match t {
-                Transmit::Connect => {
+                Transmit::Connect { clean_session } => {
+                    assert!(clean_session, "DPS connects with a clean session");
                     self.connects.push(self.now);
                     match on_connect(self.connects.len() - 1) {
                         Ok(()) => {
                             self.connected = true;
-                            self.reg.handle_connected(self.now);
+                            self.reg.connected(self.now);
                         }
                         Err(failure) => self.reg.handle_connect_failed(self.now, failure),
                     }
                 }
-                Transmit::Subscribe { topic_filter } => {
-                    assert_eq!(topic_filter, "$dps/registrations/res/#");
-                    self.reg.handle_subscribed(self.now);
+                Transmit::Subscribe { filters } => {
+                    assert_eq!(filters, ["$dps/registrations/res/#"]);
+                    self.reg.subscribed(self.now);
                 }
-                Transmit::Publish { topic, payload } => {
+                Transmit::Publish { topic, payload, .. } => {
                     assert!(self.connected, "publish while disconnected");
-                    let request = parse_request(self.now, &topic, payload);
+                    let request = parse_request(self.now, &topic, payload.to_vec());
                     self.requests.push(request.clone());
                     for reply in service(&request, self.requests.len() - 1) {
                         self.deliver(&request, reply);
                     }
                 }
                 Transmit::Disconnect => self.connected = false,
+                other => panic!("unexpected {other:?}"),
             }
             self.collect_events();
         }
@@ -200,14 +213,12 @@ impl Sim {
                     retry_after,
                 }
                 .to_string();
-                self.reg.handle_publish(self.now, &topic, body.as_bytes());
+                self.reg.publish(self.now, &topic, body.as_bytes());
             }
-            Reply::Raw { topic, body } => {
-                self.reg.handle_publish(self.now, &topic, body.as_bytes())
-            }
+            Reply::Raw { topic, body } => self.reg.publish(self.now, &topic, body.as_bytes()),
             Reply::Disconnect => {
                 self.connected = false;
-                self.reg.handle_disconnected(self.now);
+                self.reg.disconnected(self.now);
             }
         }
     }
@@ -748,33 +759,43 @@ fn dropped_connection_reconnects_and_resumes_polling() {
 fn a_drop_while_waiting_still_honours_retry_after() {
     let mut sim = Sim::new(fast_timing().max_jitter(Duration::ZERO));
     // Drive by hand: connect, subscribe, register.
-    assert_eq!(sim.reg.poll_transmit(), Some(Transmit::Connect));
-    sim.reg.handle_connected(at(0));
+    assert_eq!(
+        sim.reg.poll_transmit(),
+        Some(Transmit::Connect {
+            clean_session: true
+        })
+    );
+    sim.reg.connected(at(0));
     assert!(matches!(
         sim.reg.poll_transmit(),
         Some(Transmit::Subscribe { .. })
     ));
-    sim.reg.handle_subscribed(at(0));
+    sim.reg.subscribed(at(0));
     let Some(Transmit::Publish { topic, .. }) = sim.reg.poll_transmit() else {
         panic!()
     };
     assert!(topic.starts_with("$dps/registrations/PUT/iotdps-register/?$rid=1"));
-    sim.reg.handle_publish(
+    sim.reg.publish(
         at(0),
         "$dps/registrations/res/202/?$rid=1&retry-after=30",
         format!(r#"{{"operationId":"{OPID}","status":"assigning"}}"#).as_bytes(),
     );
     // The connection drops at t=2 and is back at t=3: the poll still waits for t=30.
-    sim.reg.handle_disconnected(at(2));
+    sim.reg.disconnected(at(2));
     assert_eq!(sim.reg.poll_timeout(), Some(at(3)));
     sim.reg.handle_timeout(at(3));
-    assert_eq!(sim.reg.poll_transmit(), Some(Transmit::Connect));
-    sim.reg.handle_connected(at(3));
+    assert_eq!(
+        sim.reg.poll_transmit(),
+        Some(Transmit::Connect {
+            clean_session: true
+        })
+    );
+    sim.reg.connected(at(3));
     assert!(matches!(
         sim.reg.poll_transmit(),
         Some(Transmit::Subscribe { .. })
     ));
-    sim.reg.handle_subscribed(at(3));
+    sim.reg.subscribed(at(3));
     assert_eq!(sim.reg.poll_transmit(), None);
     assert_eq!(sim.reg.poll_timeout(), Some(at(30)));
     sim.reg.handle_timeout(at(30));
@@ -791,8 +812,13 @@ fn missing_suback_reconnects() {
         at(0),
         1,
     );
-    assert_eq!(reg.poll_transmit(), Some(Transmit::Connect));
-    reg.handle_connected(at(0));
+    assert_eq!(
+        reg.poll_transmit(),
+        Some(Transmit::Connect {
+            clean_session: true
+        })
+    );
+    reg.connected(at(0));
     assert!(matches!(
         reg.poll_transmit(),
         Some(Transmit::Subscribe { .. })
@@ -802,7 +828,12 @@ fn missing_suback_reconnects() {
     assert_eq!(reg.poll_transmit(), Some(Transmit::Disconnect));
     assert_eq!(reg.poll_timeout(), Some(at(11)));
     reg.handle_timeout(at(11));
-    assert_eq!(reg.poll_transmit(), Some(Transmit::Connect));
+    assert_eq!(
+        reg.poll_transmit(),
+        Some(Transmit::Connect {
+            clean_session: true
+        })
+    );
 }
 
 #[test]
@@ -825,12 +856,17 @@ fn silence_ends_in_a_timeout() {
 fn spurious_calls_are_harmless() {
     let mut reg = Registration::new(RegistrationConfig::new("d"), at(0), 1);
     // Reports that do not match the state are ignored.
-    reg.handle_subscribed(at(0));
+    reg.subscribed(at(0));
     reg.handle_timeout(at(0));
-    assert_eq!(reg.poll_transmit(), Some(Transmit::Connect));
+    assert_eq!(
+        reg.poll_transmit(),
+        Some(Transmit::Connect {
+            clean_session: true
+        })
+    );
     assert_eq!(reg.poll_transmit(), None);
-    reg.handle_connected(at(0));
-    reg.handle_connected(at(0));
+    reg.connected(at(0));
+    reg.connected(at(0));
     assert!(matches!(
         reg.poll_transmit(),
         Some(Transmit::Subscribe { .. })
@@ -911,14 +947,14 @@ proptest::proptest! {
         let mut last_rid = 0u64;
         for input in inputs {
             match input {
-                Input::Connected => reg.handle_connected(now),
+                Input::Connected => reg.connected(now),
                 Input::ConnectFailed(code) => reg.handle_connect_failed(now, if code == 0 { ConnectFailure::Network } else { ConnectFailure::Refused { code } }),
-                Input::Subscribed => reg.handle_subscribed(now),
-                Input::Disconnected => reg.handle_disconnected(now),
-                Input::Publish(topic, payload) => reg.handle_publish(now, &topic, &payload),
+                Input::Subscribed => reg.subscribed(now),
+                Input::Disconnected => reg.disconnected(now),
+                Input::Publish(topic, payload) => reg.publish(now, &topic, &payload),
                 Input::Respond(status, retry_after, body) => {
                     let topic = ResponseTopic { status, rid: &last_rid.to_string(), retry_after }.to_string();
-                    reg.handle_publish(now, &topic, bodies[usize::from(body)].as_bytes());
+                    reg.publish(now, &topic, bodies[usize::from(body)].as_bytes());
                 }
                 Input::Advance(ms) => {
                     now += Duration::from_millis(ms);
@@ -949,4 +985,88 @@ fn assigned_body() -> String {
     format!(
         r#"{{"operationId":"{OPID}","status":"assigned","registrationState":{{"assignedHub":"{HUB}","deviceId":"d"}}}}"#
     )
+}
+
+// ---- the shared contract ---------------------------------------------------------------------
+
+#[test]
+fn responses_are_acknowledged_at_once_and_the_outcome_is_the_last_event() {
+    let config = RegistrationConfig::new("dev-1").timing(fast_timing());
+    let mut h = Harness::new(Registration::new(config, Timestamp::ZERO, 1));
+    h.connect(false, None);
+    assert_eq!(h.take_subscribe().unwrap(), ["$dps/registrations/res/#"]);
+    h.subscribed(true);
+    let (id, topic, _) = h.take_publishes().pop().expect("the register request");
+    h.ack(id);
+    let rid = topic.split("$rid=").nth(1).unwrap().to_owned();
+    let packet_id = h.message(
+        &format!("$dps/registrations/res/202/?$rid={rid}&retry-after=2"),
+        format!(r#"{{"operationId":"{OPID}","status":"assigning"}}"#).as_bytes(),
+    );
+    assert_eq!(h.take_acks(), [packet_id]);
+    assert_eq!(h.step(), secs(2));
+    let (_, topic, _) = h.take_publishes().pop().expect("the poll");
+    let rid = topic
+        .split("$rid=")
+        .nth(1)
+        .unwrap()
+        .split('&')
+        .next()
+        .unwrap()
+        .to_owned();
+    let body = match assigned() {
+        Reply::Answer { body, .. } => body,
+        _ => unreachable!(),
+    };
+    let packet_id = h.message(
+        &format!("$dps/registrations/res/200/?$rid={rid}"),
+        body.as_bytes(),
+    );
+    assert_eq!(h.take_acks(), [packet_id]);
+    assert!(matches!(h.events.last(), Some(Event::Finished(Ok(a))) if a.assigned_hub() == HUB));
+    assert!(h.machine.is_finished());
+    assert_eq!(h.machine.poll_timeout(), None);
+    assert_eq!(h.take_transmits(), [Transmit::Disconnect]);
+}
+
+#[test]
+fn a_refused_subscription_reconnects_and_an_unrecoverable_failure_ends_it() {
+    let config = RegistrationConfig::new("d").timing(fast_timing().max_jitter(Duration::ZERO));
+    let mut reg = Registration::new(config, at(0), 1);
+    assert_eq!(
+        reg.poll_transmit(),
+        Some(Transmit::Connect {
+            clean_session: true
+        })
+    );
+    reg.handle_connected(at(0), Connected::new(false, None, 0));
+    assert!(matches!(
+        reg.poll_transmit(),
+        Some(Transmit::Subscribe { .. })
+    ));
+    reg.handle_subscribed(at(0), false);
+    assert_eq!(reg.poll_transmit(), Some(Transmit::Disconnect));
+    assert!(matches!(
+        reg.poll_event(),
+        Some(Event::Retrying {
+            reason: RetryReason::SubscribeRefused,
+            ..
+        })
+    ));
+    assert_eq!(reg.poll_timeout(), Some(at(1)));
+    reg.handle_timeout(at(1));
+    assert_eq!(
+        reg.poll_transmit(),
+        Some(Transmit::Connect {
+            clean_session: true
+        })
+    );
+    reg.handle_connect_failed(at(1), ConnectFailure::Unrecoverable);
+    assert_eq!(
+        reg.poll_event(),
+        Some(Event::Finished(Err(RegistrationError::Unrecoverable)))
+    );
+    // Time never goes backwards: an earlier `now` changes nothing.
+    reg.handle_publish(at(0), IncomingPublish::new("x", "y", None));
+    assert_eq!(reg.poll_timeout(), None);
 }

@@ -11,7 +11,9 @@
 //! - [`TlsConfig`]: the TLS policy of Azure IoT (TLS 1.2+, strong suites only, webpki roots,
 //!   private roots, ECC-only, maximum fragment size) on rustls with the *ring* provider.
 //! - [`MqttConnection`]: the MQTT session (keep-alive, QoS 0 and 1, subscriptions) over any
-//!   byte stream, with [`MqttSender`] handles for concurrent publishing. Dropping it closes the
+//!   byte stream, with [`MqttSender`] handles for concurrent publishing. An incoming QoS 1
+//!   publish is never acknowledged on its own: [`MqttSender::ack`] sends its PUBACK when the
+//!   receiver says it was delivered (the state machines of `dps-core` decide). Dropping it closes the
 //!   connection cleanly; outstanding operations then fail with
 //!   [`TransportError::ConnectionClosed`], so nothing waits forever.
 //! - [`TransportError`]: typed failures with [`is_retriable`](TransportError::is_retriable) and
@@ -49,8 +51,12 @@
 //!         QoS::AtLeastOnce,
 //!     )
 //!     .await?;
-//! if let Some(Incoming::Publish { topic, payload, .. }) = connection.recv().await {
+//! if let Some(Incoming::Publish { topic, payload, packet_id, .. }) = connection.recv().await {
 //!     println!("{topic}: {}", String::from_utf8_lossy(&payload));
+//!     // Nothing is acknowledged behind your back: PUBACK once the message is yours.
+//!     if let Some(packet_id) = packet_id {
+//!         connection.ack(packet_id)?;
+//!     }
 //! }
 //! connection.disconnect().await;
 //! # Ok(())
@@ -64,7 +70,6 @@ mod error;
 mod mqtt_transport;
 pub mod net;
 mod options;
-pub mod os;
 mod session;
 mod tls;
 mod transport;

@@ -268,8 +268,11 @@ async fn http_connect_proxy_with_basic_auth() {
         .await
         .unwrap();
     match tokio::time::timeout(STEP, connection.recv()).await.unwrap() {
-        Some(dps_transport_mqtt::Incoming::Publish { topic, .. }) => {
+        Some(dps_transport_mqtt::Incoming::Publish {
+            topic, packet_id, ..
+        }) => {
             assert_eq!(topic, "echo/through/proxy");
+            connection.ack(packet_id.expect("a QoS 1 echo")).unwrap();
         }
         other => panic!("{other:?}"),
     }

@@ -5,7 +5,8 @@
 use core::time::Duration;
 
 use dps_core::Timestamp;
-use dps_core::dps::registration::{ConnectFailure, Registration, RegistrationConfig, Timing};
+use dps_core::dps::registration::{Registration, RegistrationConfig, Timing};
+use dps_core::mqtt::{ConnectFailure, Connected, ConnectionLoss, IncomingPublish, Machine as _};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -17,10 +18,10 @@ fuzz_target!(|data: &[u8]| {
     while let Some(chunk) = chunks.next() {
         let Some((&op, rest)) = chunk.split_first() else { continue };
         match op % 7 {
-            0 => reg.handle_connected(now),
+            0 => reg.handle_connected(now, Connected::new(false, None, 0)),
             1 => reg.handle_connect_failed(now, ConnectFailure::Refused { code: rest.first().copied().unwrap_or(0) }),
-            2 => reg.handle_subscribed(now),
-            3 => reg.handle_disconnected(now),
+            2 => reg.handle_subscribed(now, rest.first() != Some(&0)),
+            3 => reg.handle_disconnected(now, ConnectionLoss::Network),
             4 => {
                 now += Duration::from_millis(u64::from(rest.first().copied().unwrap_or(0)) * 500);
                 reg.handle_timeout(now);
@@ -29,7 +30,7 @@ fuzz_target!(|data: &[u8]| {
                 let split = rest.iter().position(|&b| b == b'\n').unwrap_or(rest.len());
                 let (topic, payload) = rest.split_at(split);
                 if let Ok(topic) = std::str::from_utf8(topic) {
-                    reg.handle_publish(now, topic, payload);
+                    reg.handle_publish(now, IncomingPublish::new(topic, payload.to_vec(), Some(1)));
                 }
             }
         }

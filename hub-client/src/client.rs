@@ -4,159 +4,31 @@ use std::any::Any;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use bytes::Bytes;
 use dps_auth::{Authenticator, SasAuthenticator, SasResource, SymmetricKey};
 use dps_core::dps::registration::Assignment;
-use dps_core::hub::HubConnectInfo;
-use dps_transport_mqtt::os::random_seed;
+use dps_core::hub::{
+    Backoff, ConnectionState, Features, Heartbeat, HubConnectInfo, HubSession, Message, MessageId,
+    ReceivedMessage, Renewal, SendError, SessionConfig, StopReason, Twin, TwinError,
+};
+use dps_runtime::{Clock, Entropy, Failure, FixedEntropy, Link, OsEntropy, SystemClock};
 use dps_transport_mqtt::{MqttTransport, TlsConfig, Transport};
-use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
 use tracing::Instrument as _;
 
+use crate::app::{HubApp, HubShared, Outlets, Receivers};
 use crate::connection_string::ConnectionString;
-use crate::driver::{self, Link};
+use crate::desired::DesiredUpdate;
 use crate::error::HubError;
-use crate::message::{Message, ReceivedMessage};
-use crate::proto::{
-    self, Backoff, ConnectionState, Features, Heartbeat, HubSession, MessageId, Renewal, SendError,
-    SessionConfig, StopReason, Twin, TwinError,
-};
-use crate::shared::{Failure, Outlets, Receivers, Shared};
+use crate::method::MethodRequest;
 use crate::streams::Subscription;
 
 /// The user agent announced in the user name (`DeviceClientType`).
 pub const USER_AGENT: &str = concat!("hub-client/", env!("CARGO_PKG_VERSION"));
-
-/// A change of the desired properties, from the [`desired_patches`](HubClient::desired_patches)
-/// stream.
-#[derive(Debug, Clone, PartialEq)]
-#[non_exhaustive]
-pub enum DesiredUpdate {
-    /// A patch the hub pushed while connected (apply it as a JSON merge patch).
-    Patch {
-        /// Its `$version`.
-        version: u64,
-        /// The patch (`null` members mean "delete").
-        patch: Value,
-    },
-    /// The whole twin, read again after a (re)connect: patches are not delivered while
-    /// offline, so reconcile with `twin.desired`.
-    Resync {
-        /// The twin.
-        twin: Twin,
-        /// Desired versions missed while offline (`Some(0)`: none); `None` after the first
-        /// connect.
-        missed: Option<u64>,
-    },
-}
-
-impl DesiredUpdate {
-    /// The desired version this update brings the device to.
-    #[must_use]
-    pub fn version(&self) -> Option<u64> {
-        match self {
-            Self::Patch { version, .. } => Some(*version),
-            Self::Resync { twin, .. } => twin.desired_version(),
-        }
-    }
-}
-
-/// A direct method invocation, from the [`method_requests`](HubClient::method_requests)
-/// stream. Answer it with [`respond`](Self::respond) before the caller's timeout.
-pub struct MethodRequest {
-    request: proto::MethodRequest,
-    shared: Arc<Shared>,
-}
-
-impl fmt::Debug for MethodRequest {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&self.request, f)
-    }
-}
-
-impl MethodRequest {
-    pub(crate) const fn new(request: proto::MethodRequest, shared: Arc<Shared>) -> Self {
-        Self { request, shared }
-    }
-
-    /// The method name (`thermostat1*getMaxMinReport` for a component command).
-    #[must_use]
-    pub fn name(&self) -> &str {
-        &self.request.name
-    }
-
-    /// The IoT Plug and Play component, if the name has one.
-    #[must_use]
-    pub fn component(&self) -> Option<&str> {
-        self.request.component.as_deref()
-    }
-
-    /// The command (the name without its component).
-    #[must_use]
-    pub fn command(&self) -> &str {
-        &self.request.command
-    }
-
-    /// The request id, as the hub sent it.
-    #[must_use]
-    pub fn request_id(&self) -> &str {
-        &self.request.rid
-    }
-
-    /// The request body (JSON, possibly empty).
-    #[must_use]
-    pub const fn payload(&self) -> &Bytes {
-        &self.request.payload
-    }
-
-    /// The request body as JSON (`Value::Null` when empty).
-    ///
-    /// # Errors
-    /// When the body is not valid JSON.
-    pub fn payload_json(&self) -> Result<Value, serde_json::Error> {
-        if self.request.payload.is_empty() {
-            return Ok(Value::Null);
-        }
-        serde_json::from_slice(&self.request.payload)
-    }
-
-    /// Answers with `status` (the caller sees it as the method's result code) and a JSON
-    /// `payload`; resolves when the hub acknowledged the response. While disconnected the
-    /// response waits for the next connection.
-    ///
-    /// # Errors
-    /// [`SendError::Closed`] when the client stopped first; [`SendError::TooLarge`].
-    pub async fn respond(self, status: u16, payload: Value) -> Result<(), SendError> {
-        let body = serde_json::to_vec(&payload).unwrap_or_default();
-        self.respond_raw(status, body).await
-    }
-
-    /// Answers with a body that is already JSON text.
-    ///
-    /// # Errors
-    /// As [`respond`](Self::respond).
-    pub async fn respond_raw(
-        self,
-        status: u16,
-        payload: impl Into<Bytes>,
-    ) -> Result<(), SendError> {
-        let payload = payload.into();
-        let (tx, rx) = oneshot::channel();
-        self.shared.with_session(|inner, now| {
-            let id = inner
-                .session
-                .respond_method(now, &self.request.rid, status, payload)?;
-            inner.responses.insert(id, tx);
-            Ok::<_, SendError>(())
-        })?;
-        rx.await.unwrap_or(Err(SendError::Closed))
-    }
-}
 
 /// Resolves when the hub acknowledged the message (`Ok`), or with why it never will. Dropping
 /// it does not withdraw the message.
@@ -186,12 +58,22 @@ impl Future for SendReceipt {
 }
 
 /// Closes the session when the last [`HubClient`] clone is dropped.
-struct CloseOnDrop(Arc<Shared>);
+struct CloseOnDrop(Arc<HubShared>);
 
 impl Drop for CloseOnDrop {
     fn drop(&mut self) {
-        self.0.with_session(|inner, now| inner.session.close(now));
+        self.0.with(|inner, now| inner.machine.close(now));
     }
+}
+
+/// The streams not yet taken and the driver task.
+struct Handle {
+    receivers: Mutex<Receivers>,
+    task: Mutex<Option<JoinHandle<()>>>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// An IoT Hub device (or module) client: telemetry, cloud-to-device messages, twin, direct
@@ -204,7 +86,8 @@ impl Drop for CloseOnDrop {
 /// See the [crate docs](crate) for an example.
 #[derive(Clone)]
 pub struct HubClient {
-    shared: Arc<Shared>,
+    shared: Arc<HubShared>,
+    handle: Arc<Handle>,
     _close: Arc<CloseOnDrop>,
     device_id: Arc<str>,
     module_id: Option<Arc<str>>,
@@ -321,9 +204,9 @@ impl HubClient {
     /// [`SendError::QueueFull`], [`SendError::TooLarge`], [`SendError::Closed`].
     pub fn try_send(&self, message: Message) -> Result<SendReceipt, SendError> {
         let (tx, receiver) = oneshot::channel();
-        let id = self.shared.with_session(|inner, now| {
-            let id = inner.session.send_telemetry(now, message)?;
-            inner.sends.insert(id, tx);
+        let id = self.shared.with(|inner, now| {
+            let id = inner.machine.send_telemetry(now, message)?;
+            inner.app.sends.insert(id, tx);
             Ok::<_, SendError>(id)
         })?;
         Ok(SendReceipt { id, receiver })
@@ -332,7 +215,7 @@ impl HubClient {
     /// Telemetry accepted and not yet acknowledged (queued plus in flight).
     #[must_use]
     pub fn pending(&self) -> usize {
-        self.shared.lock().session.pending_telemetry()
+        self.shared.lock().machine.pending_telemetry()
     }
 
     /// Reads the whole twin.
@@ -341,9 +224,9 @@ impl HubClient {
     /// A [`TwinError`]: timeout, an error status from the hub, or a closed client.
     pub async fn get_twin(&self) -> Result<Twin, TwinError> {
         let (tx, rx) = oneshot::channel();
-        self.shared.with_session(|inner, now| {
-            let id = inner.session.get_twin(now).map_err(twin_error)?;
-            inner.twin_gets.insert(id, tx);
+        self.shared.with(|inner, now| {
+            let id = inner.machine.get_twin(now).map_err(twin_error)?;
+            inner.app.twin_gets.insert(id, tx);
             Ok::<_, TwinError>(())
         })?;
         rx.await.unwrap_or(Err(TwinError::Closed))
@@ -365,12 +248,12 @@ impl HubClient {
             return Err(TwinError::InvalidPatch);
         }
         let (tx, rx) = oneshot::channel();
-        self.shared.with_session(|inner, now| {
+        self.shared.with(|inner, now| {
             let id = inner
-                .session
+                .machine
                 .update_reported(now, &patch)
                 .map_err(twin_error)?;
-            inner.reported.insert(id, tx);
+            inner.app.reported.insert(id, tx);
             Ok::<_, TwinError>(())
         })?;
         rx.await.unwrap_or(Err(TwinError::Closed))
@@ -379,50 +262,50 @@ impl HubClient {
     /// Cloud-to-device messages (devices). Each stream can be taken once.
     #[must_use]
     pub fn c2d_messages(&self) -> Subscription<ReceivedMessage> {
-        Subscription::new(self.shared.receivers().c2d.take())
+        Subscription::new(lock(&self.handle.receivers).c2d.take())
     }
 
     /// Module input messages (modules). Each stream can be taken once.
     #[must_use]
     pub fn inputs(&self) -> Subscription<ReceivedMessage> {
-        Subscription::new(self.shared.receivers().inputs.take())
+        Subscription::new(lock(&self.handle.receivers).inputs.take())
     }
 
     /// Desired-property patches, and the full twin after every (re)connect. Each stream can be
     /// taken once.
     #[must_use]
     pub fn desired_patches(&self) -> Subscription<DesiredUpdate> {
-        Subscription::new(self.shared.receivers().desired.take())
+        Subscription::new(lock(&self.handle.receivers).desired.take())
     }
 
     /// Direct method invocations. Each stream can be taken once.
     #[must_use]
     pub fn method_requests(&self) -> Subscription<MethodRequest> {
-        Subscription::new(self.shared.receivers().methods.take())
+        Subscription::new(lock(&self.handle.receivers).methods.take())
     }
 
     /// Connection state changes, from the first connect on. Each stream can be taken once.
     #[must_use]
     pub fn connection_states(&self) -> Subscription<ConnectionState> {
-        Subscription::new(self.shared.receivers().states.take())
+        Subscription::new(lock(&self.handle.receivers).states.take())
     }
 
     /// The current connection state.
     #[must_use]
     pub fn connection_state(&self) -> Option<ConnectionState> {
-        *self.shared.state.borrow()
+        *self.shared.lock().app.state.borrow()
     }
 
     /// Closes the client: new work is refused, what is queued is still sent (for up to the
     /// drain timeout, 5 s by default), then the connection is closed and every stream ends.
     pub async fn close(&self) {
-        self.shared
-            .with_session(|inner, now| inner.session.close(now));
-        if let Some(task) = self.shared.take_task() {
+        self.shared.with(|inner, now| inner.machine.close(now));
+        let task = lock(&self.handle.task).take();
+        if let Some(task) = task {
             let _ = task.await;
             return;
         }
-        let mut state = self.shared.state.subscribe();
+        let mut state = self.shared.lock().app.state.subscribe();
         let _ = state.wait_for(|s| s.is_some_and(|s| s.is_stopped())).await;
     }
 }
@@ -451,7 +334,8 @@ pub struct HubClientBuilder {
     config: SessionConfig,
     connect_timeout: Duration,
     initial_connect_timeout: Duration,
-    seed: Option<u64>,
+    clock: Arc<dyn Clock>,
+    entropy: Arc<dyn Entropy>,
     stream_capacity: usize,
     /// File upload (#14): the proxy of a WebSocket transport, for uploads too.
     #[cfg(feature = "file-upload")]
@@ -491,7 +375,8 @@ impl HubClientBuilder {
             model_id: None,
             connect_timeout: Duration::from_secs(30),
             initial_connect_timeout: Duration::from_secs(60),
-            seed: None,
+            clock: Arc::new(SystemClock::new()),
+            entropy: Arc::new(OsEntropy),
             stream_capacity: 256,
             #[cfg(feature = "file-upload")]
             upload_proxy: None,
@@ -635,11 +520,25 @@ impl HubClientBuilder {
         self
     }
 
-    /// Seeds the backoff and renewal jitter (default: random). Fixed seeds make runs
-    /// replayable.
+    /// Seeds the backoff and renewal jitter (default: random, from [`entropy`](Self::entropy)).
+    /// Fixed seeds make runs replayable.
     #[must_use]
     pub fn jitter_seed(mut self, seed: u64) -> Self {
-        self.seed = Some(seed);
+        self.entropy = Arc::new(FixedEntropy(seed));
+        self
+    }
+
+    /// Where the jitter seed comes from (default [`OsEntropy`]: the operating system).
+    #[must_use]
+    pub fn entropy(mut self, entropy: impl Entropy + 'static) -> Self {
+        self.entropy = Arc::new(entropy);
+        self
+    }
+
+    /// The clock timers and token expiry run on (default [`SystemClock`]).
+    #[must_use]
+    pub fn clock(mut self, clock: impl Clock + 'static) -> Self {
+        self.clock = Arc::new(clock);
         self
     }
 
@@ -700,18 +599,19 @@ impl HubClientBuilder {
         )
         .tls(self.tls.clone())
         .proxy_opt(self.upload_proxy.clone());
-        let link = Link {
-            transport: self.transport,
+        let endpoint = self.endpoint.unwrap_or_else(|| self.host.clone());
+        let mut link = Link::new(
+            self.transport,
             authenticator,
             resource,
-            endpoint: self.endpoint.unwrap_or_else(|| self.host.clone()),
-            client_id: info.client_id().to_string(),
-            username: info.username().to_string(),
-            keep_alive: config.keep_alive,
-            tls: self.tls,
-            connect_timeout: self.connect_timeout,
-            subscribe_timeout: config.subscribe_timeout,
-        };
+            endpoint,
+            info.client_id().to_string(),
+            info.username().to_string(),
+        );
+        link.keep_alive = config.keep_alive;
+        link.tls = self.tls;
+        link.connect_timeout = self.connect_timeout;
+        link.subscribe_timeout = config.subscribe_timeout;
 
         let span = tracing::info_span!(
             "hub_client",
@@ -720,37 +620,35 @@ impl HubClientBuilder {
             hub = %self.host,
             transport = link.transport.name(),
         );
-        let origin = Instant::now();
-        let seed = self.seed.unwrap_or_else(random_seed);
-        let session = HubSession::new(config, dps_core::Timestamp::ZERO, seed);
+        let seed = self.entropy.seed();
+        let session = HubSession::new(config, self.clock.now(), seed);
         let capacity = self.stream_capacity;
         let (c2d, c2d_rx) = mpsc::channel(capacity);
         let (inputs, inputs_rx) = mpsc::channel(capacity);
         let (desired, desired_rx) = mpsc::channel(capacity);
         let (methods, methods_rx) = mpsc::channel(capacity);
         let (states, states_rx) = mpsc::channel(capacity);
-        let shared = Arc::new(Shared::new(
-            session,
-            origin,
-            Outlets {
-                c2d,
-                inputs,
-                desired,
-                methods,
-                states,
-            },
-            Receivers {
+        let app = HubApp::new(Outlets {
+            c2d,
+            inputs,
+            desired,
+            methods,
+            states,
+        });
+        let mut state = app.state.subscribe();
+        let shared = Arc::new(HubShared::new(session, app, self.clock));
+        let task = tokio::spawn(dps_runtime::run(Arc::clone(&shared), link).instrument(span));
+        let handle = Arc::new(Handle {
+            receivers: Mutex::new(Receivers {
                 c2d: Some(c2d_rx),
                 inputs: Some(inputs_rx),
                 desired: Some(desired_rx),
                 methods: Some(methods_rx),
                 states: Some(states_rx),
-            },
-        ));
-        let task = tokio::spawn(driver::run(Arc::clone(&shared), link).instrument(span));
-        shared.set_task(task);
+            }),
+            task: Mutex::new(Some(task)),
+        });
 
-        let mut state = shared.state.subscribe();
         let outcome = tokio::time::timeout(
             self.initial_connect_timeout,
             state.wait_for(|s| s.is_some_and(|s| s.is_connected() || s.is_stopped())),
@@ -763,19 +661,22 @@ impl HubClientBuilder {
             },
             Ok(Err(_)) => Some(StopReason::Closed),
             Err(_) => {
-                shared.with_session(|inner, now| inner.session.close(now));
-                if let Some(task) = shared.take_task() {
+                shared.with(|inner, now| inner.machine.close(now));
+                let task = lock(&handle.task).take();
+                if let Some(task) = task {
                     let _ = task.await;
                 }
-                let last = match shared.lock().last_failure.take() {
-                    Some(Failure::Transport(e)) => Some(e),
-                    _ => None,
-                };
-                return Err(HubError::Timeout { last });
+                let last = shared.lock().last_failure.take();
+                return Err(match last {
+                    Some(Failure::Transport(e)) => HubError::Timeout { last: Some(e) },
+                    Some(Failure::Credentials(e)) => HubError::Credentials(e),
+                    _ => HubError::Timeout { last: None },
+                });
             }
         };
         if let Some(reason) = stopped {
-            if let Some(task) = shared.take_task() {
+            let task = lock(&handle.task).take();
+            if let Some(task) = task {
                 let _ = task.await;
             }
             let failure = shared.lock().last_failure.take();
@@ -791,6 +692,7 @@ impl HubClientBuilder {
         Ok(HubClient {
             _close: Arc::new(CloseOnDrop(Arc::clone(&shared))),
             shared,
+            handle,
             device_id: Arc::from(self.device_id),
             module_id: self.module_id.map(Arc::from),
             #[cfg(feature = "file-upload")]

@@ -3,7 +3,7 @@
 use dps_auth::AuthError;
 use dps_transport_mqtt::TransportError;
 
-use crate::proto::StopReason;
+use dps_core::hub::StopReason;
 
 /// A client that could not be built or connected. Messages never contain keys or tokens.
 ///

@@ -69,46 +69,48 @@
 //! QoS 2, which IoT Hub answers by closing the connection, cannot be expressed:
 //!
 //! ```compile_fail
-//! let qos = hub_client::proto::QoS::ExactlyOnce;
+//! let qos = dps_core::mqtt::QoS::ExactlyOnce;
 //! ```
 //!
 //! ## Layers
-//! - [`proto`]: the sans-IO session ([`proto::HubSession`]): every rule above as a
-//!   deterministic state machine with injected time and randomness; use it directly with your
-//!   own network stack.
-//! - [`HubClient`]: the tokio driver over `dps-transport-mqtt`'s [`Transport`] (MQTT/TLS) or
+//! - `dps_core::hub::HubSession`: the sans-IO session, every rule above as a deterministic
+//!   state machine with injected time and randomness; use it directly with your own network
+//!   stack.
+//! - `dps-runtime`: the one tokio driver both clients run on, with the [`Clock`] and
+//!   [`Entropy`] the builder takes.
+//! - [`HubClient`]: the public handle over that driver over `dps-transport-mqtt`'s [`Transport`] (MQTT/TLS) or
 //!   `dps-transport-ws`'s `WebSocketTransport`, with `dps-auth` credentials (symmetric keys,
 //!   X.509, or any [`Authenticator`](dps_auth::Authenticator)) minted afresh on every connect.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
-extern crate alloc;
-
+mod app;
 mod client;
 mod connection_string;
-mod driver;
+mod desired;
 mod error;
-mod message;
+mod method;
 pub mod pnp;
-pub mod proto;
-mod shared;
 mod streams;
 #[cfg(feature = "file-upload")]
 #[cfg_attr(docsrs, doc(cfg(feature = "file-upload")))]
 pub mod upload;
 
-pub use client::{
-    DesiredUpdate, HubClient, HubClientBuilder, MethodRequest, SendReceipt, USER_AGENT,
-};
+pub use client::{HubClient, HubClientBuilder, SendReceipt, USER_AGENT};
 pub use connection_string::ConnectionString;
+pub use desired::DesiredUpdate;
 pub use error::HubError;
-pub use message::{Message, ReceivedMessage};
-pub use proto::{
-    Backoff, ConnectionState, DisconnectReason, Features, Heartbeat, MessageId, Renewal, SendError,
-    StopReason, Twin, TwinError,
-};
+pub use method::MethodRequest;
 pub use streams::Subscription;
+
+pub use dps_core::dps::registration::Assignment;
+pub use dps_core::hub::{
+    Backoff, ConnectionState, DisconnectReason, Features, Heartbeat, Message, MessageId,
+    ReceivedMessage, Renewal, SendError, SessionConfig, StopReason, SystemProperty, Twin,
+    TwinError,
+};
+pub use dps_runtime::{Clock, Entropy, FixedEntropy, OsEntropy, SystemClock};
 
 pub use dps_transport_mqtt::{MqttTransport, TlsConfig, Transport, TransportError};
 #[cfg(any(feature = "websocket", feature = "file-upload"))]

@@ -16,7 +16,7 @@ pub const COMMAND_SEPARATOR: char = '*';
 
 /// A direct method request received by a device. Both fields are the raw topic text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct MethodRequest<'a> {
+pub struct ParsedMethodRequest<'a> {
     /// The method name, as written in the topic.
     pub name: &'a str,
     /// The request id, as written in the topic: echo it unchanged in the
@@ -24,7 +24,7 @@ pub struct MethodRequest<'a> {
     pub rid: &'a str,
 }
 
-impl<'a> MethodRequest<'a> {
+impl<'a> ParsedMethodRequest<'a> {
     /// The method name percent-decoded (`fake%24method` is `fake$method`; `+` stays `+`).
     pub fn decoded_name(&self) -> Result<Cow<'a, str>, DecodeError> {
         percent_decode(self.name)
@@ -67,7 +67,7 @@ impl<'a> MethodRequest<'a> {
 ///     "$iothub/methods/res/200/?$rid=fake%24request%2Fid"
 /// );
 /// ```
-pub fn parse_method_request(topic: &str) -> Result<MethodRequest<'_>, TopicError> {
+pub fn parse_method_request(topic: &str) -> Result<ParsedMethodRequest<'_>, TopicError> {
     let rest = topic
         .strip_prefix("$iothub/methods/POST/")
         .ok_or(TopicError::NoMatch)?;
@@ -76,7 +76,7 @@ pub fn parse_method_request(topic: &str) -> Result<MethodRequest<'_>, TopicError
         return Err(TopicError::Malformed);
     }
     let rid = required_param(params, RID)?;
-    Ok(MethodRequest { name, rid })
+    Ok(ParsedMethodRequest { name, rid })
 }
 
 /// A method name split at the first [`COMMAND_SEPARATOR`].
@@ -93,7 +93,7 @@ pub struct PnpCommand<'a> {
 /// has no component).
 ///
 /// The hub normally sends the `*` unencoded; if the name may be percent-encoded, split the
-/// [decoded name](MethodRequest::decoded_name) instead.
+/// [decoded name](ParsedMethodRequest::decoded_name) instead.
 ///
 /// ```
 /// use dps_core::hub::split_command;
@@ -119,7 +119,7 @@ pub fn split_command(name: &str) -> PnpCommand<'_> {
 /// The topic a device publishes a method result (a JSON body, possibly empty) to:
 /// `$iothub/methods/res/{status}/?$rid={rid}`.
 ///
-/// `rid` is written verbatim: pass [`MethodRequest::rid`] unchanged. `status` is the
+/// `rid` is written verbatim: pass [`ParsedMethodRequest::rid`] unchanged. `status` is the
 /// application's own result code (the service relays it to the caller).
 ///
 /// ```

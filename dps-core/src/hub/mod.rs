@@ -1,6 +1,8 @@
-//! The IoT Hub device protocol over MQTT: connect fields, topics and property bags.
+//! The IoT Hub device protocol over MQTT: connect fields, topics and property bags, the message
+//! model ([`Message`], [`ReceivedMessage`]), and the [`HubSession`] state machine
+//! ([`session`]) that applies every rule of a device's session.
 //!
-//! Everything here is a pure codec. Builders are [`Display`](core::fmt::Display) values that
+//! Apart from the session, everything here is a pure codec. Builders are [`Display`](core::fmt::Display) values that
 //! write a topic (or user name, or JSON body) straight into the caller's buffer, or into a
 //! `String` with `to_string()`. Parsers borrow from the received topic, allocate nothing, and
 //! hand back the raw (still percent-encoded) text with `decoded_*` methods that decode on demand.
@@ -52,10 +54,12 @@ pub mod c2d;
 pub mod connect;
 pub mod credentials;
 pub mod inputs;
+pub mod message;
 pub mod methods;
 pub mod pnp;
 pub mod properties;
 pub mod property_bag;
+pub mod session;
 pub mod telemetry;
 mod topic;
 pub mod twin;
@@ -72,12 +76,19 @@ pub use credentials::{
     REPLACE_ANY, parse_credentials_topic, parse_issue_certificate_topic,
 };
 pub use inputs::{InputMessage, InputSubscription, InputTopic, parse_input_topic};
+pub use message::{Message, ReceivedMessage};
 pub use methods::{
-    COMMAND_SEPARATOR, METHODS_SUBSCRIPTION, MethodRequest, MethodRequestTopic, MethodResponse,
-    MethodResponseTopic, PnpCommand, parse_method_request, parse_method_response, split_command,
+    COMMAND_SEPARATOR, METHODS_SUBSCRIPTION, MethodRequestTopic, MethodResponse,
+    MethodResponseTopic, ParsedMethodRequest, PnpCommand, parse_method_request,
+    parse_method_response, split_command,
 };
 pub use properties::{MessageProperties, SystemProperty};
 pub use property_bag::{Properties, Property, PropertyBag};
+pub use session::{
+    Backoff, ConnectionState, Delivery, DisconnectReason, Event, Features, Heartbeat, HubSession,
+    IgnoreReason, MAX_REPORTED_PATCH_SIZE, MessageId, MethodCall, Renewal, RequestId, SendError,
+    SessionConfig, StopReason, Twin, TwinError,
+};
 pub use telemetry::{TelemetryMessage, TelemetryTopic, parse_telemetry_topic};
 pub use topic::TopicError;
 pub use twin::{

@@ -255,16 +255,15 @@ where
                 }
                 tracing::trace!(topic = %publish.topic, qos = ?qos, len = publish.payload.len(), "mqtt publish received");
                 // A dropped connection handle means nobody listens; the guard ends us soon.
+                // No PUBACK here: the receiver acknowledges when the message counts as
+                // delivered (`Command::Ack`), so an unread message is redelivered, not lost.
                 let _ = self.incoming.send(Box::new(Incoming::Publish {
                     topic: publish.topic,
                     payload: publish.payload,
+                    packet_id: (qos == QoS::AtLeastOnce).then_some(publish.pkid),
                     qos,
                     retain: publish.retain,
                 }));
-                if qos == QoS::AtLeastOnce {
-                    self.queue(&v4::Packet::PubAck(v4::PubAck::new(publish.pkid)))
-                        .map_err(|e| CloseReason::ProtocolError(e.to_string()))?;
-                }
             }
             v4::Packet::PubAck(ack) => match self.publishes.remove(&ack.pkid) {
                 Some(done) => {
@@ -343,6 +342,11 @@ where
                             let _ = done.send(Err(e));
                         }
                     }
+                }
+            }
+            Command::Ack { packet_id } => {
+                if let Err(error) = self.queue(&v4::Packet::PubAck(v4::PubAck::new(packet_id))) {
+                    tracing::debug!(%error, packet_id, "puback not written");
                 }
             }
             Command::Subscribe { filters, done } => {
@@ -478,6 +482,7 @@ where
                 Command::Subscribe { done, .. } => {
                     let _ = done.send(closed());
                 }
+                Command::Ack { .. } => {}
             }
         }
     }

@@ -57,12 +57,17 @@ impl QoS {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Incoming {
-    /// An application message. QoS 1 messages are acknowledged by the session once handed over.
+    /// An application message. The session never acknowledges it on its own: acknowledge a
+    /// QoS 1 message with [`MqttSender::ack`]`(packet_id)` once it counts as delivered (MQTT
+    /// 3.1.1 §4.3.2); one left unacknowledged is redelivered by the server on a later
+    /// connection.
     Publish {
         /// The topic.
         topic: String,
         /// The payload.
         payload: Bytes,
+        /// The packet id to acknowledge (QoS 1); `None` at QoS 0.
+        packet_id: Option<u16>,
         /// The QoS it was delivered with.
         qos: QoS,
         /// The retain flag.
@@ -143,6 +148,9 @@ enum Command {
     Unsubscribe {
         filters: Vec<String>,
         done: Reply<()>,
+    },
+    Ack {
+        packet_id: u16,
     },
 }
 
@@ -240,6 +248,16 @@ impl MqttSender {
         self.await_ack(reply).await
     }
 
+    /// Acknowledges (PUBACK) the incoming QoS 1 publish `packet_id` of this connection. Returns
+    /// once the PUBACK is queued for writing.
+    ///
+    /// # Errors
+    /// [`TransportError::ConnectionClosed`] when the connection has ended (the server then
+    /// redelivers the message on a later connection).
+    pub fn ack(&self, packet_id: u16) -> Result<(), TransportError> {
+        self.send(Command::Ack { packet_id })
+    }
+
     /// Whether the connection has ended.
     #[must_use]
     pub fn is_closed(&self) -> bool {
@@ -327,6 +345,14 @@ impl MqttConnection {
     /// As [`MqttSender::unsubscribe`].
     pub async fn unsubscribe(&self, filters: &[&str]) -> Result<(), TransportError> {
         self.sender.unsubscribe(filters).await
+    }
+
+    /// See [`MqttSender::ack`].
+    ///
+    /// # Errors
+    /// As [`MqttSender::ack`].
+    pub fn ack(&self, packet_id: u16) -> Result<(), TransportError> {
+        self.sender.ack(packet_id)
     }
 
     /// The next message from the server; `None` once the connection has closed (then

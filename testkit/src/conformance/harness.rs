@@ -151,9 +151,20 @@ pub(super) async fn connect_err(setup: &Setup, options: &ConnectOptions) -> Tran
         .expect_err("the connection must be refused")
 }
 
-/// The next publish, within [`STEP`]. The only place the suite takes an incoming publish:
-/// where the transport stops acknowledging QoS 1 by itself, the explicit ack goes here.
+/// The next publish, within [`STEP`], acknowledged when it came at QoS 1: the transport never
+/// acknowledges on its own.
 pub(super) async fn next_publish(connection: &mut MqttConnection) -> (String, bytes::Bytes, QoS) {
+    let (topic, payload, packet_id, qos) = next_unacked(connection).await;
+    if let Some(packet_id) = packet_id {
+        connection.ack(packet_id).expect("the connection is open");
+    }
+    (topic, payload, qos)
+}
+
+/// The next publish, within [`STEP`], left unacknowledged.
+pub(super) async fn next_unacked(
+    connection: &mut MqttConnection,
+) -> (String, bytes::Bytes, Option<u16>, QoS) {
     match tokio::time::timeout(STEP, connection.recv())
         .await
         .expect("a message in time")
@@ -161,9 +172,13 @@ pub(super) async fn next_publish(connection: &mut MqttConnection) -> (String, by
         Some(Incoming::Publish {
             topic,
             payload,
+            packet_id,
             qos,
             ..
-        }) => (topic, payload, qos),
+        }) => {
+            assert_eq!(packet_id.is_some(), qos == QoS::AtLeastOnce);
+            (topic, payload, packet_id, qos)
+        }
         other => panic!(
             "expected a publish, got {other:?} ({:?})",
             connection.close_reason()

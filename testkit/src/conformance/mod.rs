@@ -39,6 +39,7 @@ macro_rules! conformance_suite {
             dropping_a_registration_future_midway_closes_it,
             disconnect_is_clean,
             echo_round_trip_and_concurrent_senders,
+            incoming_publishes_are_acknowledged_only_on_request,
             outstanding_operations_fail_when_the_connection_dies,
             subscribe_times_out,
             a_silent_server_is_detected_by_keep_alive,

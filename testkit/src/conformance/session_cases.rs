@@ -120,13 +120,49 @@ pub async fn echo_round_trip_and_concurrent_senders(setup: Setup) {
         topics,
         (0..5).map(|i| format!("echo/n/{i}")).collect::<Vec<_>>()
     );
-    // Every QoS 1 echo was acknowledged by the session.
+    // Every QoS 1 echo was acknowledged, by `next_publish`.
     for _ in 0..5 {
         server
             .wait_for("dev-echo", |e| matches!(e, Event::PubAck(..)).then_some(()))
             .await;
     }
     connection.unsubscribe(&["echo/#"]).await.unwrap();
+    connection.disconnect().await;
+    server.servers.shutdown().await;
+}
+
+/// Case: the session never acknowledges an incoming publish by itself: only `ack` sends
+/// PUBACK.
+pub async fn incoming_publishes_are_acknowledged_only_on_request(setup: Setup) {
+    let mut server = EchoServer::start().await;
+    let mut connection = connect(&setup, &echo_options(&setup, &server, "dev-ack")).await;
+    connection
+        .subscribe(&[("echo/#", QoS::AtLeastOnce)])
+        .await
+        .unwrap();
+    connection
+        .publish("first", "1", QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    let (topic, _, first, _) = next_unacked(&mut connection).await;
+    assert_eq!(topic, "echo/first");
+    connection
+        .publish("second", "2", QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    let (topic, _, second, _) = next_unacked(&mut connection).await;
+    assert_eq!(topic, "echo/second");
+    let (first, second) = (first.unwrap(), second.unwrap());
+    assert_ne!(first, second);
+    connection.ack(second).unwrap();
+    // The first PUBACK the server sees is the one asked for: the first echo was never acked.
+    let acked = server
+        .wait_for("dev-ack", |e| match e {
+            Event::PubAck(_, pkid) => Some(*pkid),
+            _ => None,
+        })
+        .await;
+    assert_eq!(acked, second);
     connection.disconnect().await;
     server.servers.shutdown().await;
 }

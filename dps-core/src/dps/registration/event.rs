@@ -1,40 +1,13 @@
 //! What a [`Registration`](super::Registration) asks its driver to do, and what it reports.
 
 use alloc::string::String;
-use alloc::vec::Vec;
+use core::fmt;
 use core::time::Duration;
 
+use super::outcome::Outcome;
 use crate::dps::response::ResponseError;
 use crate::dps::topic::TopicError;
-
-/// An action for the driver: perform it on the MQTT connection, then report the result through
-/// the matching `handle_*` call.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Transmit {
-    /// Open a connection: TLS, then MQTT CONNECT with clean session and *fresh* credentials
-    /// (ask the authenticator again on every connect). Report with
-    /// [`handle_connected`](super::Registration::handle_connected) or
-    /// [`handle_connect_failed`](super::Registration::handle_connect_failed).
-    Connect,
-    /// Subscribe to `topic_filter` at QoS 1. Report SUBACK with
-    /// [`handle_subscribed`](super::Registration::handle_subscribed); a refused subscription is a
-    /// broken connection ([`handle_disconnected`](super::Registration::handle_disconnected)).
-    Subscribe {
-        /// The filter, always [`SUBSCRIBE_TOPIC`](crate::dps::topic::SUBSCRIBE_TOPIC).
-        topic_filter: &'static str,
-    },
-    /// Publish at QoS 1. Responses come back through
-    /// [`handle_publish`](super::Registration::handle_publish).
-    Publish {
-        /// The topic.
-        topic: String,
-        /// The payload (empty for operation-status polls).
-        payload: Vec<u8>,
-    },
-    /// Close the connection with DISCONNECT. Sent when the registration ends, and when the
-    /// connection stopped being useful (no SUBACK in time).
-    Disconnect,
-}
+use crate::mqtt::ConnectFailure;
 
 /// Which request went out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -43,19 +16,6 @@ pub enum RequestKind {
     Register,
     /// An operation-status poll (`iotdps-get-operationstatus`).
     Poll,
-}
-
-/// Why a connection attempt failed, as the driver saw it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ConnectFailure {
-    /// The server answered CONNACK with a non-zero return code (MQTT 3.1.1 §3.2.2.3).
-    Refused {
-        /// The CONNACK return code: 1 protocol version, 2 identifier rejected, 3 server
-        /// unavailable, 4 bad user name or password, 5 not authorized.
-        code: u8,
-    },
-    /// TCP, TLS or WebSocket failed, or no CONNACK came in time.
-    Network,
 }
 
 /// Why the registration waits and tries again.
@@ -86,6 +46,33 @@ pub enum RetryReason {
     ConnectFailed(ConnectFailure),
     /// No SUBACK within the request timeout.
     SubscribeTimeout,
+    /// The service refused the subscription to the response topic.
+    SubscribeRefused,
+}
+
+impl fmt::Display for RetryReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Throttled { status } => {
+                write!(f, "the service throttled the request (status {status})")
+            }
+            Self::ServerError { status } => {
+                write!(f, "the service had a transient failure (status {status})")
+            }
+            Self::RequestTimeout => f.write_str("no answer came within the request timeout"),
+            Self::InvalidResponse(error) => write!(f, "the answer could not be used: {error}"),
+            Self::OperationNotFound => {
+                f.write_str("the service no longer knows the operation; registering again")
+            }
+            Self::MissingOperationId => {
+                f.write_str("the service named no operation to poll; registering again")
+            }
+            Self::ConnectionLost => f.write_str("the connection dropped"),
+            Self::ConnectFailed(failure) => write!(f, "{failure}"),
+            Self::SubscribeTimeout => f.write_str("no SUBACK came within the request timeout"),
+            Self::SubscribeRefused => f.write_str("the service refused the subscription"),
+        }
+    }
 }
 
 /// Why a received message was ignored. Ignored messages never change the registration.
@@ -106,9 +93,13 @@ pub enum IgnoreReason {
 }
 
 /// Something the driver may log or surface; draining events is required (see the crate docs),
-/// acting on them is optional, except [`Event::Finished`].
+/// acting on them is optional, except [`Event::Finished`], always the last one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "the outcome comes once per registration; boxing it would cost every user a deref"
+)]
 pub enum Event {
     /// A request was handed to the driver.
     RequestSent {
@@ -141,7 +132,6 @@ pub enum Event {
         /// The `$rid` it carried, when readable.
         rid: Option<String>,
     },
-    /// The registration is over; take the result with
-    /// [`take_outcome`](super::Registration::take_outcome).
-    Finished,
+    /// The registration is over, with its outcome. Always the last event.
+    Finished(Outcome),
 }

@@ -2,31 +2,64 @@
 
 use alloc::collections::VecDeque;
 use alloc::string::{String, ToString};
-use alloc::vec::Vec;
 use core::time::Duration;
 
+use bytes::Bytes;
+
 use super::config::RegistrationConfig;
-use super::event::{ConnectFailure, Event, IgnoreReason, RequestKind, RetryReason, Transmit};
+use super::event::{Event, IgnoreReason, RequestKind, RetryReason};
 use super::outcome::{Assignment, Outcome, RegistrationError};
 use crate::dps::model::{ModelError, RegistrationOperationStatus, RegistrationStatus};
 use crate::dps::response::{Response, ResponseBody, ResponseError};
 use crate::dps::topic::{QueryTopic, RegisterTopic, ResponseTopic, SUBSCRIBE_TOPIC, TopicError};
+use crate::mqtt::{
+    ConnectFailure, Connected, ConnectionLoss, IncomingPublish, Machine, PublishId, QoS, Transmit,
+};
 use crate::retry::{JitterSource, calculate_retry_delay, is_retriable};
-use crate::time::Timestamp;
+use crate::time::{Timer as TimerKind, TimerTable, Timestamp};
 
 /// How many answered or abandoned `$rid`s are remembered, to tell late duplicates from strangers.
 const STALE_RIDS: usize = 16;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Conn {
-    /// No connection; open one at `reconnect_at`.
-    Down { reconnect_at: Timestamp },
+    /// No connection; open one when [`Timer::Reconnect`] fires.
+    Down,
     /// `Transmit::Connect` is out; waiting for the driver's report.
     Connecting,
-    /// `Transmit::Subscribe` is out; waiting for SUBACK until `timeout_at`.
-    Subscribing { timeout_at: Timestamp },
+    /// `Transmit::Subscribe` is out; waiting for SUBACK until [`Timer::Subscribe`].
+    Subscribing,
     /// Connected and subscribed.
     Up,
+}
+
+/// The registration's timers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Timer {
+    /// The overall deadline ([`Timing::deadline`](super::Timing::deadline)).
+    Deadline,
+    /// Open the next connection.
+    Reconnect,
+    /// No SUBACK in time.
+    Subscribe,
+    /// No answer to the request in flight in time.
+    Request,
+    /// The next request may go out (armed only while connected with nothing in flight).
+    Send,
+}
+
+impl TimerKind for Timer {
+    const ALL: &'static [Self] = &[
+        Self::Deadline,
+        Self::Reconnect,
+        Self::Subscribe,
+        Self::Request,
+        Self::Send,
+    ];
+
+    fn index(self) -> usize {
+        self as usize
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,7 +72,6 @@ enum Step {
 struct InFlight {
     rid: u64,
     kind: RequestKind,
-    timeout_at: Timestamp,
 }
 
 /// One device registration, as a deterministic state machine with no I/O.
@@ -48,15 +80,16 @@ struct InFlight {
 #[derive(Debug)]
 pub struct Registration {
     config: RegistrationConfig,
-    request_body: Vec<u8>,
+    request_body: Bytes,
     jitter: JitterSource,
-    deadline: Timestamp,
+    timers: TimerTable<Timer>,
     conn: Conn,
     step: Step,
     /// Earliest time the next request may go out.
     send_at: Timestamp,
     in_flight: Option<InFlight>,
     next_rid: u64,
+    next_publish: u64,
     stale_rids: VecDeque<u64>,
     /// Consecutive failures, for the exponential backoff; reset by any useful answer.
     failures: u32,
@@ -64,7 +97,6 @@ pub struct Registration {
     last_retry_after: Option<Duration>,
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
-    outcome: Option<Outcome>,
     finished: bool,
 }
 
@@ -75,25 +107,27 @@ impl Registration {
     /// The first transmit is [`Transmit::Connect`].
     #[must_use]
     pub fn new(config: RegistrationConfig, now: Timestamp, seed: u64) -> Self {
-        let request_body = config.request.to_json().into_bytes();
-        let deadline = now + config.timing.deadline;
+        let request_body = Bytes::from(config.request.to_json().into_bytes());
+        let mut timers = TimerTable::new(now);
+        timers.set(Timer::Deadline, now + config.timing.deadline);
+        timers.set(Timer::Reconnect, now);
         let mut this = Self {
             config,
             request_body,
             jitter: JitterSource::new(seed),
-            deadline,
-            conn: Conn::Down { reconnect_at: now },
+            timers,
+            conn: Conn::Down,
             step: Step::Register,
             send_at: now,
             in_flight: None,
             next_rid: 1,
+            next_publish: 1,
             stale_rids: VecDeque::with_capacity(STALE_RIDS),
             failures: 0,
             last_problem: None,
             last_retry_after: None,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
-            outcome: None,
             finished: false,
         };
         this.drive(now);
@@ -106,69 +140,13 @@ impl Registration {
         &self.config
     }
 
-    /// The connection is up (CONNACK accepted). Call after a [`Transmit::Connect`].
-    pub fn handle_connected(&mut self, now: Timestamp) {
-        if self.finished || self.conn != Conn::Connecting {
-            return;
-        }
-        self.conn = Conn::Subscribing {
-            timeout_at: now + self.config.timing.request_timeout,
-        };
-        self.transmits.push_back(Transmit::Subscribe {
-            topic_filter: SUBSCRIBE_TOPIC,
-        });
-        self.drive(now);
+    /// True once the registration has ended ([`Event::Finished`] is queued or was drained).
+    #[must_use]
+    pub const fn is_finished(&self) -> bool {
+        self.finished
     }
 
-    /// The connection attempt failed. Credentials refusals end the registration; anything else
-    /// is retried with backoff until the deadline.
-    pub fn handle_connect_failed(&mut self, now: Timestamp, failure: ConnectFailure) {
-        if self.finished || self.conn != Conn::Connecting {
-            return;
-        }
-        match failure {
-            ConnectFailure::Refused {
-                code: code @ (4 | 5),
-            } => {
-                self.finish(Err(RegistrationError::Unauthorized {
-                    status: u16::from(code),
-                    error: None,
-                }));
-            }
-            ConnectFailure::Refused {
-                code: code @ (1 | 2),
-            } => {
-                self.finish(Err(RegistrationError::ConnectionRefused { code }));
-            }
-            ConnectFailure::Refused { .. } | ConnectFailure::Network => {
-                self.conn_lost(now, RetryReason::ConnectFailed(failure));
-            }
-        }
-        self.drive(now);
-    }
-
-    /// SUBACK arrived for [`Transmit::Subscribe`].
-    pub fn handle_subscribed(&mut self, now: Timestamp) {
-        if self.finished || !matches!(self.conn, Conn::Subscribing { .. }) {
-            return;
-        }
-        self.conn = Conn::Up;
-        self.drive(now);
-    }
-
-    /// The connection dropped (or a subscription was refused). The request in flight, if any,
-    /// is abandoned and repeated after reconnecting.
-    pub fn handle_disconnected(&mut self, now: Timestamp) {
-        if self.finished || matches!(self.conn, Conn::Down { .. }) {
-            return;
-        }
-        self.conn_lost(now, RetryReason::ConnectionLost);
-        self.drive(now);
-    }
-
-    /// A PUBLISH arrived. Responses to the request in flight advance the registration; anything
-    /// else is reported as [`Event::Ignored`] and changes nothing.
-    pub fn handle_publish(&mut self, now: Timestamp, topic: &str, payload: &[u8]) {
+    fn on_publish(&mut self, now: Timestamp, topic: &str, payload: &[u8]) {
         if self.finished {
             self.ignore(IgnoreReason::Finished, None);
             return;
@@ -209,53 +187,6 @@ impl Registration {
             }
             Err(err) => self.retry(now, RetryReason::InvalidResponse(err)),
         }
-        self.drive(now);
-    }
-
-    /// Time passed. Call when [`poll_timeout`](Self::poll_timeout) is reached; extra calls are
-    /// harmless.
-    pub fn handle_timeout(&mut self, now: Timestamp) {
-        self.drive(now);
-    }
-
-    /// The next action for the driver, if any. Drain until `None` after every `handle_*` call.
-    #[must_use]
-    pub fn poll_transmit(&mut self) -> Option<Transmit> {
-        self.transmits.pop_front()
-    }
-
-    /// The next event, if any. Drain until `None` after every `handle_*` call.
-    #[must_use]
-    pub fn poll_event(&mut self) -> Option<Event> {
-        self.events.pop_front()
-    }
-
-    /// When to call [`handle_timeout`](Self::handle_timeout) at the latest, or `None` once the
-    /// registration has finished. May change after any `handle_*` call.
-    #[must_use]
-    pub fn poll_timeout(&self) -> Option<Timestamp> {
-        if self.finished {
-            return None;
-        }
-        let next = match (&self.conn, self.in_flight) {
-            (Conn::Down { reconnect_at }, _) => Some(*reconnect_at),
-            (Conn::Connecting, _) => None,
-            (Conn::Subscribing { timeout_at }, _) => Some(*timeout_at),
-            (Conn::Up, Some(f)) => Some(f.timeout_at),
-            (Conn::Up, None) => Some(self.send_at),
-        };
-        Some(next.map_or(self.deadline, |t| t.min(self.deadline)))
-    }
-
-    /// True once the registration has ended (an outcome is, or was, available).
-    #[must_use]
-    pub const fn is_finished(&self) -> bool {
-        self.finished
-    }
-
-    /// The result, once [`Event::Finished`] was reported. Returns it only once.
-    pub fn take_outcome(&mut self) -> Option<Outcome> {
-        self.outcome.take()
     }
 
     fn handle_response(&mut self, now: Timestamp, kind: RequestKind, response: &Response<'_>) {
@@ -360,7 +291,7 @@ impl Registration {
     /// Sets the next send time; ends the registration instead when that is past the deadline.
     fn schedule(&mut self, now: Timestamp, wait: Duration) -> bool {
         let at = now + wait;
-        if at > self.deadline {
+        if self.past_deadline(at) {
             self.finish(Err(self.deadline_error()));
             return false;
         }
@@ -389,13 +320,15 @@ impl Registration {
         let wait = self.config.timing.clamp(backoff);
         self.last_problem = Some(reason.clone());
         let at = now + wait;
-        if at > self.deadline {
+        if self.past_deadline(at) {
             self.finish(Err(self.deadline_error()));
             return;
         }
         // `send_at` is kept: an abandoned request was due already and goes out again as soon as
         // the connection is back, while a pending `retry-after` is still honoured.
-        self.conn = Conn::Down { reconnect_at: at };
+        self.conn = Conn::Down;
+        self.timers.stop(Timer::Subscribe);
+        self.timers.set(Timer::Reconnect, at);
         self.events.push_back(Event::Retrying {
             reason,
             attempt: self.failures,
@@ -403,37 +336,58 @@ impl Registration {
         });
     }
 
+    fn past_deadline(&self, at: Timestamp) -> bool {
+        self.timers.get(Timer::Deadline).is_some_and(|d| at > d)
+    }
+
     fn drive(&mut self, now: Timestamp) {
         if self.finished {
             return;
         }
-        if now >= self.deadline {
+        if self.timers.is_expired(Timer::Deadline, now) {
             self.finish(Err(self.deadline_error()));
             return;
         }
         match self.conn {
-            Conn::Down { reconnect_at } if now >= reconnect_at => {
+            Conn::Down if self.timers.is_expired(Timer::Reconnect, now) => {
+                self.timers.stop(Timer::Reconnect);
                 self.conn = Conn::Connecting;
-                self.transmits.push_back(Transmit::Connect);
+                self.transmits.push_back(Transmit::Connect {
+                    clean_session: true,
+                });
             }
-            Conn::Subscribing { timeout_at } if now >= timeout_at => {
+            Conn::Subscribing if self.timers.is_expired(Timer::Subscribe, now) => {
                 self.transmits.push_back(Transmit::Disconnect);
                 self.conn_lost(now, RetryReason::SubscribeTimeout);
             }
             Conn::Up => {
-                if let Some(f) = self.in_flight {
-                    if now >= f.timeout_at {
-                        self.in_flight = None;
+                if self.in_flight.is_some() && self.timers.is_expired(Timer::Request, now) {
+                    if let Some(f) = self.in_flight.take() {
                         self.retire(f.rid);
-                        self.last_retry_after = None;
-                        self.retry(now, RetryReason::RequestTimeout);
                     }
+                    self.last_retry_after = None;
+                    self.retry(now, RetryReason::RequestTimeout);
                 }
                 if !self.finished && self.in_flight.is_none() && now >= self.send_at {
                     self.send(now);
                 }
             }
             _ => {}
+        }
+        self.arm();
+    }
+
+    /// Keeps the timers that follow from the state in step with it.
+    fn arm(&mut self) {
+        if self.finished {
+            self.timers.stop_all();
+            return;
+        }
+        let waiting = self.conn == Conn::Up && self.in_flight.is_none();
+        self.timers
+            .set_or_stop(Timer::Send, waiting.then_some(self.send_at));
+        if self.in_flight.is_none() {
+            self.timers.stop(Timer::Request);
         }
     }
 
@@ -450,16 +404,20 @@ impl Registration {
             Step::Poll { operation_id } => (
                 RequestKind::Poll,
                 QueryTopic::new(&rid_text, operation_id).to_string(),
-                Vec::new(),
+                Bytes::new(),
             ),
         };
-        self.transmits
-            .push_back(Transmit::Publish { topic, payload });
-        self.in_flight = Some(InFlight {
-            rid,
-            kind,
-            timeout_at: now + self.config.timing.request_timeout,
+        let id = PublishId::new(self.next_publish);
+        self.next_publish += 1;
+        self.transmits.push_back(Transmit::Publish {
+            id,
+            topic,
+            payload,
+            qos: QoS::AtLeastOnce,
         });
+        self.in_flight = Some(InFlight { rid, kind });
+        self.timers
+            .set(Timer::Request, now + self.config.timing.request_timeout);
         self.events.push_back(Event::RequestSent { kind, rid });
     }
 
@@ -497,10 +455,140 @@ impl Registration {
         }
         self.finished = true;
         self.in_flight = None;
-        if !matches!(self.conn, Conn::Down { .. }) {
+        self.timers.stop_all();
+        if self.conn != Conn::Down {
             self.transmits.push_back(Transmit::Disconnect);
         }
-        self.outcome = Some(outcome);
-        self.events.push_back(Event::Finished);
+        self.events.push_back(Event::Finished(outcome));
+    }
+}
+
+impl Machine for Registration {
+    type Event = Event;
+
+    /// The connection is up: subscribe to the response topic.
+    fn handle_connected(&mut self, now: Timestamp, _connected: Connected) {
+        let now = self.timers.advance(now);
+        if self.finished || self.conn != Conn::Connecting {
+            return;
+        }
+        self.conn = Conn::Subscribing;
+        self.timers
+            .set(Timer::Subscribe, now + self.config.timing.request_timeout);
+        self.transmits.push_back(Transmit::Subscribe {
+            filters: alloc::vec![SUBSCRIBE_TOPIC.to_string()],
+        });
+        self.drive(now);
+    }
+
+    /// Credentials refusals (CONNACK 4, 5) and unusable identities (1, 2) end the registration;
+    /// anything else is retried with backoff until the deadline.
+    fn handle_connect_failed(&mut self, now: Timestamp, failure: ConnectFailure) {
+        let now = self.timers.advance(now);
+        if self.finished || self.conn != Conn::Connecting {
+            return;
+        }
+        match failure {
+            ConnectFailure::Refused {
+                code: code @ (4 | 5),
+            } => {
+                self.finish(Err(RegistrationError::Unauthorized {
+                    status: u16::from(code),
+                    error: None,
+                }));
+            }
+            ConnectFailure::Refused {
+                code: code @ (1 | 2),
+            } => {
+                self.finish(Err(RegistrationError::ConnectionRefused { code }));
+            }
+            ConnectFailure::Unrecoverable => {
+                self.finish(Err(RegistrationError::Unrecoverable));
+            }
+            ConnectFailure::Refused { .. } | ConnectFailure::Network => {
+                self.conn_lost(now, RetryReason::ConnectFailed(failure));
+            }
+        }
+        self.drive(now);
+    }
+
+    /// SUBACK: requests may go out; a refused subscription drops the connection.
+    fn handle_subscribed(&mut self, now: Timestamp, granted: bool) {
+        let now = self.timers.advance(now);
+        if self.finished || self.conn != Conn::Subscribing {
+            return;
+        }
+        self.timers.stop(Timer::Subscribe);
+        if granted {
+            self.conn = Conn::Up;
+        } else {
+            self.transmits.push_back(Transmit::Disconnect);
+            self.conn_lost(now, RetryReason::SubscribeRefused);
+        }
+        self.drive(now);
+    }
+
+    /// Responses to the request in flight advance the registration; anything else is reported
+    /// as [`Event::Ignored`] and changes nothing. Every QoS 1 publish is acknowledged at once:
+    /// a response is consumed by the machine itself.
+    fn handle_publish(&mut self, now: Timestamp, publish: IncomingPublish) {
+        let now = self.timers.advance(now);
+        if let Some(packet_id) = publish.packet_id {
+            if matches!(self.conn, Conn::Subscribing | Conn::Up) {
+                self.transmits.push_back(Transmit::Ack { packet_id });
+            }
+        }
+        self.on_publish(now, &publish.topic, &publish.payload);
+        self.drive(now);
+    }
+
+    /// Nothing waits for the PUBACK of a request: its response is the answer.
+    fn handle_puback(&mut self, now: Timestamp, _id: PublishId) {
+        let now = self.timers.advance(now);
+        self.drive(now);
+    }
+
+    /// The connection broke under a request: it is repeated after reconnecting.
+    fn handle_publish_failed(&mut self, now: Timestamp, _id: PublishId) {
+        let now = self.timers.advance(now);
+        if self.finished || !matches!(self.conn, Conn::Subscribing | Conn::Up) {
+            return;
+        }
+        self.transmits.push_back(Transmit::Disconnect);
+        self.conn_lost(now, RetryReason::ConnectionLost);
+        self.drive(now);
+    }
+
+    /// The connection dropped. The request in flight, if any, is abandoned and repeated after
+    /// reconnecting.
+    fn handle_disconnected(&mut self, now: Timestamp, _loss: ConnectionLoss) {
+        let now = self.timers.advance(now);
+        if self.finished || self.conn == Conn::Down {
+            return;
+        }
+        self.conn_lost(now, RetryReason::ConnectionLost);
+        self.drive(now);
+    }
+
+    fn handle_timeout(&mut self, now: Timestamp) {
+        let now = self.timers.advance(now);
+        self.drive(now);
+    }
+
+    fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// Always `Some` until the registration finishes: the deadline is always armed.
+    fn poll_timeout(&self) -> Option<Timestamp> {
+        self.timers.next()
+    }
+
+    fn is_finished(&self) -> bool {
+        self.finished
     }
 }

@@ -26,7 +26,8 @@ mod event;
 mod machine;
 mod outcome;
 
+pub use crate::mqtt::{ConnectFailure, Transmit};
 pub use config::{RegistrationConfig, Timing};
-pub use event::{ConnectFailure, Event, IgnoreReason, RequestKind, RetryReason, Transmit};
+pub use event::{Event, IgnoreReason, RequestKind, RetryReason};
 pub use machine::Registration;
 pub use outcome::{Assignment, Outcome, RegistrationError};

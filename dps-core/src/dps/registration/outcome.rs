@@ -146,6 +146,11 @@ pub enum RegistrationError {
         /// The last `retry-after` the service asked for.
         retry_after: Option<Duration>,
     },
+    /// The driver reported a connection failure retrying cannot fix (an untrusted server
+    /// certificate, an insecure endpoint, credentials that cannot be produced); the driver's
+    /// error says which.
+    #[error("the connection failed in a way retrying cannot fix")]
+    Unrecoverable,
     /// The deadline passed without an answer. `last_problem` says what was happening.
     #[error("registration deadline exceeded")]
     Timeout {

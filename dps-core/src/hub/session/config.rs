@@ -3,7 +3,7 @@
 use alloc::string::String;
 use core::time::Duration;
 
-use dps_core::hub::{DEFAULT_KEEP_ALIVE_SECS, MAX_KEEP_ALIVE_SECS};
+use crate::hub::{DEFAULT_KEEP_ALIVE_SECS, MAX_KEEP_ALIVE_SECS};
 
 /// Which service-to-device features the session subscribes to after connecting.
 ///
@@ -146,7 +146,7 @@ impl Heartbeat {
 ///
 /// ```
 /// use std::time::Duration;
-/// use hub_client::proto::{Features, SessionConfig};
+/// use dps_core::hub::{Features, SessionConfig};
 ///
 /// let config = SessionConfig::device("my-device")
 ///     .features(Features { c2d: false, ..Features::ALL })

@@ -4,158 +4,56 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use bytes::Bytes;
+mod harness;
+
 use dps_core::Timestamp;
-use hub_client::Message;
-use hub_client::proto::{
-    Backoff, ConnectFailure, ConnectionLoss, ConnectionState, DisconnectReason, Event, Features,
-    Heartbeat, HubSession, IgnoreReason, MessageId, PublishId, QoS, Renewal, SendError,
-    SessionConfig, StopReason, Transmit, TwinError,
+use dps_core::hub::{
+    Backoff, ConnectionState, DisconnectReason, Event, Features, Heartbeat, HubSession,
+    IgnoreReason, Message, MessageId, Renewal, SendError, SessionConfig, StopReason, TwinError,
+};
+use dps_core::mqtt::{
+    ConnectFailure, Connected, ConnectionLoss, IncomingPublish, Machine as _, PublishId, Transmit,
 };
 use serde_json::json;
-
-const UNIX0: u64 = 1_700_000_000;
 
 fn secs(s: u64) -> Duration {
     Duration::from_secs(s)
 }
 
-/// A session, its virtual clock, and everything it produced so far.
-struct Harness {
-    session: HubSession,
-    now: Timestamp,
-    transmits: Vec<Transmit>,
-    events: Vec<Event>,
+type Harness = harness::Harness<HubSession>;
+
+/// What the hub scenarios add to the shared harness.
+trait HubHarness {
+    fn hub(config: SessionConfig) -> Self;
+    fn with_seed(config: SessionConfig, seed: u64) -> Self;
+    fn connect_up(&mut self, session_present: bool, token_lifetime: Option<u64>);
+    fn send(&mut self, message: Message) -> Result<MessageId, SendError>;
+    fn states(&self) -> Vec<ConnectionState>;
+    fn answer_twin_get(&mut self, body: &serde_json::Value);
 }
 
-impl Harness {
-    fn new(config: SessionConfig) -> Self {
+impl HubHarness for Harness {
+    fn hub(config: SessionConfig) -> Self {
         Self::with_seed(config, 7)
     }
 
     fn with_seed(config: SessionConfig, seed: u64) -> Self {
-        let session = HubSession::new(config, Timestamp::ZERO, seed);
-        let mut h = Self {
-            session,
-            now: Timestamp::ZERO,
-            transmits: Vec::new(),
-            events: Vec::new(),
-        };
-        h.drain();
-        h
-    }
-
-    fn drain(&mut self) {
-        while let Some(t) = self.session.poll_transmit() {
-            self.transmits.push(t);
-        }
-        while let Some(e) = self.session.poll_event() {
-            self.events.push(e);
-        }
-    }
-
-    fn unix(&self) -> u64 {
-        UNIX0 + self.now.as_duration().as_secs()
-    }
-
-    fn take_transmits(&mut self) -> Vec<Transmit> {
-        std::mem::take(&mut self.transmits)
-    }
-
-    fn take_events(&mut self) -> Vec<Event> {
-        std::mem::take(&mut self.events)
-    }
-
-    /// Expects a pending `Connect`, answers CONNACK.
-    fn connect(&mut self, session_present: bool, token_lifetime: Option<u64>) {
-        let connects = self
-            .transmits
-            .iter()
-            .filter(|t| **t == Transmit::Connect)
-            .count();
-        assert_eq!(connects, 1, "expected one Connect in {:?}", self.transmits);
-        self.transmits.retain(|t| *t != Transmit::Connect);
-        let expiry = token_lifetime.map(|l| self.unix() + l);
-        let unix = self.unix();
-        self.session
-            .handle_connected(self.now, session_present, expiry, unix);
-        self.drain();
+        Self::new(HubSession::new(config, Timestamp::ZERO, seed))
     }
 
     /// Connects and, if asked to, grants the subscription.
     fn connect_up(&mut self, session_present: bool, token_lifetime: Option<u64>) {
         self.connect(session_present, token_lifetime);
         if self.take_subscribe().is_some() {
-            self.session.handle_subscribed(self.now);
-            self.drain();
+            self.subscribed(true);
         }
-        assert!(self.session.is_connected());
-    }
-
-    fn take_subscribe(&mut self) -> Option<Vec<String>> {
-        let pos = self
-            .transmits
-            .iter()
-            .position(|t| matches!(t, Transmit::Subscribe { .. }))?;
-        match self.transmits.remove(pos) {
-            Transmit::Subscribe { filters } => Some(filters),
-            _ => unreachable!(),
-        }
-    }
-
-    fn take_publishes(&mut self) -> Vec<(PublishId, String, Bytes)> {
-        let mut out = Vec::new();
-        self.transmits.retain(|t| match t {
-            Transmit::Publish {
-                id,
-                topic,
-                payload,
-                qos,
-            } => {
-                assert_eq!(*qos, QoS::AtLeastOnce);
-                out.push((*id, topic.clone(), payload.clone()));
-                false
-            }
-            _ => true,
-        });
-        out
-    }
-
-    fn ack(&mut self, id: PublishId) {
-        self.session.handle_published(self.now, id);
-        self.drain();
+        assert!(self.machine.is_connected());
     }
 
     fn send(&mut self, message: Message) -> Result<MessageId, SendError> {
-        let r = self.session.send_telemetry(self.now, message);
+        let r = self.machine.send_telemetry(self.now, message);
         self.drain();
         r
-    }
-
-    fn message(&mut self, topic: &str, payload: &[u8]) {
-        self.session.handle_message(self.now, topic, payload);
-        self.drain();
-    }
-
-    fn disconnect(&mut self, loss: ConnectionLoss) {
-        self.session.handle_disconnected(self.now, loss);
-        self.drain();
-    }
-
-    fn advance(&mut self, by: Duration) {
-        self.now += by;
-        self.session.handle_timeout(self.now);
-        self.drain();
-    }
-
-    /// Jumps to the next timeout.
-    fn step(&mut self) -> Duration {
-        let at = self.session.poll_timeout().expect("a timeout");
-        let waited = at.saturating_duration_since(self.now);
-        self.now = self.now.max(at);
-        self.session.handle_timeout(self.now);
-        self.drain();
-        waited
     }
 
     fn states(&self) -> Vec<ConnectionState> {
@@ -204,9 +102,16 @@ fn acked(events: &[Event]) -> Vec<MessageId> {
 
 #[test]
 fn first_connect_subscribes_every_feature_in_one_subscribe() {
-    let mut h = Harness::new(SessionConfig::device("dev-1"));
-    assert_eq!(h.take_transmits(), vec![Transmit::Connect]);
-    h.transmits.push(Transmit::Connect);
+    let mut h = Harness::hub(SessionConfig::device("dev-1"));
+    assert_eq!(
+        h.take_transmits(),
+        vec![Transmit::Connect {
+            clean_session: false
+        }]
+    );
+    h.transmits.push(Transmit::Connect {
+        clean_session: false,
+    });
     h.connect(true, None); // even with a session: the first connect always subscribes
     assert_eq!(
         h.take_subscribe().unwrap(),
@@ -217,14 +122,14 @@ fn first_connect_subscribes_every_feature_in_one_subscribe() {
             "$iothub/methods/POST/#",
         ]
     );
-    assert!(!h.session.is_connected());
-    h.session.handle_subscribed(h.now);
+    assert!(!h.machine.is_connected());
+    h.machine.handle_subscribed(h.now, true);
     h.drain();
     assert_eq!(h.states(), vec![ConnectionState::Connected]);
 
-    let module = Harness::new(SessionConfig::module("dev-1", "filter"));
+    let module = Harness::hub(SessionConfig::module("dev-1", "filter"));
     assert_eq!(
-        module.session.subscriptions(),
+        module.machine.subscriptions(),
         [
             "devices/dev-1/modules/filter/inputs/#",
             "$iothub/twin/res/#",
@@ -232,16 +137,16 @@ fn first_connect_subscribes_every_feature_in_one_subscribe() {
             "$iothub/methods/POST/#",
         ]
     );
-    let quiet = Harness::new(telemetry_only("d"));
-    assert!(quiet.session.subscriptions().is_empty());
+    let quiet = Harness::hub(telemetry_only("d"));
+    assert!(quiet.machine.subscriptions().is_empty());
 }
 
 #[test]
 fn resubscribes_only_when_the_session_is_not_present() {
-    let mut h = Harness::new(SessionConfig::device("d").resync_twin(false));
+    let mut h = Harness::hub(SessionConfig::device("d").resync_twin(false));
     h.connect(false, None);
     assert!(h.take_subscribe().is_some());
-    h.session.handle_subscribed(h.now);
+    h.machine.handle_subscribed(h.now, true);
     h.drain();
 
     // Reconnect with the session kept: no SUBSCRIBE.
@@ -249,22 +154,22 @@ fn resubscribes_only_when_the_session_is_not_present() {
     h.step();
     h.connect(true, None);
     assert_eq!(h.take_subscribe(), None);
-    assert!(h.session.is_connected());
+    assert!(h.machine.is_connected());
 
     // Reconnect without a session: SUBSCRIBE again, not connected until SUBACK.
     h.disconnect(ConnectionLoss::ClosedByService);
     h.step();
     h.connect(false, None);
     assert!(h.take_subscribe().is_some());
-    assert!(!h.session.is_connected());
-    h.session.handle_subscribed(h.now);
+    assert!(!h.machine.is_connected());
+    h.machine.handle_subscribed(h.now, true);
     h.drain();
-    assert!(h.session.is_connected());
+    assert!(h.machine.is_connected());
 }
 
 #[test]
 fn subscribe_timeout_drops_the_connection_and_retries() {
-    let mut h = Harness::new(SessionConfig::device("d").subscribe_timeout(secs(10)));
+    let mut h = Harness::hub(SessionConfig::device("d").subscribe_timeout(secs(10)));
     h.connect(false, None);
     assert!(h.take_subscribe().is_some());
     assert_eq!(h.step(), secs(10));
@@ -278,12 +183,17 @@ fn subscribe_timeout_drops_the_connection_and_retries() {
         })
     ));
     h.step();
-    assert_eq!(h.take_transmits(), vec![Transmit::Connect]);
+    assert_eq!(
+        h.take_transmits(),
+        vec![Transmit::Connect {
+            clean_session: false
+        }]
+    );
 }
 
 #[test]
 fn twin_is_read_again_after_every_connect_and_the_gap_reported() {
-    let mut h = Harness::new(SessionConfig::device("d"));
+    let mut h = Harness::hub(SessionConfig::device("d"));
     h.connect_up(false, None);
     h.answer_twin_get(&json!({"desired": {"fan": 1, "$version": 3}, "reported": {"$version": 1}}));
     let resync = h.take_events().into_iter().find_map(|e| match e {
@@ -293,17 +203,30 @@ fn twin_is_read_again_after_every_connect_and_the_gap_reported() {
     let (twin, missed) = resync.expect("a resync");
     assert_eq!((twin.desired_version(), missed), (Some(3), None));
 
-    h.message(
+    // The twin response was consumed by the session and acknowledged at once.
+    assert_eq!(h.take_acks().len(), 1);
+    let packet_id = h.message(
         "$iothub/twin/PATCH/properties/desired/?$version=4",
         br#"{"fan": 2, "$version": 4}"#,
     );
-    assert_eq!(
-        h.take_events(),
-        vec![Event::DesiredPatch {
+    let events = h.take_events();
+    let [
+        Event::DesiredPatch {
             version: 4,
-            body: json!({"fan": 2, "$version": 4})
-        }]
-    );
+            body,
+            delivery: Some(delivery),
+        },
+    ] = events.as_slice()
+    else {
+        panic!("{events:?}")
+    };
+    assert_eq!(*body, json!({"fan": 2, "$version": 4}));
+    // Acknowledged only once the application accepts it.
+    assert_eq!(delivery.packet_id(), packet_id);
+    assert!(h.take_acks().is_empty());
+    h.machine.accept(h.now, *delivery);
+    h.drain();
+    assert_eq!(h.take_acks(), [packet_id]);
 
     // Offline while the operator changes the twin three times.
     h.disconnect(ConnectionLoss::Network);
@@ -322,7 +245,7 @@ fn twin_is_read_again_after_every_connect_and_the_gap_reported() {
     h.connect(true, None);
     h.answer_twin_get(&json!({"desired": {"$version": 7}, "reported": {}}));
     assert!(h.take_events().contains(&Event::TwinResync {
-        twin: hub_client::proto::Twin {
+        twin: dps_core::hub::Twin {
             desired: json!({"$version": 7}),
             reported: json!({})
         },
@@ -332,7 +255,7 @@ fn twin_is_read_again_after_every_connect_and_the_gap_reported() {
 
 #[test]
 fn a_failed_resync_is_retried_with_backoff() {
-    let mut h = Harness::new(SessionConfig::device("d"));
+    let mut h = Harness::hub(SessionConfig::device("d"));
     h.connect_up(false, None);
     let (id, topic, _) = h.take_publishes().remove(0);
     h.ack(id);
@@ -348,7 +271,7 @@ fn a_failed_resync_is_retried_with_backoff() {
 
 #[test]
 fn in_flight_window_is_bounded() {
-    let mut h = Harness::new(telemetry_only("d"));
+    let mut h = Harness::hub(telemetry_only("d"));
     for i in 0..40 {
         h.send(Message::new(format!("m{i}"))).unwrap();
     }
@@ -364,9 +287,9 @@ fn in_flight_window_is_bounded() {
     let next = h.take_publishes();
     assert_eq!(next.len(), 1);
     assert_eq!(&next[0].2[..], b"m16");
-    assert_eq!(h.session.telemetry_in_flight(), 16);
+    assert_eq!(h.machine.telemetry_in_flight(), 16);
 
-    let mut small = Harness::new(telemetry_only("d").max_in_flight(2));
+    let mut small = Harness::hub(telemetry_only("d").max_in_flight(2));
     small.connect_up(false, None);
     for _ in 0..5 {
         small.send(Message::new("x")).unwrap();
@@ -376,7 +299,7 @@ fn in_flight_window_is_bounded() {
 
 #[test]
 fn messages_in_flight_at_a_drop_are_sent_again_and_none_is_lost() {
-    let mut h = Harness::new(telemetry_only("d"));
+    let mut h = Harness::hub(telemetry_only("d"));
     let mut ids = Vec::new();
     for i in 0..100 {
         ids.push(
@@ -389,7 +312,9 @@ fn messages_in_flight_at_a_drop_are_sent_again_and_none_is_lost() {
     while acked(&h.events).len() < 100 {
         rounds += 1;
         assert!(rounds < 100, "no progress");
-        if !h.transmits.contains(&Transmit::Connect) {
+        if !h.transmits.contains(&Transmit::Connect {
+            clean_session: false,
+        }) {
             h.step();
         }
         h.connect_up(false, None);
@@ -419,12 +344,12 @@ fn messages_in_flight_at_a_drop_are_sent_again_and_none_is_lost() {
     assert_eq!(got, ids, "each message acknowledged exactly once");
     assert_eq!(delivered.len(), 100, "every message reached the hub");
     assert!(delivered.values().any(|n| *n > 1), "some went twice");
-    assert_eq!(h.session.pending_telemetry(), 0);
+    assert_eq!(h.machine.pending_telemetry(), 0);
 }
 
 #[test]
 fn a_full_queue_refuses_at_once() {
-    let mut h = Harness::new(telemetry_only("d").queue_capacity(5).max_in_flight(2));
+    let mut h = Harness::hub(telemetry_only("d").queue_capacity(5).max_in_flight(2));
     for _ in 0..5 {
         h.send(Message::new("x")).unwrap();
     }
@@ -446,22 +371,22 @@ fn a_full_queue_refuses_at_once() {
 
 #[test]
 fn queued_messages_expire_with_an_event() {
-    let mut h = Harness::new(telemetry_only("d").default_ttl(Some(secs(60))));
+    let mut h = Harness::hub(telemetry_only("d").default_ttl(Some(secs(60))));
     let short = h.send(Message::new("a").expires_in(secs(10))).unwrap();
     let long = h.send(Message::new("b")).unwrap();
     // The hub is unreachable.
     h.take_transmits();
-    h.session
+    h.machine
         .handle_connect_failed(h.now, ConnectFailure::Network);
     h.drain();
     h.advance(secs(10));
     assert!(h.events.contains(&Event::TelemetryExpired { id: short }));
     assert!(!h.events.contains(&Event::TelemetryExpired { id: long }));
     h.now = Timestamp::from_duration(secs(60));
-    h.session.handle_timeout(h.now);
+    h.machine.handle_timeout(h.now);
     h.drain();
     assert!(h.events.contains(&Event::TelemetryExpired { id: long }));
-    assert_eq!(h.session.pending_telemetry(), 0);
+    assert_eq!(h.machine.pending_telemetry(), 0);
 }
 
 #[test]
@@ -470,7 +395,7 @@ fn renewal_happens_at_70_to_80_percent_spread_across_seeds() {
     for seed in 0..200 {
         let mut h = Harness::with_seed(telemetry_only("d"), seed);
         h.connect_up(false, Some(3600));
-        let due = h.session.poll_timeout().unwrap().as_duration();
+        let due = h.machine.poll_timeout().unwrap().as_duration();
         assert!(due >= secs(2520) && due <= secs(2880), "{due:?}");
         at.push(due);
     }
@@ -483,10 +408,10 @@ fn renewal_happens_at_70_to_80_percent_spread_across_seeds() {
         jitter_percent: 0,
         ..Renewal::default()
     };
-    let mut h = Harness::new(telemetry_only("d").renewal(fixed));
+    let mut h = Harness::hub(telemetry_only("d").renewal(fixed));
     h.connect_up(false, Some(100));
     assert_eq!(
-        h.session.poll_timeout(),
+        h.machine.poll_timeout(),
         Some(Timestamp::from_duration(secs(80)))
     );
 }
@@ -497,7 +422,7 @@ fn renewal_drains_the_window_then_reconnects_with_a_fresh_token() {
         jitter_percent: 0,
         ..Renewal::default()
     };
-    let mut h = Harness::new(telemetry_only("d").renewal(fixed).ack_timeout(secs(600)));
+    let mut h = Harness::hub(telemetry_only("d").renewal(fixed).ack_timeout(secs(600)));
     h.connect_up(false, Some(100));
     let a = h.send(Message::new("a")).unwrap();
     let in_flight = h.take_publishes();
@@ -509,7 +434,12 @@ fn renewal_drains_the_window_then_reconnects_with_a_fresh_token() {
     h.ack(in_flight[0].0);
     assert_eq!(
         h.take_transmits(),
-        vec![Transmit::Disconnect, Transmit::Connect]
+        vec![
+            Transmit::Disconnect,
+            Transmit::Connect {
+                clean_session: false
+            }
+        ]
     );
     assert!(
         h.events
@@ -519,7 +449,9 @@ fn renewal_drains_the_window_then_reconnects_with_a_fresh_token() {
                 attempt: 0
             }))
     );
-    h.transmits.push(Transmit::Connect);
+    h.transmits.push(Transmit::Connect {
+        clean_session: false,
+    });
     h.connect_up(true, Some(100));
     let after = h.take_publishes();
     assert_eq!(after.len(), 1);
@@ -528,7 +460,7 @@ fn renewal_drains_the_window_then_reconnects_with_a_fresh_token() {
     assert_eq!(acked(&h.events), vec![a, b]);
     // The next renewal is measured from the new connect.
     assert_eq!(
-        h.session.poll_timeout(),
+        h.machine.poll_timeout(),
         Some(Timestamp::from_duration(secs(160)))
     );
 }
@@ -539,7 +471,7 @@ fn renewal_drain_is_bounded() {
         jitter_percent: 0,
         ..Renewal::default()
     };
-    let mut h = Harness::new(
+    let mut h = Harness::hub(
         telemetry_only("d")
             .renewal(fixed)
             .drain_timeout(secs(5))
@@ -553,9 +485,16 @@ fn renewal_drain_is_bounded() {
     assert_eq!(h.step(), secs(5));
     assert_eq!(
         h.take_transmits(),
-        vec![Transmit::Disconnect, Transmit::Connect]
+        vec![
+            Transmit::Disconnect,
+            Transmit::Connect {
+                clean_session: false
+            }
+        ]
     );
-    h.transmits.push(Transmit::Connect);
+    h.transmits.push(Transmit::Connect {
+        clean_session: false,
+    });
     h.connect_up(true, Some(100));
     // The unacknowledged message goes again.
     let again = h.take_publishes();
@@ -564,7 +503,7 @@ fn renewal_drain_is_bounded() {
 
 #[test]
 fn a_drop_after_the_token_expired_is_reported_as_such() {
-    let mut h = Harness::new(telemetry_only("d"));
+    let mut h = Harness::hub(telemetry_only("d"));
     h.connect_up(false, Some(100));
     // The device slept through its renewal; the hub closed the connection at expiry.
     h.now += secs(101);
@@ -580,11 +519,16 @@ fn a_drop_after_the_token_expired_is_reported_as_such() {
 
 #[test]
 fn backoff_grows_with_jitter_and_credentials_refusals_stop() {
-    let mut h = Harness::new(telemetry_only("d"));
+    let mut h = Harness::hub(telemetry_only("d"));
     let mut waits = Vec::new();
     for _ in 0..8 {
-        assert_eq!(h.take_transmits(), vec![Transmit::Connect]);
-        h.session
+        assert_eq!(
+            h.take_transmits(),
+            vec![Transmit::Connect {
+                clean_session: false
+            }]
+        );
+        h.machine
             .handle_connect_failed(h.now, ConnectFailure::Network);
         h.drain();
         waits.push(h.step());
@@ -599,7 +543,7 @@ fn backoff_grows_with_jitter_and_credentials_refusals_stop() {
     }
     // Server unavailable (3) is retried.
     h.take_transmits();
-    h.session
+    h.machine
         .handle_connect_failed(h.now, ConnectFailure::Refused { code: 3 });
     h.drain();
     assert!(matches!(
@@ -612,9 +556,14 @@ fn backoff_grows_with_jitter_and_credentials_refusals_stop() {
     ));
     h.step();
     // Not authorized (5: bad key, disabled device) stops for good.
-    assert_eq!(h.take_transmits(), vec![Transmit::Connect]);
+    assert_eq!(
+        h.take_transmits(),
+        vec![Transmit::Connect {
+            clean_session: false
+        }]
+    );
     let id = h.send(Message::new("lost")).unwrap();
-    h.session
+    h.machine
         .handle_connect_failed(h.now, ConnectFailure::Refused { code: 5 });
     h.drain();
     assert_eq!(
@@ -622,7 +571,7 @@ fn backoff_grows_with_jitter_and_credentials_refusals_stop() {
         Some(&ConnectionState::Stopped(StopReason::Refused { code: 5 }))
     );
     assert!(h.events.contains(&Event::TelemetryAbandoned { id }));
-    assert_eq!(h.session.poll_timeout(), None);
+    assert_eq!(h.machine.poll_timeout(), None);
     assert!(h.take_transmits().is_empty());
     assert_eq!(h.send(Message::new("x")), Err(SendError::Closed));
 }
@@ -633,16 +582,16 @@ fn retries_can_be_capped() {
         max_attempts: Some(3),
         ..Backoff::default()
     };
-    let mut h = Harness::new(telemetry_only("d").backoff(backoff));
+    let mut h = Harness::hub(telemetry_only("d").backoff(backoff));
     for _ in 0..2 {
         h.take_transmits();
-        h.session
+        h.machine
             .handle_connect_failed(h.now, ConnectFailure::Network);
         h.drain();
         h.step();
     }
     h.take_transmits();
-    h.session
+    h.machine
         .handle_connect_failed(h.now, ConnectFailure::Network);
     h.drain();
     assert_eq!(
@@ -655,7 +604,7 @@ fn retries_can_be_capped() {
 
 #[test]
 fn a_connection_that_lasted_resets_the_backoff_but_a_flapping_one_does_not() {
-    let mut h = Harness::new(telemetry_only("d"));
+    let mut h = Harness::hub(telemetry_only("d"));
     let mut attempts = Vec::new();
     for _ in 0..4 {
         h.connect_up(false, None);
@@ -678,7 +627,7 @@ fn a_connection_that_lasted_resets_the_backoff_but_a_flapping_one_does_not() {
 
 #[test]
 fn a_missing_puback_replaces_the_connection() {
-    let mut h = Harness::new(telemetry_only("d").ack_timeout(secs(30)));
+    let mut h = Harness::hub(telemetry_only("d").ack_timeout(secs(30)));
     h.connect_up(false, None);
     h.send(Message::new("a")).unwrap();
     let first = h.take_publishes();
@@ -698,16 +647,16 @@ fn a_missing_puback_replaces_the_connection() {
 
 #[test]
 fn a_failed_publish_is_queued_again_and_the_connection_replaced() {
-    let mut h = Harness::new(telemetry_only("d"));
+    let mut h = Harness::hub(telemetry_only("d"));
     h.connect_up(false, None);
     let id = h.send(Message::new("a")).unwrap();
     let publishes = h.take_publishes();
-    h.session.handle_publish_failed(h.now, publishes[0].0);
+    h.machine.handle_publish_failed(h.now, publishes[0].0);
     h.drain();
     assert_eq!(h.take_transmits(), vec![Transmit::Disconnect]);
     // A late report for the same publish changes nothing.
-    h.session.handle_publish_failed(h.now, publishes[0].0);
-    h.session.handle_published(h.now, publishes[0].0);
+    h.machine.handle_publish_failed(h.now, publishes[0].0);
+    h.machine.handle_puback(h.now, publishes[0].0);
     h.drain();
     assert!(acked(&h.events).is_empty());
     h.step();
@@ -719,7 +668,7 @@ fn a_failed_publish_is_queued_again_and_the_connection_replaced() {
 
 #[test]
 fn method_requests_and_responses() {
-    let mut h = Harness::new(SessionConfig::device("d").resync_twin(false));
+    let mut h = Harness::hub(SessionConfig::device("d").resync_twin(false));
     h.connect_up(false, None);
     h.take_events();
     h.message(
@@ -727,7 +676,7 @@ fn method_requests_and_responses() {
         br#"{"since":"2024-01-01T00:00:00Z"}"#,
     );
     let request = match h.take_events().remove(0) {
-        Event::MethodRequest(r) => r,
+        Event::MethodRequest { request: r, .. } => r,
         other => panic!("{other:?}"),
     };
     assert_eq!(request.name, "thermostat1*getMaxMinReport");
@@ -737,7 +686,7 @@ fn method_requests_and_responses() {
     assert_eq!(&request.payload[..], br#"{"since":"2024-01-01T00:00:00Z"}"#);
 
     let response = h
-        .session
+        .machine
         .respond_method(h.now, &request.rid, 200, r#"{"max":30}"#)
         .unwrap();
     h.drain();
@@ -755,20 +704,20 @@ fn method_requests_and_responses() {
 
     h.message("$iothub/methods/POST/reboot/?$rid=2", b"");
     assert!(
-        matches!(&h.take_events()[0], Event::MethodRequest(r) if r.component.is_none() && r.command == "reboot")
+        matches!(&h.take_events()[0], Event::MethodRequest { request: r, .. } if r.component.is_none() && r.command == "reboot")
     );
 }
 
 #[test]
 fn a_method_response_interrupted_by_a_drop_is_sent_after_reconnect() {
-    let mut h = Harness::new(SessionConfig::device("d").resync_twin(false));
+    let mut h = Harness::hub(SessionConfig::device("d").resync_twin(false));
     h.connect_up(false, None);
-    let response = h.session.respond_method(h.now, "7", 500, "{}").unwrap();
+    let response = h.machine.respond_method(h.now, "7", 500, "{}").unwrap();
     h.drain();
     assert_eq!(h.take_publishes().len(), 1);
     h.disconnect(ConnectionLoss::Network);
     // Answered while offline: it waits too.
-    let second = h.session.respond_method(h.now, "8", 200, "{}").unwrap();
+    let second = h.machine.respond_method(h.now, "8", 200, "{}").unwrap();
     h.drain();
     assert!(h.take_publishes().is_empty());
     h.step();
@@ -795,7 +744,7 @@ fn a_method_response_interrupted_by_a_drop_is_sent_after_reconnect() {
 
 #[test]
 fn c2d_messages_arrive_with_decoded_properties() {
-    let mut h = Harness::new(SessionConfig::device("dev 1").resync_twin(false));
+    let mut h = Harness::hub(SessionConfig::device("dev 1").resync_twin(false));
     h.connect_up(false, None);
     h.take_events();
     h.message(
@@ -804,7 +753,7 @@ fn c2d_messages_arrive_with_decoded_properties() {
         b"{\"on\":true}",
     );
     let message = match h.take_events().remove(0) {
-        Event::C2d(m) => m,
+        Event::C2d { message: m, .. } => m,
         other => panic!("{other:?}"),
     };
     assert_eq!(message.message_id(), Some("m-1"));
@@ -843,7 +792,7 @@ fn c2d_messages_arrive_with_decoded_properties() {
 
 #[test]
 fn module_inputs_and_outputs() {
-    let mut h = Harness::new(
+    let mut h = Harness::hub(
         SessionConfig::module("edge-1", "filter").features(Features {
             twin: false,
             methods: false,
@@ -857,7 +806,7 @@ fn module_inputs_and_outputs() {
         b"42",
     );
     match h.take_events().remove(0) {
-        Event::Input(m) => {
+        Event::Input { message: m, .. } => {
             assert_eq!(m.input_name(), Some("input1"));
             assert_eq!(m.message_id(), Some("1"));
             assert_eq!(m.property("t"), Some("hot"));
@@ -881,7 +830,7 @@ fn module_inputs_and_outputs() {
 
 #[test]
 fn telemetry_topic_carries_system_and_application_properties() {
-    let mut h = Harness::new(telemetry_only("d"));
+    let mut h = Harness::hub(telemetry_only("d"));
     h.connect_up(false, None);
     h.send(
         Message::json(&json!({"t": 21}))
@@ -905,7 +854,7 @@ fn telemetry_topic_carries_system_and_application_properties() {
 
 #[test]
 fn the_256_kib_limit_is_checked_before_queueing() {
-    let mut h = Harness::new(telemetry_only("d"));
+    let mut h = Harness::hub(telemetry_only("d"));
     let limit = 262_144;
     assert!(h.send(Message::new(vec![0u8; limit])).is_ok());
     assert_eq!(
@@ -920,25 +869,25 @@ fn the_256_kib_limit_is_checked_before_queueing() {
         h.send(Message::new(vec![0u8; limit - 2]).property("k", "v")),
         Err(SendError::TooLarge { size, .. }) if size == limit + 1
     ));
-    assert_eq!(h.session.pending_telemetry(), 1);
+    assert_eq!(h.machine.pending_telemetry(), 1);
 }
 
 #[test]
 fn twin_get_patch_errors_and_timeouts() {
-    let mut h = Harness::new(
+    let mut h = Harness::hub(
         SessionConfig::device("d")
             .resync_twin(false)
             .request_timeout(secs(10)),
     );
     h.connect_up(false, None);
     h.take_events();
-    let get = h.session.get_twin(h.now).unwrap();
+    let get = h.machine.get_twin(h.now).unwrap();
     let patch = h
-        .session
+        .machine
         .update_reported(h.now, &json!({"fw": "1.2", "old": null}))
         .unwrap();
-    let bad = h.session.update_reported(h.now, &json!({"x": 1})).unwrap();
-    let lost = h.session.get_twin(h.now).unwrap();
+    let bad = h.machine.update_reported(h.now, &json!({"x": 1})).unwrap();
+    let lost = h.machine.get_twin(h.now).unwrap();
     h.drain();
     let publishes = h.take_publishes();
     let topics: Vec<_> = publishes.iter().map(|p| p.1.clone()).collect();
@@ -1013,9 +962,9 @@ fn twin_get_patch_errors_and_timeouts() {
 
 #[test]
 fn twin_requests_interrupted_by_a_drop_are_sent_again() {
-    let mut h = Harness::new(SessionConfig::device("d").resync_twin(false));
+    let mut h = Harness::hub(SessionConfig::device("d").resync_twin(false));
     h.connect_up(false, None);
-    let get = h.session.get_twin(h.now).unwrap();
+    let get = h.machine.get_twin(h.now).unwrap();
     h.drain();
     assert_eq!(h.take_publishes().len(), 1);
     h.disconnect(ConnectionLoss::Network);
@@ -1028,11 +977,11 @@ fn twin_requests_interrupted_by_a_drop_are_sent_again() {
 
 #[test]
 fn close_flushes_the_queue_then_stops() {
-    let mut h = Harness::new(telemetry_only("d").max_in_flight(1));
+    let mut h = Harness::hub(telemetry_only("d").max_in_flight(1));
     h.connect_up(false, None);
     let a = h.send(Message::new("a")).unwrap();
     let b = h.send(Message::new("b")).unwrap();
-    h.session.close(h.now);
+    h.machine.close(h.now);
     h.drain();
     assert_eq!(h.send(Message::new("c")), Err(SendError::Closed));
     let first = h.take_publishes();
@@ -1048,27 +997,27 @@ fn close_flushes_the_queue_then_stops() {
     );
 
     // A close that cannot finish in time abandons the rest.
-    let mut h = Harness::new(telemetry_only("d").drain_timeout(secs(2)));
+    let mut h = Harness::hub(telemetry_only("d").drain_timeout(secs(2)));
     h.connect_up(false, None);
     let x = h.send(Message::new("x")).unwrap();
-    h.session.close(h.now);
+    h.machine.close(h.now);
     h.drain();
     assert_eq!(h.step(), secs(2));
     assert!(h.events.contains(&Event::TelemetryAbandoned { id: x }));
 
     // Closing while disconnected stops at once.
-    let mut h = Harness::new(telemetry_only("d"));
+    let mut h = Harness::hub(telemetry_only("d"));
     let y = h.send(Message::new("y")).unwrap();
-    h.session.close(h.now);
+    h.machine.close(h.now);
     h.drain();
     assert!(h.transmits.contains(&Transmit::Disconnect));
     assert!(h.events.contains(&Event::TelemetryAbandoned { id: y }));
-    assert!(h.session.is_stopped());
+    assert!(h.machine.is_stopped());
 }
 
 #[test]
 fn heartbeats_are_periodic_marked_and_silent() {
-    let mut h = Harness::new(telemetry_only("d").heartbeat(Some(Heartbeat::every(secs(60)))));
+    let mut h = Harness::hub(telemetry_only("d").heartbeat(Some(Heartbeat::every(secs(60)))));
     h.connect_up(false, None);
     assert!(h.take_publishes().is_empty());
     assert_eq!(h.step(), secs(60));
@@ -1090,7 +1039,7 @@ fn heartbeats_are_periodic_marked_and_silent() {
 
 #[test]
 fn malformed_and_unknown_twin_answers_are_ignored() {
-    let mut h = Harness::new(SessionConfig::device("d").resync_twin(false));
+    let mut h = Harness::hub(SessionConfig::device("d").resync_twin(false));
     h.connect_up(false, None);
     h.take_events();
     h.message("$iothub/twin/res/200", b"{}");
@@ -1195,7 +1144,7 @@ mod properties {
                     }
                     Op::Connected(present, token) => {
                         let unix = h.unix();
-                        h.session.handle_connected(h.now, present, token.map(|t| unix + u64::from(t)), unix);
+                        h.machine.handle_connected(h.now, Connected::new(present, token.map(|t| unix + u64::from(t)), unix));
                     }
                     Op::ConnectFailed(code) => {
                         let failure = match code {
@@ -1203,54 +1152,54 @@ mod properties {
                             6 => ConnectFailure::Unrecoverable,
                             c => ConnectFailure::Refused { code: c },
                         };
-                        h.session.handle_connect_failed(h.now, failure);
+                        h.machine.handle_connect_failed(h.now, failure);
                     }
-                    Op::Subscribed => h.session.handle_subscribed(h.now),
+                    Op::Subscribed => h.machine.handle_subscribed(h.now, true),
                     Op::Ack(i) => {
                         if !published.is_empty() {
                             let id = published[usize::from(i) % published.len()];
-                            h.session.handle_published(h.now, id);
+                            h.machine.handle_puback(h.now, id);
                         }
                     }
                     Op::PublishFailed(i) => {
                         if !published.is_empty() {
                             let id = published[usize::from(i) % published.len()];
-                            h.session.handle_publish_failed(h.now, id);
+                            h.machine.handle_publish_failed(h.now, id);
                         }
                     }
-                    Op::Disconnected(by_service) => h.session.handle_disconnected(
+                    Op::Disconnected(by_service) => h.machine.handle_disconnected(
                         h.now,
                         if by_service { ConnectionLoss::ClosedByService } else { ConnectionLoss::Network },
                     ),
-                    Op::Message(topic, payload) => h.session.handle_message(h.now, &topic, &payload),
+                    Op::Message(topic, payload) => h.machine.handle_publish(h.now, IncomingPublish::new(topic, payload, None)),
                     Op::Advance(ms) => {
                         h.now += Duration::from_millis(u64::from(ms) * 10);
-                        h.session.handle_timeout(h.now);
+                        h.machine.handle_timeout(h.now);
                     }
-                    Op::GetTwin => { let _ = h.session.get_twin(h.now); }
-                    Op::Patch => { let _ = h.session.update_reported(h.now, &json!({"a": 1})); }
-                    Op::Respond(rid) => { let _ = h.session.respond_method(h.now, &rid, 200, "{}"); }
-                    Op::Close => h.session.close(h.now),
+                    Op::GetTwin => { let _ = h.machine.get_twin(h.now); }
+                    Op::Patch => { let _ = h.machine.update_reported(h.now, &json!({"a": 1})); }
+                    Op::Respond(rid) => { let _ = h.machine.respond_method(h.now, &rid, 200, "{}"); }
+                    Op::Close => h.machine.close(h.now),
                 }
                 h.drain();
                 published.extend(h.take_publishes().into_iter().map(|p| p.0));
-                prop_assert!(h.session.telemetry_in_flight() <= 4);
-                prop_assert!(h.session.pending_telemetry() <= 20);
-                if let Some(t) = h.session.poll_timeout() {
+                prop_assert!(h.machine.telemetry_in_flight() <= 4);
+                prop_assert!(h.machine.pending_telemetry() <= 20);
+                if let Some(t) = h.machine.poll_timeout() {
                     // Timeouts are never in the past after a drive.
                     prop_assert!(t > h.now, "timeout {:?} not after now {:?}", t, h.now);
                 }
             }
             // Finish: close, then let time run until the session stops.
-            h.session.close(h.now);
+            h.machine.close(h.now);
             h.drain();
             for _ in 0..1000 {
-                if h.session.is_stopped() { break; }
+                if h.machine.is_stopped() { break; }
                 h.now += secs(10);
-                h.session.handle_timeout(h.now);
+                h.machine.handle_timeout(h.now);
                 h.drain();
             }
-            prop_assert!(h.session.is_stopped());
+            prop_assert!(h.machine.is_stopped());
             let mut outcomes: BTreeMap<MessageId, u32> = BTreeMap::new();
             for e in &h.events {
                 match e {
@@ -1266,4 +1215,46 @@ mod properties {
             prop_assert_eq!(outcomes.len(), accepted.len());
         }
     }
+}
+
+#[test]
+fn deliveries_are_acknowledged_on_acceptance_and_only_on_their_connection() {
+    let mut h = Harness::hub(SessionConfig::device("dev-1").resync_twin(false));
+    h.connect_up(false, None);
+    h.take_transmits();
+    let first = h.message("devices/dev-1/messages/devicebound/a=1", b"one");
+    let second = h.message("devices/dev-1/messages/devicebound/a=2", b"two");
+    let deliveries: Vec<_> = h
+        .take_events()
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::C2d { delivery, .. } => delivery,
+            _ => None,
+        })
+        .collect();
+    assert_eq!(deliveries.len(), 2);
+    assert!(
+        h.take_acks().is_empty(),
+        "nothing is acknowledged before acceptance"
+    );
+    h.machine.accept(h.now, deliveries[1]);
+    h.drain();
+    assert_eq!(h.take_acks(), [second]);
+    // The connection drops: the first message's packet id means nothing on the next one.
+    h.disconnect(ConnectionLoss::Network);
+    h.step();
+    h.connect(true, None);
+    h.take_transmits();
+    h.machine.accept(h.now, deliveries[0]);
+    h.drain();
+    assert!(
+        h.take_acks().is_empty(),
+        "{first} belongs to the old connection"
+    );
+    // Stopping ends with `Stopped`, the last event; nothing follows it.
+    h.machine.close(h.now);
+    h.drain();
+    h.message("devices/dev-1/messages/devicebound/a=3", b"late");
+    assert_eq!(h.events.last(), Some(&Event::Stopped(StopReason::Closed)));
+    assert!(h.machine.poll_timeout().is_none());
 }

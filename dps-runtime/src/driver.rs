@@ -1,23 +1,23 @@
-//! The one task per client: performs what the session asks on a real connection and feeds back
-//! what happens.
+//! The one driver loop: performs what a machine asks on a real connection and feeds back what
+//! happens. Connect, subscribe, publishes and incoming messages run concurrently as `select!`
+//! arms, so a slow PUBACK never delays an incoming message or a timer.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
-use dps_auth::{Authenticator, Credentials, SasResource};
-use dps_transport_mqtt::os::unix_now;
+use dps_core::mqtt::{
+    ConnectFailure, Connected, ConnectionLoss, IncomingPublish, Machine, PublishId, QoS, Transmit,
+};
 use dps_transport_mqtt::{
-    CloseReason, ConnectOptions, Incoming, MqttConnection, MqttSender, QoS, TlsConfig, Transport,
-    TransportError,
+    CloseReason, Incoming, MqttConnection, MqttSender, QoS as WireQoS, TransportError,
 };
 use futures_util::StreamExt as _;
 use futures_util::stream::FuturesUnordered;
 
-use crate::proto::{self, ConnectFailure, ConnectionLoss, PublishId, Transmit};
-use crate::shared::{Failure, Shared};
+use crate::link::{Failure, Link};
+use crate::shared::{Application, Shared};
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 /// A connection attempt, and the expiry of the credentials it presents.
@@ -25,38 +25,6 @@ type Attempt = (
     BoxFuture<Result<MqttConnection, TransportError>>,
     Option<u64>,
 );
-
-/// How to open a connection.
-pub(crate) struct Link {
-    pub(crate) transport: Arc<dyn Transport>,
-    pub(crate) authenticator: Arc<dyn Authenticator>,
-    pub(crate) resource: SasResource,
-    pub(crate) endpoint: String,
-    pub(crate) client_id: String,
-    pub(crate) username: String,
-    pub(crate) keep_alive: Duration,
-    pub(crate) tls: TlsConfig,
-    pub(crate) connect_timeout: Duration,
-    pub(crate) subscribe_timeout: Duration,
-}
-
-impl Link {
-    fn options(&self, credentials: Credentials) -> ConnectOptions {
-        let mut options = ConnectOptions::new(
-            self.endpoint.clone(),
-            self.client_id.clone(),
-            self.username.clone(),
-            credentials,
-        );
-        options.keep_alive = self.keep_alive;
-        // The hub keeps cloud-to-device messages (and subscriptions) for a persistent session.
-        options.clean_session = false;
-        options.connect_timeout = self.connect_timeout;
-        options.subscribe_timeout = self.subscribe_timeout;
-        options.tls = self.tls.clone();
-        options
-    }
-}
 
 /// What woke the driver.
 enum Wake {
@@ -89,27 +57,34 @@ impl Conn {
     }
 }
 
-pub(crate) async fn run(shared: Arc<Shared>, link: Link) {
+/// Drives the machine in `shared` over `link` until it finishes, then closes the connection
+/// and calls [`Application::on_finish`]. Cancellation-safe: dropping the future drops the
+/// connection.
+pub async fn run<M, A>(shared: Arc<Shared<M, A>>, link: Link)
+where
+    M: Machine + Send + 'static,
+    A: Application<M>,
+{
     let mut conn = Conn::default();
     loop {
         let drained = shared.drain();
         let acted = !drained.transmits.is_empty();
         for transmit in drained.transmits {
-            perform(&shared, &link, &mut conn, transmit, drained.stopped).await;
+            perform(&shared, &link, &mut conn, transmit, drained.finished).await;
         }
         if acted {
-            // Performing may have fed the session (a failed credential); drain again first.
+            // Performing may have fed the machine (a failed credential); drain again first.
             continue;
         }
-        if drained.stopped {
+        if drained.finished {
             break;
         }
-        let deadline = drained
+        let wait = drained
             .timeout
-            .map(|t| tokio::time::Instant::from_std(shared.instant(t)));
+            .map(|t| t.saturating_duration_since(shared.now()));
         let wake = tokio::select! {
-            () = shared.wake.notified() => Wake::Notified,
-            () = sleep(deadline) => Wake::Timeout,
+            () = shared.notified() => Wake::Notified,
+            () = sleep(wait) => Wake::Timeout,
             result = connecting(&mut conn.connecting) => Wake::Connected(result),
             granted = maybe(&mut conn.subscribing) => Wake::Subscribed(granted),
             Some((id, result)) = conn.publishes.next(), if !conn.publishes.is_empty() => {
@@ -125,17 +100,27 @@ pub(crate) async fn run(shared: Arc<Shared>, link: Link) {
     shared.finish();
 }
 
-async fn perform(shared: &Shared, link: &Link, conn: &mut Conn, transmit: Transmit, stopped: bool) {
+async fn perform<M, A>(
+    shared: &Arc<Shared<M, A>>,
+    link: &Link,
+    conn: &mut Conn,
+    transmit: Transmit,
+    finished: bool,
+) where
+    M: Machine + Send + 'static,
+    A: Application<M>,
+{
     match transmit {
-        Transmit::Connect => {
+        Transmit::Connect { clean_session } => {
             if let Some(old) = conn.reset() {
                 old.disconnect().await;
             }
             // Fresh credentials for every connection: a token never outlives a reconnect.
-            match link.authenticator.credentials(&link.resource, unix_now()) {
+            let unix_now = shared.clock().unix_now();
+            match link.authenticator.credentials(&link.resource, unix_now) {
                 Ok(credentials) => {
                     let expiry = credentials.expiry_unix();
-                    let options = link.options(credentials);
+                    let options = link.options(credentials, clean_session);
                     let transport = Arc::clone(&link.transport);
                     tracing::debug!(endpoint = %link.endpoint, transport = transport.name(), "connecting");
                     conn.connecting = Some((
@@ -152,7 +137,7 @@ async fn perform(shared: &Shared, link: &Link, conn: &mut Conn, transmit: Transm
                     };
                     shared.update(|inner, now| {
                         inner.last_failure = Some(Failure::Credentials(error));
-                        inner.session.handle_connect_failed(now, failure);
+                        inner.machine.handle_connect_failed(now, failure);
                     });
                 }
             }
@@ -162,9 +147,9 @@ async fn perform(shared: &Shared, link: &Link, conn: &mut Conn, transmit: Transm
                 return;
             };
             conn.subscribing = Some(Box::pin(async move {
-                let filters: Vec<(&str, QoS)> = filters
+                let filters: Vec<(&str, WireQoS)> = filters
                     .iter()
-                    .map(|f| (f.as_str(), QoS::AtLeastOnce))
+                    .map(|f| (f.as_str(), WireQoS::AtLeastOnce))
                     .collect();
                 match sender.subscribe(&filters).await {
                     Ok(granted) => granted.iter().all(Option::is_some),
@@ -182,16 +167,24 @@ async fn perform(shared: &Shared, link: &Link, conn: &mut Conn, transmit: Transm
             qos,
         } => {
             let qos = match qos {
-                proto::QoS::AtMostOnce => QoS::AtMostOnce,
-                proto::QoS::AtLeastOnce => QoS::AtLeastOnce,
+                QoS::AtMostOnce => WireQoS::AtMostOnce,
+                _ => WireQoS::AtLeastOnce,
             };
             let sender = conn.sender.clone();
             conn.publishes
                 .push(Box::pin(publish(sender, id, topic, payload, qos)));
         }
+        Transmit::Ack { packet_id } => {
+            if let Some(sender) = &conn.sender {
+                if let Err(error) = sender.ack(packet_id) {
+                    // The connection is going; the service redelivers on the next one.
+                    tracing::debug!(%error, packet_id, "puback not sent");
+                }
+            }
+        }
         Transmit::Disconnect => {
             if let Some(connection) = conn.reset() {
-                if stopped {
+                if finished {
                     connection.disconnect().await;
                 } else {
                     // Let the session task send DISCONNECT on its own; reconnecting is urgent.
@@ -199,6 +192,7 @@ async fn perform(shared: &Shared, link: &Link, conn: &mut Conn, transmit: Transm
                 }
             }
         }
+        other => tracing::warn!(?other, "a transmit this driver does not know"),
     }
 }
 
@@ -207,7 +201,7 @@ async fn publish(
     id: PublishId,
     topic: String,
     payload: Bytes,
-    qos: QoS,
+    qos: WireQoS,
 ) -> (PublishId, Result<(), TransportError>) {
     match sender {
         Some(sender) => (id, sender.publish(&topic, payload, qos).await),
@@ -215,10 +209,14 @@ async fn publish(
     }
 }
 
-fn handle(shared: &Shared, conn: &mut Conn, wake: Wake) {
+fn handle<M, A>(shared: &Arc<Shared<M, A>>, conn: &mut Conn, wake: Wake)
+where
+    M: Machine + Send + 'static,
+    A: Application<M>,
+{
     match wake {
         Wake::Notified => {}
-        Wake::Timeout => shared.update(|inner, now| inner.session.handle_timeout(now)),
+        Wake::Timeout => shared.update(|inner, now| inner.machine.handle_timeout(now)),
         Wake::Connected(result) => {
             let expiry = conn.connecting.take().and_then(|(_, expiry)| expiry);
             match result {
@@ -227,16 +225,13 @@ fn handle(shared: &Shared, conn: &mut Conn, wake: Wake) {
                     tracing::debug!(session_present, "connack");
                     conn.sender = Some(connection.sender());
                     conn.connection = Some(connection);
+                    // Rounded up: the token was minted with the time rounded down, so the
+                    // renewal errs on the early side.
+                    let unix_now = shared.clock().unix_now() + 1;
                     shared.update(|inner, now| {
                         inner.last_failure = None;
-                        // Rounded up: the token was minted with the time rounded down, so
-                        // the renewal errs on the early side.
-                        inner.session.handle_connected(
-                            now,
-                            session_present,
-                            expiry,
-                            unix_now() + 1,
-                        );
+                        let connected = Connected::new(session_present, expiry, unix_now);
+                        inner.machine.handle_connected(now, connected);
                     });
                 }
                 Err(error) => {
@@ -247,41 +242,40 @@ fn handle(shared: &Shared, conn: &mut Conn, wake: Wake) {
                     };
                     match failure {
                         ConnectFailure::Network => {
-                            tracing::info!(%error, "connection attempt failed")
+                            tracing::info!(%error, "connection attempt failed");
                         }
                         _ => tracing::warn!(%error, "connection refused or unusable"),
                     }
                     shared.update(|inner, now| {
                         inner.last_failure = Some(Failure::Transport(error));
-                        inner.session.handle_connect_failed(now, failure);
+                        inner.machine.handle_connect_failed(now, failure);
                     });
                 }
             }
         }
         Wake::Subscribed(granted) => {
             conn.subscribing = None;
-            if granted {
-                shared.update(|inner, now| inner.session.handle_subscribed(now));
-            } else {
-                tracing::info!("subscription failed: reconnecting");
-                drop(conn.reset());
-                shared.update(|inner, now| {
-                    inner
-                        .session
-                        .handle_disconnected(now, ConnectionLoss::Network);
-                });
+            if !granted {
+                tracing::info!("subscription refused or failed");
             }
+            shared.update(|inner, now| inner.machine.handle_subscribed(now, granted));
         }
         Wake::Published(id, result) => match result {
-            Ok(()) => shared.update(|inner, now| inner.session.handle_published(now, id)),
+            Ok(()) => shared.update(|inner, now| inner.machine.handle_puback(now, id)),
             Err(error) => {
                 tracing::debug!(%error, "publish failed");
                 drop(conn.reset());
-                shared.update(|inner, now| inner.session.handle_publish_failed(now, id));
+                shared.update(|inner, now| inner.machine.handle_publish_failed(now, id));
             }
         },
-        Wake::Incoming(Some(Incoming::Publish { topic, payload, .. })) => {
-            shared.update(|inner, now| inner.session.handle_message(now, &topic, &payload));
+        Wake::Incoming(Some(Incoming::Publish {
+            topic,
+            payload,
+            packet_id,
+            ..
+        })) => {
+            let publish = IncomingPublish::new(topic, payload, packet_id);
+            shared.update(|inner, now| inner.machine.handle_publish(now, publish));
         }
         Wake::Incoming(Some(_)) => {}
         Wake::Incoming(None) => {
@@ -295,14 +289,14 @@ fn handle(shared: &Shared, conn: &mut Conn, wake: Wake) {
                 _ => ConnectionLoss::Network,
             };
             drop(conn.reset());
-            shared.update(|inner, now| inner.session.handle_disconnected(now, loss));
+            shared.update(|inner, now| inner.machine.handle_disconnected(now, loss));
         }
     }
 }
 
-async fn sleep(deadline: Option<tokio::time::Instant>) {
-    match deadline {
-        Some(at) => tokio::time::sleep_until(at).await,
+async fn sleep(wait: Option<std::time::Duration>) {
+    match wait {
+        Some(wait) => tokio::time::sleep(wait).await,
         None => std::future::pending().await,
     }
 }

@@ -2,14 +2,13 @@
 //! what the session tells the application.
 
 use alloc::string::String;
-use alloc::vec::Vec;
 use core::fmt;
 use core::time::Duration;
 
 use bytes::Bytes;
 use serde_json::Value;
 
-use crate::message::ReceivedMessage;
+use crate::hub::message::ReceivedMessage;
 
 macro_rules! id_type {
     ($(#[$doc:meta])* $name:ident) => {
@@ -39,85 +38,27 @@ id_type!(
     MessageId
 );
 id_type!(
-    /// Names one [`Transmit::Publish`]; report its PUBACK with
-    /// [`handle_published`](super::HubSession::handle_published). A message published again after
-    /// a reconnect gets a new one.
-    PublishId
-);
-id_type!(
     /// Names a twin request or a method response until its outcome.
     RequestId
 );
 
-/// MQTT quality of service. There is no QoS 2: IoT Hub closes the connection of a device that
-/// uses it, so this API cannot express it.
+/// Names one item the hub delivered at QoS 1 (a cloud-to-device message, a module input, a
+/// desired patch, a method request) until the application accepts it with
+/// [`HubSession::accept`](super::HubSession::accept), which acknowledges it to the hub.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum QoS {
-    /// At most once (0).
-    AtMostOnce,
-    /// At least once (1): everything this session publishes.
-    AtLeastOnce,
+pub struct Delivery {
+    /// The connection it came on (the session numbers its connections).
+    pub(crate) connection: u32,
+    /// Its MQTT packet id on that connection.
+    pub(crate) packet_id: u16,
 }
 
-/// An action for the driver. Perform it, then report the result with the matching `handle_*`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Transmit {
-    /// Open a connection: TLS, then MQTT CONNECT with clean session **false** (the hub keeps
-    /// cloud-to-device messages for the device), the configured keep-alive and **fresh**
-    /// credentials. Report with [`handle_connected`](super::HubSession::handle_connected) or
-    /// [`handle_connect_failed`](super::HubSession::handle_connect_failed).
-    Connect,
-    /// Subscribe to every filter at QoS 1, in one SUBSCRIBE. Report SUBACK with
-    /// [`handle_subscribed`](super::HubSession::handle_subscribed); a refused filter or a
-    /// failure is a broken connection: drop it and report
-    /// [`handle_disconnected`](super::HubSession::handle_disconnected).
-    Subscribe {
-        /// The topic filters.
-        filters: Vec<String>,
-    },
-    /// Publish; report the PUBACK with [`handle_published`](super::HubSession::handle_published)
-    /// or a failure with [`handle_publish_failed`](super::HubSession::handle_publish_failed).
-    /// Several publishes may be outstanding at once.
-    Publish {
-        /// Correlates the PUBACK.
-        id: PublishId,
-        /// The topic.
-        topic: String,
-        /// The payload.
-        payload: Bytes,
-        /// Always [`QoS::AtLeastOnce`] today.
-        qos: QoS,
-    },
-    /// Close the connection (DISCONNECT) or abandon the connection attempt in progress. No
-    /// report is expected: the session already counts the connection as gone.
-    Disconnect,
-}
-
-/// Why a connection attempt failed, as the driver saw it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ConnectFailure {
-    /// CONNACK with a non-zero return code: 1 protocol version, 2 identifier rejected, 3 server
-    /// unavailable (retried), 4 bad user name or password, 5 not authorized (bad, expired or
-    /// unknown credentials, or a disabled device).
-    Refused {
-        /// The CONNACK return code.
-        code: u8,
-    },
-    /// TCP, TLS, WebSocket or the CONNACK wait failed in a way worth retrying.
-    Network,
-    /// A failure retrying cannot fix (an untrusted server certificate, an insecure URL,
-    /// credentials the authenticator cannot produce). The session stops.
-    Unrecoverable,
-}
-
-/// How an established connection ended, as the driver saw it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ConnectionLoss {
-    /// The network failed, the keep-alive timed out, or the server broke the protocol.
-    Network,
-    /// The server closed the connection (for example when the token expired, the device was
-    /// disabled, or another connection used the same identity).
-    ClosedByService,
+impl Delivery {
+    /// The MQTT packet id it came with.
+    #[must_use]
+    pub const fn packet_id(&self) -> u16 {
+        self.packet_id
+    }
 }
 
 /// Why the session is not connected at the moment; it reconnects by itself.
@@ -198,6 +139,60 @@ impl ConnectionState {
     #[must_use]
     pub const fn is_stopped(&self) -> bool {
         matches!(self, Self::Stopped(_))
+    }
+}
+
+impl fmt::Display for DisconnectReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Network => f.write_str("the network failed"),
+            Self::ClosedByService => f.write_str("the hub closed the connection"),
+            Self::TokenExpired => {
+                f.write_str("the hub closed the connection after the token expired")
+            }
+            Self::TokenRenewal => f.write_str("reconnecting to renew the token"),
+            Self::Refused { code } => write!(
+                f,
+                "the hub refused the connection (CONNACK return code {code}: {})",
+                crate::mqtt::connack_meaning(*code)
+            ),
+            Self::SubscribeFailed => f.write_str("the subscription failed or was refused"),
+            Self::AckTimeout => f.write_str("a publish waited too long for its PUBACK"),
+        }
+    }
+}
+
+impl fmt::Display for StopReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Closed => f.write_str("the session was closed"),
+            Self::Refused { code } => write!(
+                f,
+                "the hub refused the credentials or the identity (CONNACK return code {code}: {})",
+                crate::mqtt::connack_meaning(*code)
+            ),
+            Self::RetriesExhausted { last } => {
+                write!(
+                    f,
+                    "every allowed connection attempt failed, the last because {last}"
+                )
+            }
+            Self::Unrecoverable => {
+                f.write_str("the connection failed in a way retrying cannot fix")
+            }
+        }
+    }
+}
+
+impl fmt::Display for ConnectionState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Connected => f.write_str("connected"),
+            Self::Disconnected {
+                reason, retry_in, ..
+            } => write!(f, "disconnected ({reason}); retrying in {retry_in:?}"),
+            Self::Stopped(reason) => write!(f, "stopped: {reason}"),
+        }
     }
 }
 
@@ -308,7 +303,8 @@ impl Twin {
 /// A direct method (or IoT Plug and Play command) invocation. Answer it with
 /// [`respond_method`](super::HubSession::respond_method) and its [`rid`](Self::rid).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MethodRequest {
+#[non_exhaustive]
+pub struct MethodCall {
     /// The method name, percent-decoded (`thermostat1*getMaxMinReport` for a component
     /// command).
     pub name: String,
@@ -363,16 +359,29 @@ pub enum Event {
         /// The message.
         id: MessageId,
     },
-    /// A cloud-to-device message.
-    C2d(ReceivedMessage),
-    /// A module input message.
-    Input(ReceivedMessage),
-    /// A desired-properties patch pushed by the hub.
+    /// A cloud-to-device message; accept its `delivery` once the application has it.
+    C2d {
+        /// The message.
+        message: ReceivedMessage,
+        /// What to [`accept`](super::HubSession::accept) (`None` at QoS 0).
+        delivery: Option<Delivery>,
+    },
+    /// A module input message; accept its `delivery` once the application has it.
+    Input {
+        /// The message.
+        message: ReceivedMessage,
+        /// What to [`accept`](super::HubSession::accept) (`None` at QoS 0).
+        delivery: Option<Delivery>,
+    },
+    /// A desired-properties patch pushed by the hub; accept its `delivery` once the
+    /// application has it.
     DesiredPatch {
         /// Its `$version`.
         version: u64,
         /// The patch (a JSON object, `$version` included).
         body: Value,
+        /// What to [`accept`](super::HubSession::accept) (`None` at QoS 0).
+        delivery: Option<Delivery>,
     },
     /// The answer to [`get_twin`](super::HubSession::get_twin).
     TwinReceived {
@@ -397,8 +406,13 @@ pub enum Event {
         /// on the first connect, when no earlier version is known.
         missed: Option<u64>,
     },
-    /// A direct method invocation.
-    MethodRequest(MethodRequest),
+    /// A direct method invocation; accept its `delivery` once the application has it.
+    MethodRequest {
+        /// The invocation.
+        request: MethodCall,
+        /// What to [`accept`](super::HubSession::accept) (`None` at QoS 0).
+        delivery: Option<Delivery>,
+    },
     /// The outcome of a method response.
     MethodResponded {
         /// The response ([`respond_method`](super::HubSession::respond_method)'s id).
@@ -414,4 +428,6 @@ pub enum Event {
         /// Why.
         reason: IgnoreReason,
     },
+    /// The session stopped for good: always the last event.
+    Stopped(StopReason),
 }

@@ -4,15 +4,15 @@ use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::time::Duration;
 
+use crate::hub::{MessageProperties, PropertyBag, SystemProperty};
 use bytes::Bytes;
-use dps_core::hub::{MessageProperties, PropertyBag, SystemProperty};
 
 /// A device-to-cloud message: a body, application properties and the system properties the hub
 /// understands.
 ///
 /// ```
 /// use std::time::Duration;
-/// use hub_client::Message;
+/// use dps_core::hub::Message;
 ///
 /// #[derive(serde::Serialize)]
 /// struct Reading { temperature: f64 }
@@ -122,7 +122,7 @@ impl Message {
         self
     }
 
-    /// Drops the message, with [`SendError::Expired`](crate::SendError::Expired), if it has not
+    /// Drops the message, with [`SendError::Expired`](crate::hub::SendError::Expired), if it has not
     /// been handed to the hub within `ttl` of being queued (for example while the device is
     /// offline). Without it the message waits as long as the client runs.
     #[must_use]

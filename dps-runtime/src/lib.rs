@@ -1,0 +1,33 @@
+//! # dps-runtime
+//!
+//! The one tokio driver of the dps-rs clients: [`run`] performs what any
+//! [`Machine`](dps_core::mqtt::Machine) asks (the DPS registration, the IoT Hub session) on a
+//! [`Transport`](dps_transport_mqtt::Transport) connection and feeds back what happens, as the
+//! driving contract in `dps-core`'s crate docs describes. `dps-client` and `hub-client` are this
+//! driver plus their public handles.
+//!
+//! - [`Link`]: how to connect (transport, endpoint, MQTT identity, an authenticator that mints
+//!   fresh credentials on every connect), a plain configuration struct.
+//! - [`Shared`]: the machine and the application's side of it ([`Application`]) behind one
+//!   mutex, so handles can call the machine (send telemetry, accept a delivery) while the driver
+//!   task runs; [`Shared::with`] wakes the driver after such a call.
+//! - [`Clock`] and [`Entropy`]: time and randomness from the top ([`SystemClock`],
+//!   [`OsEntropy`] by default), so tests can run a virtual clock and fixed seeds.
+//!
+//! The transport never acknowledges an incoming publish by itself: the driver sends PUBACK when
+//! the machine emits [`Transmit::Ack`](dps_core::mqtt::Transmit::Ack).
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod clock;
+mod driver;
+mod entropy;
+mod link;
+mod shared;
+
+pub use clock::{Clock, SystemClock};
+pub use driver::run;
+pub use entropy::{Entropy, FixedEntropy, OsEntropy};
+pub use link::{Failure, Link};
+pub use shared::{Application, Driven, Shared};

@@ -1,0 +1,140 @@
+//! The state a driver shares with the application's handles: the machine, the application's
+//! side of it, and the last connection failure, behind one mutex.
+
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use dps_core::Timestamp;
+use dps_core::mqtt::{Machine, Transmit};
+use tokio::sync::Notify;
+
+use crate::clock::Clock;
+use crate::link::Failure;
+
+/// What the application does with a machine's events. Called with the lock held, right after
+/// the input that produced the event; it may call the machine back (for example to accept a
+/// delivery once a stream took it), and the driver drains the machine again afterwards.
+pub trait Application<M: Machine>: Send + Sized + 'static {
+    /// Handles one event. `shared` lets handles created here (a method request that must be
+    /// answered later) reach the machine again.
+    fn on_event(
+        &mut self,
+        machine: &mut M,
+        now: Timestamp,
+        event: M::Event,
+        shared: &Arc<Shared<M, Self>>,
+    );
+
+    /// The driver has ended: release whatever still waits (end the streams, fail the waiters).
+    fn on_finish(&mut self) {}
+}
+
+/// The machine, the application's state, and the last connection failure.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct Driven<M, A> {
+    /// The state machine.
+    pub machine: M,
+    /// The application's side: waiters, stream outlets, results.
+    pub app: A,
+    /// Why the last connection attempt failed; cleared by a successful connect.
+    pub last_failure: Option<Failure>,
+}
+
+/// What one drain found.
+pub(crate) struct Drained {
+    pub(crate) transmits: Vec<Transmit>,
+    pub(crate) timeout: Option<Timestamp>,
+    pub(crate) finished: bool,
+}
+
+/// A machine shared between the driver task and the application's handles.
+#[derive(Debug)]
+pub struct Shared<M, A> {
+    inner: Mutex<Driven<M, A>>,
+    wake: Notify,
+    clock: Arc<dyn Clock>,
+}
+
+impl<M: Machine, A: Application<M>> Shared<M, A> {
+    /// Shares `machine` and `app`; `clock` tells the machine's time.
+    pub fn new(machine: M, app: A, clock: Arc<dyn Clock>) -> Self {
+        Self {
+            inner: Mutex::new(Driven {
+                machine,
+                app,
+                last_failure: None,
+            }),
+            wake: Notify::new(),
+            clock,
+        }
+    }
+
+    /// The machine's time now.
+    #[must_use]
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    /// The clock.
+    #[must_use]
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    /// Locks the shared state (a poisoned lock is taken over: the state stays consistent
+    /// because every update is one machine call).
+    pub fn lock(&self) -> MutexGuard<'_, Driven<M, A>> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Runs an application call `f` at the current time, then wakes the driver to perform what
+    /// it queued.
+    pub fn with<R>(&self, f: impl FnOnce(&mut Driven<M, A>, Timestamp) -> R) -> R {
+        let result = self.update(f);
+        self.wake.notify_one();
+        result
+    }
+
+    /// Runs `f` at the current time, for the driver itself (which drains next anyway).
+    pub(crate) fn update<R>(&self, f: impl FnOnce(&mut Driven<M, A>, Timestamp) -> R) -> R {
+        let mut inner = self.lock();
+        let now = self.now();
+        f(&mut inner, now)
+    }
+
+    pub(crate) async fn notified(&self) {
+        self.wake.notified().await;
+    }
+
+    /// Takes what the machine wants sent and hands every event to the application, until
+    /// neither produces more.
+    pub(crate) fn drain(self: &Arc<Self>) -> Drained {
+        let mut guard = self.lock();
+        let inner = &mut *guard;
+        let mut transmits = Vec::new();
+        loop {
+            let mut busy = false;
+            while let Some(t) = inner.machine.poll_transmit() {
+                transmits.push(t);
+                busy = true;
+            }
+            while let Some(event) = inner.machine.poll_event() {
+                busy = true;
+                let now = self.now();
+                inner.app.on_event(&mut inner.machine, now, event, self);
+            }
+            if !busy {
+                break;
+            }
+        }
+        Drained {
+            transmits,
+            timeout: inner.machine.poll_timeout(),
+            finished: inner.machine.is_finished(),
+        }
+    }
+
+    pub(crate) fn finish(&self) {
+        self.lock().app.on_finish();
+    }
+}
