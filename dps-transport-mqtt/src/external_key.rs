@@ -38,12 +38,30 @@ fn schemes(kind: X509KeyKind) -> &'static [(SignatureScheme, X509SignatureScheme
             X509SignatureScheme::EcdsaP256Sha256,
         )],
         _ => &[
-            (SignatureScheme::RSA_PSS_SHA256, X509SignatureScheme::RsaPssSha256),
-            (SignatureScheme::RSA_PSS_SHA384, X509SignatureScheme::RsaPssSha384),
-            (SignatureScheme::RSA_PSS_SHA512, X509SignatureScheme::RsaPssSha512),
-            (SignatureScheme::RSA_PKCS1_SHA256, X509SignatureScheme::RsaPkcs1Sha256),
-            (SignatureScheme::RSA_PKCS1_SHA384, X509SignatureScheme::RsaPkcs1Sha384),
-            (SignatureScheme::RSA_PKCS1_SHA512, X509SignatureScheme::RsaPkcs1Sha512),
+            (
+                SignatureScheme::RSA_PSS_SHA256,
+                X509SignatureScheme::RsaPssSha256,
+            ),
+            (
+                SignatureScheme::RSA_PSS_SHA384,
+                X509SignatureScheme::RsaPssSha384,
+            ),
+            (
+                SignatureScheme::RSA_PSS_SHA512,
+                X509SignatureScheme::RsaPssSha512,
+            ),
+            (
+                SignatureScheme::RSA_PKCS1_SHA256,
+                X509SignatureScheme::RsaPkcs1Sha256,
+            ),
+            (
+                SignatureScheme::RSA_PKCS1_SHA384,
+                X509SignatureScheme::RsaPkcs1Sha384,
+            ),
+            (
+                SignatureScheme::RSA_PKCS1_SHA512,
+                X509SignatureScheme::RsaPkcs1Sha512,
+            ),
         ],
     }
 }
@@ -89,7 +107,10 @@ pub(crate) struct ExternalKeyResolver(Arc<CertifiedKey>);
 
 impl ExternalKeyResolver {
     pub(crate) fn new(chain: Vec<CertificateDer<'static>>, key: Arc<dyn X509KeySigner>) -> Self {
-        Self(Arc::new(CertifiedKey::new(chain, Arc::new(ExternalKey(key)))))
+        Self(Arc::new(CertifiedKey::new(
+            chain,
+            Arc::new(ExternalKey(key)),
+        )))
     }
 }
 

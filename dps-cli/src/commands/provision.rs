@@ -7,6 +7,7 @@ use dps_client::{
     MqttTransport, ProvisioningClient, ProvisioningError, TlsConfig, WebSocketTransport,
 };
 
+use super::token_key::TokenKeyArgs;
 use super::{bad_key, print_line, secret_argument};
 use crate::cli::{ProvisionArgs, TransportKind};
 use crate::exit::{CliError, ExitCode};
@@ -69,6 +70,23 @@ fn with_credential(
     build: impl Fn(Box<dyn Authenticator>) -> ProvisioningClient,
 ) -> Result<ProvisioningClient, CliError> {
     let credential = &args.credential;
+    let token = TokenKeyArgs {
+        key_uri: args.pkcs11.key_uri.as_deref(),
+        group_key_uri: credential.group_key_uri.as_deref(),
+        cert: credential.cert.as_deref(),
+        module: args.pkcs11.pkcs11_module.as_ref(),
+    };
+    if token.given() {
+        if args.key.is_some()
+            || credential.symmetric_key.is_some()
+            || credential.group_key.is_some()
+        {
+            return Err(CliError::invalid_input(
+                "--key-uri and --group-key-uri replace --key, --symmetric-key and --group-key",
+            ));
+        }
+        return Ok(build(token.authenticator(Some(&args.registration_id))?));
+    }
     if let Some(key) = &credential.symmetric_key {
         let key = secret_argument(key, "--symmetric-key")?;
         let key =
@@ -85,7 +103,7 @@ fn with_credential(
     }
     let (Some(cert), Some(key)) = (&credential.cert, &args.key) else {
         return Err(CliError::invalid_input(
-            "give --symmetric-key, --group-key, or --cert with --key",
+            "give --symmetric-key, --group-key, --cert with --key, --key-uri or --group-key-uri",
         ));
     };
     let read = |path: &std::path::Path, option: &str| {
