@@ -169,6 +169,53 @@ impl Pkcs11PrivateKey {
         Self::in_token(token, &uri)
     }
 
+    /// The public half, from the token's public-key object with the same label: for EC the
+    /// uncompressed point (`04 || x || y`), for RSA the DER `RSAPublicKey` (RFC 8017 §A.1.1),
+    /// the forms a CSR or certificate builder (e.g. rcgen's `PublicKeyData`) takes.
+    ///
+    /// # Errors
+    /// [`Pkcs11Error::ObjectNotFound`] without a public-key object, or [`Pkcs11Error::Device`].
+    pub fn public_key_raw(&self) -> Result<Vec<u8>, Pkcs11Error> {
+        let token = &self.inner.token;
+        let mut uri = Pkcs11Uri::parse("pkcs11:token=_")?;
+        uri.object = Some(self.inner.label.clone());
+        let handle = token.find_object(&uri, vec![Attribute::Class(ObjectClass::PUBLIC_KEY)])?;
+        match self.inner.kind {
+            X509KeyKind::EcP256 => {
+                let attrs = token.attributes(handle, &[AttributeType::EcPoint])?;
+                let point = attrs.into_iter().find_map(|a| match a {
+                    Attribute::EcPoint(p) => Some(p),
+                    _ => None,
+                });
+                // CKA_EC_POINT is the DER OCTET STRING of the point (PKCS#11 v2.40 §2.3.3).
+                match point.as_deref() {
+                    Some([0x04, 0x41, rest @ ..]) if rest.len() == 65 => Ok(rest.to_vec()),
+                    Some(raw) if raw.len() == 65 && raw[0] == 0x04 => Ok(raw.to_vec()),
+                    _ => Err(Pkcs11Error::UnsupportedKey {
+                        reason: "the EC public key is not an uncompressed P-256 point",
+                    }),
+                }
+            }
+            _ => {
+                let attrs = token.attributes(
+                    handle,
+                    &[AttributeType::Modulus, AttributeType::PublicExponent],
+                )?;
+                let (mut n, mut e) = (Vec::new(), Vec::new());
+                for attr in attrs {
+                    match attr {
+                        Attribute::Modulus(v) => n = v,
+                        Attribute::PublicExponent(v) => e = v,
+                        _ => {}
+                    }
+                }
+                let mut body = der_integer(&n);
+                body.extend(der_integer(&e));
+                Ok(der_tlv(0x30, &body))
+            }
+        }
+    }
+
     /// Whether the token reports this key as sensitive and not extractable.
     ///
     /// # Errors
@@ -282,27 +329,42 @@ fn ecdsa_der(raw: &[u8]) -> Result<Vec<u8>, Pkcs11Error> {
         });
     }
     let (r, s) = raw.split_at(raw.len() / 2);
-    let mut body = Vec::with_capacity(raw.len() + 8);
-    for int in [r, s] {
-        let trimmed = match int.iter().position(|&b| b != 0) {
-            Some(i) => &int[i..],
-            None => &int[int.len() - 1..],
-        };
-        let pad = trimmed[0] & 0x80 != 0;
-        body.push(0x02);
-        body.push(u8::try_from(trimmed.len() + usize::from(pad)).unwrap_or(0));
-        if pad {
-            body.push(0);
-        }
-        body.extend_from_slice(trimmed);
+    let mut body = der_integer(r);
+    body.extend(der_integer(s));
+    Ok(der_tlv(0x30, &body))
+}
+
+/// DER tag-length-value with a definite length.
+fn der_tlv(tag: u8, body: &[u8]) -> Vec<u8> {
+    let mut out = vec![tag];
+    let len = body.len();
+    if len < 0x80 {
+        out.push(u8::try_from(len).unwrap_or(0));
+    } else {
+        let bytes = len.to_be_bytes();
+        let skip = bytes
+            .iter()
+            .position(|&b| b != 0)
+            .unwrap_or(bytes.len() - 1);
+        out.push(0x80 | u8::try_from(bytes.len() - skip).unwrap_or(0));
+        out.extend_from_slice(&bytes[skip..]);
     }
-    let mut der = vec![0x30];
-    if body.len() >= 0x80 {
-        der.push(0x81);
+    out.extend_from_slice(body);
+    out
+}
+
+/// A DER INTEGER of the unsigned big-endian `value`.
+fn der_integer(value: &[u8]) -> Vec<u8> {
+    let trimmed = match value.iter().position(|&b| b != 0) {
+        Some(i) => &value[i..],
+        None => &[0][..],
+    };
+    let mut body = Vec::with_capacity(trimmed.len() + 1);
+    if trimmed[0] & 0x80 != 0 {
+        body.push(0);
     }
-    der.push(u8::try_from(body.len()).unwrap_or(0));
-    der.extend(body);
-    Ok(der)
+    body.extend_from_slice(trimmed);
+    der_tlv(0x02, &body)
 }
 
 /// Where an identity's certificate chain comes from.
