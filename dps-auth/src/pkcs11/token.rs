@@ -69,6 +69,9 @@ pub(crate) fn module_path(
         .ok_or(Pkcs11Error::NoModule)
 }
 
+/// Open tokens by module path and label: a token is logged in once per process.
+type TokenCache = HashMap<(PathBuf, String), Weak<TokenInner>>;
+
 /// A logged-in token: cheap to clone, shared by every key in it. Tokens are cached per module
 /// and label, so opening many keys of one token logs in once.
 #[derive(Clone)]
@@ -103,8 +106,7 @@ impl Pkcs11Token {
     /// [`Pkcs11Error::NoModule`], [`Pkcs11Error::ModuleUnavailable`],
     /// [`Pkcs11Error::TokenNotFound`], [`Pkcs11Error::WrongPin`], [`Pkcs11Error::PinMissing`]…
     pub fn open(module: Option<&Path>, uri: &Pkcs11Uri) -> Result<Self, Pkcs11Error> {
-        static TOKENS: OnceLock<Mutex<HashMap<(PathBuf, String), Weak<TokenInner>>>> =
-            OnceLock::new();
+        static TOKENS: OnceLock<Mutex<TokenCache>> = OnceLock::new();
         let path = module_path(module, uri)?;
         let ctx = self::module(&path)?;
         let wanted = uri
