@@ -458,6 +458,62 @@ fn x509_keys_in_the_token() {
             }
         }
 
+        // Certificate issuance: the key pair is generated in the token, the token signs the CSR,
+        // DPS issues the certificate and the chain is stored back next to the key.
+        let created = emu
+            .put_enrollment_group(
+                serde_json::from_value(json!({
+                    "enrollmentGroupId": "hsm-csr",
+                    "attestation": { "type": "symmetricKey" },
+                }))
+                .unwrap(),
+                None,
+            )
+            .await
+            .unwrap();
+        let group_b64 = created.settings.attestation.symmetric_key.unwrap();
+        let group_key = GroupKey::from_base64(group_b64.primary_key.as_deref().unwrap()).unwrap();
+        emu.put_enrollment_group(
+            serde_json::from_value(json!({
+                "enrollmentGroupId": "issued",
+                "attestation": {
+                    "type": "x509",
+                    "x509": { "signingCertificates": { "primary": { "certificate": emu.ca_pem() } } },
+                },
+            }))
+            .unwrap(),
+            None,
+        )
+        .await
+        .unwrap();
+        let id = "hsm-csr-dev";
+        let key = Pkcs11PrivateKey::generate(&token, id, &[9], KeyAlgorithm::EcP256).unwrap();
+        let csr = key.certificate_signing_request(id).unwrap();
+        let assignment = ProvisioningClient::new(emu.id_scope(), id, group_key.derive(id).unwrap())
+            .endpoint(format!("localhost:{}", emu.mqtt_addr().port()))
+            .tls(tls(&emu))
+            .csr(&csr)
+            .register()
+            .await
+            .unwrap();
+        let chain: Vec<_> = assignment
+            .issued_certificate_chain()
+            .iter()
+            .map(|b64| {
+                dps_auth::CertificateDer::from(
+                    base64::engine::general_purpose::STANDARD.decode(b64).unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(chain.len(), 2, "leaf then the issuing CA");
+        store_chain(&token, id, &[9], &chain).unwrap();
+        let uri = parse(&fx.uri(id, "private"));
+        let identity = load_identity(Some(&fx.module), &uri, ChainSource::Token).unwrap();
+        assert_eq!(identity.chain_len(), 2, "the whole chain came back from the token");
+        for via in [Via::Mqtt, Via::Ws] {
+            provision_and_send(&emu, via, id, identity.clone()).await;
+        }
+
         // Through the command line: chain from the token (EC) and from a PEM file (RSA).
         for via in [Via::Mqtt, Via::Ws] {
             let ec = vec!["--key-uri".to_owned(), fx.uri("hsm-ec", "private")];

@@ -5,14 +5,16 @@
 //!   group, [`Pkcs11HmacKey::derive_device_key`] derives each device's key into a session object.
 //! - X.509: [`Pkcs11PrivateKey`] (EC P-256, RSA) signs TLS handshakes inside the token;
 //!   [`load_identity`] pairs it with its chain from PEM or from the token's certificates.
-//! - Certificate issuance: [`Pkcs11PrivateKey::generate`] makes the key pair in the token and
-//!   [`store_chain`] stores the issued chain next to it.
+//! - Certificate issuance: [`Pkcs11PrivateKey::generate`] makes the key pair in the token,
+//!   [`Pkcs11PrivateKey::certificate_signing_request`] has the token sign the CSR, and
+//!   [`store_chain`] stores the issued chain next to the key.
 //!
 //! The module is the path given, else the URI's `module-path`, else [`MODULE_ENV`]; the PIN is
 //! the URI's `pin-value`, else `pin-source`, else [`PIN_ENV`]. PINs are wiped after use and
 //! never printed. Each token is logged in once per process and its sessions are pooled (see
 //! [`Pkcs11Token`]), so thousands of devices can sign concurrently through one token.
 
+mod csr;
 mod error;
 mod hmac_key;
 mod private_key;
