@@ -359,6 +359,30 @@ fn sas_keys_in_the_token() {
             provision_and_send(&emu, via, id, SasAuthenticator::new(device)).await;
         }
 
+        // Many devices signing at once through the one token: the session pool serves them all
+        // and every signature is right.
+        let devices: Vec<(String, Pkcs11HmacKey)> = (0..16)
+            .map(|i| {
+                let id = format!("gw-{i}");
+                let key = group.derive_device_key(&id).unwrap();
+                (id, key)
+            })
+            .collect();
+        std::thread::scope(|s| {
+            for (id, key) in &devices {
+                let software = software_group.derive(id).unwrap();
+                s.spawn(move || {
+                    for n in 0..50u32 {
+                        let message = format!("{id}/{n}");
+                        assert_eq!(
+                            key.sign(message.as_bytes()).unwrap(),
+                            software.sign(message.as_bytes()).unwrap()
+                        );
+                    }
+                });
+            }
+        });
+
         // The same through the command line, with only URIs and the module.
         for via in [Via::Mqtt, Via::Ws] {
             let key_uri = vec!["--key-uri".to_owned(), fx.uri("hsm-sas", "secret-key")];

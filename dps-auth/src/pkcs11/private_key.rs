@@ -487,3 +487,29 @@ pub fn store_chain(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ecdsa_signatures_become_der() {
+        // r with its high bit set gains a 0x00; s with leading zeros loses them.
+        let mut raw = vec![0x80; 32];
+        raw.extend([0x00, 0x00, 0x01]);
+        raw.extend([0x7f; 29]);
+        let der = ecdsa_der(&raw).unwrap();
+        assert_eq!(&der[..5], &[0x30, 35 + 32, 0x02, 33, 0x00]);
+        assert_eq!(&der[37..40], &[0x02, 30, 0x01]);
+        assert!(ecdsa_der(&[1, 2, 3]).is_err());
+        assert!(ecdsa_der(&[]).is_err());
+    }
+
+    #[test]
+    fn long_der_lengths() {
+        let body = vec![0u8; 300];
+        assert_eq!(&der_tlv(0x30, &body)[..4], &[0x30, 0x82, 0x01, 0x2c]);
+        assert_eq!(der_integer(&[0, 0, 5]), vec![0x02, 1, 5]);
+        assert_eq!(der_integer(&[0, 0]), vec![0x02, 1, 0]);
+    }
+}

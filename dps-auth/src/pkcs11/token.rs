@@ -179,13 +179,17 @@ impl Pkcs11Token {
                 .map_err(|e| Pkcs11Error::device("C_OpenSession", &e))?,
         };
         let result = f(&session);
-        let mut idle = self
-            .inner
-            .idle
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if idle.len() < MAX_IDLE_SESSIONS {
-            idle.push(session);
+        // A session that failed may be broken (token removed, handle invalid): close it rather
+        // than hand it to the next caller; the login lives on in the login session.
+        if result.is_ok() {
+            let mut idle = self
+                .inner
+                .idle
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if idle.len() < MAX_IDLE_SESSIONS {
+                idle.push(session);
+            }
         }
         result
     }
