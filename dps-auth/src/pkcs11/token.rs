@@ -100,7 +100,8 @@ impl fmt::Debug for Pkcs11Token {
 impl Pkcs11Token {
     /// Opens (or reuses) the token `uri` names, in the module at `module` (else the URI's
     /// `module-path`, else [`MODULE_ENV`](super::MODULE_ENV)), and logs in as the user with the
-    /// URI's PIN.
+    /// URI's PIN. A token already open in this process (same module and label) is shared as
+    /// it is: it is logged in already, so the PIN is not checked again.
     ///
     /// # Errors
     /// [`Pkcs11Error::NoModule`], [`Pkcs11Error::ModuleUnavailable`],
