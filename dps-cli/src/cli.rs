@@ -127,6 +127,12 @@ pub(crate) struct ProvisionArgs {
     /// chain to DIR (`{id}.key.pem`, `{id}.cert.pem`).
     #[arg(long, value_name = "DIR")]
     pub(crate) csr_out: Option<std::path::PathBuf>,
+    /// Ask DPS to issue a certificate for a key generated in a PKCS#11 token (EC P-256): the
+    /// key pair is created under this URI's `object` label (and `id`), the token signs the CSR,
+    /// and the issued chain is stored back in the token as certificate objects next to the key,
+    /// so `--key-uri` with the same URI authenticates with it afterwards.
+    #[arg(long, value_name = "URI", conflicts_with = "csr_out")]
+    pub(crate) csr_key_uri: Option<String>,
     /// Give up after this many seconds.
     #[arg(long, value_name = "SECS", default_value_t = 120)]
     pub(crate) timeout: u64,

@@ -538,6 +538,42 @@ fn x509_keys_in_the_token() {
             provision_and_send(&emu, via, id, identity.clone()).await;
         }
 
+        // The same issuance through the command line: authenticate with the group key (in the
+        // token too), get a certificate for a key generated in the token, then use it.
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(group_b64.primary_key.as_deref().unwrap())
+            .unwrap();
+        Pkcs11HmacKey::import(&token, "hsm-csr-group", &bytes).unwrap();
+        let out = dps(vec![
+            "provision".into(),
+            "--id-scope".into(),
+            emu.id_scope().into(),
+            "--registration-id".into(),
+            "hsm-cli-csr".into(),
+            "--endpoint".into(),
+            format!("localhost:{}", emu.mqtt_addr().port()),
+            "--ca-file".into(),
+            fx.dir.join("ca.pem").display().to_string(),
+            "--pkcs11-module".into(),
+            fx.module.display().to_string(),
+            "--group-key-uri".into(),
+            fx.uri("hsm-csr-group", "secret-key"),
+            "--csr-key-uri".into(),
+            fx.uri("hsm-cli-csr", "private"),
+        ])
+        .await;
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let issued = load_identity(
+            Some(&fx.module),
+            &parse(&fx.uri("hsm-cli-csr", "private")),
+            ChainSource::Token,
+        )
+        .unwrap();
+        assert_eq!(issued.registration_id().unwrap(), "hsm-cli-csr");
+        assert_eq!(issued.chain_len(), 2);
+        let csr_key = vec!["--key-uri".to_owned(), fx.uri("hsm-cli-csr", "private")];
+        cli_provision_and_send(&fx, &emu, Via::Ws, "hsm-cli-csr", &csr_key).await;
+
         // Through the command line: chain from the token (EC) and from a PEM file (RSA).
         for via in [Via::Mqtt, Via::Ws] {
             let ec = vec!["--key-uri".to_owned(), fx.uri("hsm-ec", "private")];

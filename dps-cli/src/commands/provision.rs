@@ -7,7 +7,7 @@ use dps_client::{
     MqttTransport, ProvisioningClient, ProvisioningError, TlsConfig, WebSocketTransport,
 };
 
-use super::token_key::TokenKeyArgs;
+use super::token_key::{TokenCsr, TokenKeyArgs};
 use super::{bad_key, print_line, secret_argument};
 use crate::cli::{ProvisionArgs, TransportKind};
 use crate::exit::{CliError, ExitCode};
@@ -39,6 +39,15 @@ async fn provision(args: &ProvisionArgs) -> Result<(), CliError> {
         None => None,
     };
 
+    let token_csr = match &args.csr_key_uri {
+        Some(uri) => Some(TokenCsr::generate(
+            uri,
+            args.pkcs11.pkcs11_module.as_deref(),
+            &args.registration_id,
+        )?),
+        None => None,
+    };
+
     let client = with_credential(args, |auth| {
         let mut client = ProvisioningClient::new(&args.id_scope, &args.registration_id, auth)
             .endpoint(&args.endpoint)
@@ -50,6 +59,9 @@ async fn provision(args: &ProvisionArgs) -> Result<(), CliError> {
         if let Some(csr) = &csr {
             client = client.csr(&csr.der);
         }
+        if let Some(csr) = &token_csr {
+            client = client.csr(csr.der());
+        }
         match args.transport {
             TransportKind::Mqtt => client.transport(MqttTransport::new()),
             TransportKind::Ws => client.transport(WebSocketTransport::new()),
@@ -59,6 +71,9 @@ async fn provision(args: &ProvisionArgs) -> Result<(), CliError> {
     let assignment = client.register().await.map_err(classify)?;
     if let Some(csr) = &csr {
         csr.write_chain(assignment.issued_certificate_chain())?;
+    }
+    if let Some(csr) = &token_csr {
+        csr.store_chain(assignment.issued_certificate_chain())?;
     }
     let json = serde_json::to_string_pretty(assignment.registration_state())
         .map_err(|e| CliError::failure(format_args!("cannot format the result: {e}")))?;

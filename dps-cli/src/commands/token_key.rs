@@ -3,7 +3,10 @@
 use std::path::{Path, PathBuf};
 
 use dps_auth::Authenticator;
-use dps_auth::pkcs11::{ChainSource, ObjectType, Pkcs11Error, Pkcs11HmacKey, Pkcs11Uri};
+use dps_auth::pkcs11::{
+    ChainSource, KeyAlgorithm, ObjectType, Pkcs11Error, Pkcs11HmacKey, Pkcs11PrivateKey,
+    Pkcs11Token, Pkcs11Uri,
+};
 
 use crate::exit::CliError;
 
@@ -84,4 +87,74 @@ fn parse(text: &str, option: &str) -> Result<Pkcs11Uri, CliError> {
 
 fn failed(option: &str, e: &Pkcs11Error) -> CliError {
     CliError::invalid_input(format_args!("{option}: {e}"))
+}
+
+/// `--csr-key-uri`: a key pair generated in the token, its CSR signed there, and the issued
+/// chain stored back next to it.
+pub(crate) struct TokenCsr {
+    token: Pkcs11Token,
+    label: String,
+    id: Vec<u8>,
+    der: Vec<u8>,
+}
+
+impl TokenCsr {
+    pub(crate) fn generate(
+        text: &str,
+        module: Option<&Path>,
+        registration_id: &str,
+    ) -> Result<Self, CliError> {
+        let uri = parse(text, "--csr-key-uri")?;
+        let Some(label) = uri.object().map(str::to_owned) else {
+            return Err(CliError::invalid_input(
+                "--csr-key-uri needs an `object` label for the new key",
+            ));
+        };
+        let id = uri
+            .id()
+            .map_or_else(|| label.as_bytes().to_vec(), <[u8]>::to_vec);
+        let token = Pkcs11Token::open(module, &uri).map_err(|e| failed("--csr-key-uri", &e))?;
+        let key = Pkcs11PrivateKey::generate(&token, &label, &id, KeyAlgorithm::EcP256)
+            .map_err(|e| failed("--csr-key-uri", &e))?;
+        let der = key
+            .certificate_signing_request(registration_id)
+            .map_err(|e| failed("--csr-key-uri", &e))?;
+        Ok(Self {
+            token,
+            label,
+            id,
+            der,
+        })
+    }
+
+    pub(crate) fn der(&self) -> &[u8] {
+        &self.der
+    }
+
+    /// Stores the issued chain (base64 DER, leaf first) in the token next to the key.
+    pub(crate) fn store_chain(&self, chain: &[String]) -> Result<(), CliError> {
+        use base64::Engine as _;
+        if chain.is_empty() {
+            return Err(CliError::new(
+                crate::exit::ExitCode::Failed,
+                "the service issued no certificate",
+            ));
+        }
+        let certs = chain
+            .iter()
+            .map(|b64| {
+                base64::engine::general_purpose::STANDARD
+                    .decode(b64)
+                    .map(dps_auth::CertificateDer::from)
+                    .map_err(|_| {
+                        CliError::new(
+                            crate::exit::ExitCode::Failed,
+                            "the issued certificate is not base64",
+                        )
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        dps_auth::pkcs11::store_chain(&self.token, &self.label, &self.id, &certs)
+            .map_err(|e| CliError::failure(format_args!("cannot store the issued chain: {e}")))
+    }
 }
