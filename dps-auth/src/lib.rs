@@ -55,6 +55,9 @@
 //!
 //! - `sas` (default): [`SymmetricKey`], [`GroupKey`] and [`verify_sas`] (HMAC-SHA256).
 //! - `x509` (default): [`X509Identity`].
+//! - `pkcs11`: keys that never leave a PKCS#11 token ([`pkcs11`] module): SAS signing and group
+//!   derivation inside the token, X.509 TLS client keys, key generation for certificate
+//!   issuance; configured by RFC 7512 URIs.
 //!
 //! Without either, the crate still offers [`Signer`], [`generate_sas`] and [`SasAuthenticator`]
 //! for keys held in hardware.
@@ -77,6 +80,9 @@ mod verify;
 #[cfg(feature = "x509")]
 mod x509;
 
+#[cfg(feature = "pkcs11")]
+pub mod pkcs11;
+
 pub use authenticator::{Authenticator, Credentials, SasAuthenticator};
 pub use error::{AuthError, BoxError, KeyError, SignError};
 pub use signer::{SIGNATURE_LEN, Signer};
@@ -89,7 +95,7 @@ pub use symmetric::SymmetricKey;
 #[cfg(feature = "sas")]
 pub use verify::{SasVerifyError, VerifiedSas, verify_sas};
 #[cfg(feature = "x509")]
-pub use x509::{X509Error, X509Identity};
+pub use x509::{X509Error, X509Identity, X509KeyKind, X509KeySigner, X509SignatureScheme};
 
 pub use dps_core::ids::IdError;
 pub use dps_core::sas::{

@@ -12,7 +12,7 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use zeroize::Zeroizing;
 
 use crate::authenticator::{Authenticator, Credentials};
-use crate::error::AuthError;
+use crate::error::{AuthError, SignError};
 
 /// Why an X.509 identity could not be loaded or used. Messages never contain key material.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -70,6 +70,54 @@ pub enum X509Error {
     },
 }
 
+/// The kind of key an [`X509KeySigner`] holds, which decides the TLS signature schemes it
+/// can offer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum X509KeyKind {
+    /// An ECDSA key on NIST P-256 (secp256r1).
+    EcP256,
+    /// An RSA key (2048 bits or more).
+    Rsa,
+}
+
+/// A TLS signature scheme an [`X509KeySigner`] is asked to sign with (RFC 8446 §4.2.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum X509SignatureScheme {
+    /// ECDSA on P-256 over SHA-256; the signature is DER (`Ecdsa-Sig-Value`, RFC 3279 §2.2.3).
+    EcdsaP256Sha256,
+    /// RSASSA-PSS, MGF1 and SHA-256, salt as long as the hash.
+    RsaPssSha256,
+    /// RSASSA-PSS, MGF1 and SHA-384, salt as long as the hash.
+    RsaPssSha384,
+    /// RSASSA-PSS, MGF1 and SHA-512, salt as long as the hash.
+    RsaPssSha512,
+    /// RSASSA-PKCS1-v1_5 with SHA-256 (TLS 1.2 only).
+    RsaPkcs1Sha256,
+    /// RSASSA-PKCS1-v1_5 with SHA-384 (TLS 1.2 only).
+    RsaPkcs1Sha384,
+    /// RSASSA-PKCS1-v1_5 with SHA-512 (TLS 1.2 only).
+    RsaPkcs1Sha512,
+}
+
+/// A private key that signs TLS handshakes without revealing itself: the X.509 counterpart of
+/// [`Signer`](crate::Signer), implemented by [`Pkcs11PrivateKey`](crate::pkcs11::Pkcs11PrivateKey)
+/// behind the `pkcs11` feature. The transport turns it into a rustls signing key.
+///
+/// Implementations must be safe to call from many connections at once and must not reveal the
+/// key through `Debug`.
+pub trait X509KeySigner: Send + Sync + fmt::Debug {
+    /// The kind of key.
+    fn kind(&self) -> X509KeyKind;
+
+    /// Signs `message` (the whole message: hashing is part of the scheme).
+    ///
+    /// # Errors
+    /// [`SignError`] when the key holder fails.
+    fn sign(&self, scheme: X509SignatureScheme, message: &[u8]) -> Result<Vec<u8>, SignError>;
+}
+
 /// A device's X.509 credentials: the leaf certificate, the intermediates up to (not necessarily
 /// including) the root, and the private key.
 ///
@@ -88,8 +136,14 @@ pub struct X509Identity {
 struct Inner {
     /// Leaf first; never empty.
     chain: Vec<CertificateDer<'static>>,
-    key: Zeroizing<PrivateKeyDer<'static>>,
+    key: KeySource,
     common_name: Option<String>,
+}
+
+/// Where the private key is: in memory (PEM) or behind a signer that never reveals it.
+enum KeySource {
+    Der(Zeroizing<PrivateKeyDer<'static>>),
+    External(Arc<dyn X509KeySigner>),
 }
 
 impl X509Identity {
@@ -119,10 +173,54 @@ impl X509Identity {
         Ok(Self {
             inner: Arc::new(Inner {
                 chain,
-                key,
+                key: KeySource::Der(key),
                 common_name,
             }),
         })
+    }
+
+    /// An identity whose private key stays behind `signer` (a PKCS#11 token, a TPM, a secure
+    /// element): `chain` is the leaf certificate then its intermediates, DER. The TLS handshake
+    /// asks the signer for its signature; the key bytes are never needed.
+    ///
+    /// # Errors
+    /// [`X509Error::NoCertificate`] for an empty chain, [`X509Error::InvalidCertificate`] for
+    /// an unparsable certificate.
+    pub fn from_signer(
+        chain: Vec<CertificateDer<'static>>,
+        signer: Arc<dyn X509KeySigner>,
+    ) -> Result<Self, X509Error> {
+        if chain.is_empty() {
+            return Err(X509Error::NoCertificate);
+        }
+        let common_name = inspect_chain(&chain)?;
+        tracing::debug!(
+            common_name = common_name.as_deref(),
+            chain_len = chain.len(),
+            ?signer,
+            "loaded X.509 identity with an external key"
+        );
+        Ok(Self {
+            inner: Arc::new(Inner {
+                chain,
+                key: KeySource::External(signer),
+                common_name,
+            }),
+        })
+    }
+
+    /// Like [`from_signer`](Self::from_signer), the chain given as PEM text (leaf first).
+    ///
+    /// # Errors
+    /// [`X509Error::InvalidCertificatePem`], or as [`from_signer`](Self::from_signer).
+    pub fn from_pem_chain_and_signer(
+        cert_chain_pem: &[u8],
+        signer: Arc<dyn X509KeySigner>,
+    ) -> Result<Self, X509Error> {
+        let chain = CertificateDer::pem_slice_iter(cert_chain_pem)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|_| X509Error::InvalidCertificatePem)?;
+        Self::from_signer(chain, signer)
     }
 
     /// Loads an identity from PEM files; see [`from_pem`](Self::from_pem).
@@ -212,10 +310,24 @@ impl X509Identity {
         self.inner.chain.clone()
     }
 
-    /// A copy of the private key, ready for rustls' `with_client_auth_cert`.
+    /// A copy of the private key, ready for rustls' `with_client_auth_cert`; `None` when the
+    /// key is held by an [external signer](Self::key_signer).
     #[must_use]
-    pub fn private_key(&self) -> PrivateKeyDer<'static> {
-        self.inner.key.clone_key()
+    pub fn private_key(&self) -> Option<PrivateKeyDer<'static>> {
+        match &self.inner.key {
+            KeySource::Der(key) => Some(key.clone_key()),
+            KeySource::External(_) => None,
+        }
+    }
+
+    /// The signer holding the private key, when it is not in memory
+    /// ([`from_signer`](Self::from_signer)).
+    #[must_use]
+    pub fn key_signer(&self) -> Option<&Arc<dyn X509KeySigner>> {
+        match &self.inner.key {
+            KeySource::Der(_) => None,
+            KeySource::External(signer) => Some(signer),
+        }
     }
 }
 

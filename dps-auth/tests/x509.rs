@@ -128,7 +128,7 @@ fn loads_chain_and_pkcs8_key() {
     let certs = id.certificate_chain();
     assert_eq!(certs.len(), 2);
     assert_eq!(certs[0].as_ref(), chain.leaf_der.as_slice());
-    match id.private_key() {
+    match id.private_key().expect("an in-memory key") {
         PrivateKeyDer::Pkcs8(key) => {
             assert_eq!(key.secret_pkcs8_der(), chain.leaf_key.serialized_der());
         }
@@ -141,7 +141,7 @@ fn loads_sec1_key() {
     let chain = chain_for("sec1-device");
     let id =
         X509Identity::from_pem(chain.chain_pem().as_bytes(), chain.sec1_pem().as_bytes()).unwrap();
-    match id.private_key() {
+    match id.private_key().expect("an in-memory key") {
         PrivateKeyDer::Sec1(key) => assert_eq!(key.secret_sec1_der(), chain.sec1_der().as_slice()),
         other => panic!("unexpected key kind {other:?}"),
     }
@@ -156,7 +156,7 @@ fn loads_pkcs1_key() {
     let body = b"\x30\x03\x02\x01\x00 not a real RSA key";
     let key_pem = pem("RSA PRIVATE KEY", body);
     let id = X509Identity::from_pem(chain.chain_pem().as_bytes(), key_pem.as_bytes()).unwrap();
-    match id.private_key() {
+    match id.private_key().expect("an in-memory key") {
         PrivateKeyDer::Pkcs1(key) => assert_eq!(key.secret_pkcs1_der(), body),
         other => panic!("unexpected key kind {other:?}"),
     }

@@ -54,7 +54,7 @@ pub(crate) enum Command {
 
 /// How `provision` authenticates.
 #[derive(Debug, Args)]
-#[group(required = true, multiple = false)]
+#[group(required = false, multiple = false)]
 pub(crate) struct Credential {
     /// The device's symmetric key (individual enrollment), base64; `-` reads standard input.
     #[arg(long, value_name = "BASE64")]
@@ -63,9 +63,29 @@ pub(crate) struct Credential {
     /// standard input.
     #[arg(long, value_name = "BASE64")]
     pub(crate) group_key: Option<String>,
-    /// The device certificate chain (PEM, leaf first); needs --key.
-    #[arg(long, value_name = "PEM", requires = "key")]
+    /// The device certificate chain (PEM, leaf first); needs --key or --key-uri.
+    #[arg(long, value_name = "PEM")]
     pub(crate) cert: Option<std::path::PathBuf>,
+    /// The enrollment group's key in a PKCS#11 token (RFC 7512 URI, e.g.
+    /// `pkcs11:token=gw;object=group?pin-source=file:/etc/pin`); the device key is derived
+    /// inside the token.
+    #[arg(long, value_name = "URI")]
+    pub(crate) group_key_uri: Option<String>,
+}
+
+/// The PKCS#11 options shared by `provision` and `send`.
+#[derive(Debug, Args)]
+pub(crate) struct Pkcs11Args {
+    /// The device key in a PKCS#11 token (RFC 7512 URI, e.g.
+    /// `pkcs11:token=gw;object=dev-1?pin-value=1234`): a secret key signs SAS tokens, a
+    /// private key (EC P-256, RSA) authenticates with its certificate (--cert, else the
+    /// token's certificate with the key's label). The PIN may also come from DPS_PKCS11_PIN.
+    #[arg(long, value_name = "URI")]
+    pub(crate) key_uri: Option<String>,
+    /// The PKCS#11 module (shared library) of --key-uri/--group-key-uri, e.g.
+    /// /usr/lib/softhsm/libsofthsm2.so; default: DPS_PKCS11_MODULE.
+    #[arg(long, value_name = "PATH")]
+    pub(crate) pkcs11_module: Option<std::path::PathBuf>,
 }
 
 /// The transports `provision` can use.
@@ -91,6 +111,8 @@ pub(crate) struct ProvisionArgs {
     /// The private key of --cert (PEM: PKCS#8, SEC1 or PKCS#1).
     #[arg(long, value_name = "PEM", requires = "cert")]
     pub(crate) key: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    pub(crate) pkcs11: Pkcs11Args,
     /// The DPS endpoint, HOST or HOST:PORT.
     #[arg(
         long,
@@ -111,6 +133,12 @@ pub(crate) struct ProvisionArgs {
     /// chain to DIR (`{id}.key.pem`, `{id}.cert.pem`).
     #[arg(long, value_name = "DIR")]
     pub(crate) csr_out: Option<std::path::PathBuf>,
+    /// Ask DPS to issue a certificate for a key generated in a PKCS#11 token (EC P-256): the
+    /// key pair is created under this URI's `object` label (and `id`), the token signs the CSR,
+    /// and the issued chain is stored back in the token as certificate objects next to the key,
+    /// so `--key-uri` with the same URI authenticates with it afterwards.
+    #[arg(long, value_name = "URI", conflicts_with = "csr_out")]
+    pub(crate) csr_key_uri: Option<String>,
     /// Give up after this many seconds.
     #[arg(long, value_name = "SECS", default_value_t = 120)]
     pub(crate) timeout: u64,
@@ -155,8 +183,9 @@ pub(crate) struct SendIdentity {
     /// reads standard input.
     #[arg(long, value_name = "CS")]
     pub(crate) connection_string: Option<String>,
-    /// The JSON `dps provision` printed (`assignedHub`, `deviceId`); needs --symmetric-key.
-    #[arg(long, value_name = "FILE", requires = "symmetric_key")]
+    /// The JSON `dps provision` printed (`assignedHub`, `deviceId`); needs --symmetric-key,
+    /// --key-uri or --group-key-uri.
+    #[arg(long, value_name = "FILE")]
     pub(crate) from_registration: Option<std::path::PathBuf>,
 }
 
@@ -168,6 +197,15 @@ pub(crate) struct SendArgs {
     /// The device key (base64) for --from-registration; `-` reads standard input.
     #[arg(long, value_name = "BASE64", requires = "from_registration")]
     pub(crate) symmetric_key: Option<String>,
+    /// The enrollment group's key in a PKCS#11 token, for --from-registration; the device key
+    /// is derived inside the token.
+    #[arg(long, value_name = "URI", requires = "from_registration")]
+    pub(crate) group_key_uri: Option<String>,
+    /// The certificate chain (PEM) of an X.509 --key-uri; default: the token's certificate.
+    #[arg(long, value_name = "PEM", requires = "key_uri")]
+    pub(crate) cert: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    pub(crate) pkcs11: Pkcs11Args,
     /// How many messages to send.
     #[arg(long, value_name = "N", default_value_t = 1)]
     pub(crate) count: u32,

@@ -67,6 +67,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod error;
+mod external_key;
 mod mqtt_transport;
 pub mod net;
 mod options;

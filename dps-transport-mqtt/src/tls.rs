@@ -14,6 +14,7 @@ use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
 use crate::error::{TlsErrorKind, TransportError};
+use crate::external_key::ExternalKeyResolver;
 
 /// TLS settings for a device connection: the policy of
 /// [IoT Hub and DPS](https://learn.microsoft.com/azure/iot-hub/iot-hub-tls-support), on rustls
@@ -212,9 +213,18 @@ impl TlsConfig {
             .map_err(|e| configuration(e.to_string()))?
             .with_webpki_verifier(verifier);
         let mut config = match identity {
-            Some(identity) => builder
-                .with_client_auth_cert(identity.certificate_chain(), identity.private_key())
-                .map_err(|e| configuration(format!("unusable client certificate or key: {e}")))?,
+            Some(identity) => match (identity.private_key(), identity.key_signer()) {
+                (Some(key), _) => builder
+                    .with_client_auth_cert(identity.certificate_chain(), key)
+                    .map_err(|e| {
+                        configuration(format!("unusable client certificate or key: {e}"))
+                    })?,
+                // The key is in a token: rustls asks the resolver's key for each signature.
+                (None, Some(signer)) => builder.with_client_cert_resolver(Arc::new(
+                    ExternalKeyResolver::new(identity.certificate_chain(), Arc::clone(signer)),
+                )),
+                (None, None) => return Err(configuration("the X.509 identity has no key")),
+            },
             None => builder.with_no_client_auth(),
         };
         if let Some(size) = self.max_fragment_size {

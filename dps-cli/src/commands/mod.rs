@@ -5,6 +5,7 @@ mod emulator;
 mod provision;
 mod sas;
 mod send;
+mod token_key;
 pub(crate) mod upload;
 
 use std::io::{self, BufRead as _, Write as _};

@@ -7,6 +7,7 @@ use dps_client::{
     MqttTransport, ProvisioningClient, ProvisioningError, TlsConfig, WebSocketTransport,
 };
 
+use super::token_key::{TokenCsr, TokenKeyArgs};
 use super::{bad_key, print_line, secret_argument};
 use crate::cli::{ProvisionArgs, TransportKind};
 use crate::exit::{CliError, ExitCode};
@@ -38,6 +39,15 @@ async fn provision(args: &ProvisionArgs) -> Result<(), CliError> {
         None => None,
     };
 
+    let token_csr = match &args.csr_key_uri {
+        Some(uri) => Some(TokenCsr::generate(
+            uri,
+            args.pkcs11.pkcs11_module.as_deref(),
+            &args.registration_id,
+        )?),
+        None => None,
+    };
+
     let client = with_credential(args, |auth| {
         let mut client = ProvisioningClient::new(&args.id_scope, &args.registration_id, auth)
             .endpoint(&args.endpoint)
@@ -49,6 +59,9 @@ async fn provision(args: &ProvisionArgs) -> Result<(), CliError> {
         if let Some(csr) = &csr {
             client = client.csr(&csr.der);
         }
+        if let Some(csr) = &token_csr {
+            client = client.csr(csr.der());
+        }
         match args.transport {
             TransportKind::Mqtt => client.transport(MqttTransport::new()),
             TransportKind::Ws => client.transport(WebSocketTransport::new()),
@@ -58,6 +71,9 @@ async fn provision(args: &ProvisionArgs) -> Result<(), CliError> {
     let assignment = client.register().await.map_err(classify)?;
     if let Some(csr) = &csr {
         csr.write_chain(assignment.issued_certificate_chain())?;
+    }
+    if let Some(csr) = &token_csr {
+        csr.store_chain(assignment.issued_certificate_chain())?;
     }
     let json = serde_json::to_string_pretty(assignment.registration_state())
         .map_err(|e| CliError::failure(format_args!("cannot format the result: {e}")))?;
@@ -69,6 +85,23 @@ fn with_credential(
     build: impl Fn(Box<dyn Authenticator>) -> ProvisioningClient,
 ) -> Result<ProvisioningClient, CliError> {
     let credential = &args.credential;
+    let token = TokenKeyArgs {
+        key_uri: args.pkcs11.key_uri.as_deref(),
+        group_key_uri: credential.group_key_uri.as_deref(),
+        cert: credential.cert.as_deref(),
+        module: args.pkcs11.pkcs11_module.as_ref(),
+    };
+    if token.given() {
+        if args.key.is_some()
+            || credential.symmetric_key.is_some()
+            || credential.group_key.is_some()
+        {
+            return Err(CliError::invalid_input(
+                "--key-uri and --group-key-uri replace --key, --symmetric-key and --group-key",
+            ));
+        }
+        return Ok(build(token.authenticator(Some(&args.registration_id))?));
+    }
     if let Some(key) = &credential.symmetric_key {
         let key = secret_argument(key, "--symmetric-key")?;
         let key =
@@ -85,7 +118,7 @@ fn with_credential(
     }
     let (Some(cert), Some(key)) = (&credential.cert, &args.key) else {
         return Err(CliError::invalid_input(
-            "give --symmetric-key, --group-key, or --cert with --key",
+            "give --symmetric-key, --group-key, --cert with --key, --key-uri or --group-key-uri",
         ));
     };
     let read = |path: &std::path::Path, option: &str| {

@@ -9,6 +9,7 @@ use hub_client::{
     SendError, StopReason, TlsConfig, WebSocketTransport,
 };
 
+use super::token_key::TokenKeyArgs;
 use super::{bad_key, print_line, secret_argument};
 use crate::cli::{SendArgs, TransportKind};
 use crate::exit::{CliError, ExitCode};
@@ -106,9 +107,15 @@ fn builder(args: &SendArgs) -> Result<HubClientBuilder, CliError> {
         let cs = secret_argument(cs, "--connection-string")?;
         return HubClient::from_connection_string(cs.trim()).map_err(classify);
     }
-    let (Some(path), Some(key)) = (&args.identity.from_registration, &args.symmetric_key) else {
+    let token = TokenKeyArgs {
+        key_uri: args.pkcs11.key_uri.as_deref(),
+        group_key_uri: args.group_key_uri.as_deref(),
+        cert: args.cert.as_deref(),
+        module: args.pkcs11.pkcs11_module.as_ref(),
+    };
+    let Some(path) = &args.identity.from_registration else {
         return Err(CliError::invalid_input(
-            "give --connection-string, or --from-registration with --symmetric-key",
+            "give --connection-string, or --from-registration with --symmetric-key or --key-uri",
         ));
     };
     let text = std::fs::read_to_string(path).map_err(|e| {
@@ -137,6 +144,20 @@ fn builder(args: &SendArgs) -> Result<HubClientBuilder, CliError> {
             })
     };
     let (hub, device_id) = (field("assignedHub")?, field("deviceId")?);
+    if token.given() {
+        if args.symmetric_key.is_some() {
+            return Err(CliError::invalid_input(
+                "--key-uri and --group-key-uri replace --symmetric-key",
+            ));
+        }
+        let auth = token.authenticator(Some(&device_id))?;
+        return Ok(HubClient::builder(hub, device_id, auth));
+    }
+    let Some(key) = &args.symmetric_key else {
+        return Err(CliError::invalid_input(
+            "--from-registration needs --symmetric-key, --key-uri or --group-key-uri",
+        ));
+    };
     let key = secret_argument(key, "--symmetric-key")?;
     let key = SymmetricKey::from_base64(key.trim()).map_err(|e| bad_key("--symmetric-key", e))?;
     Ok(HubClient::builder(hub, device_id, key))
