@@ -127,9 +127,11 @@ impl Emulator {
     /// configured enrollments, and listens.
     pub async fn start(config: EmulatorConfig) -> Result<Self, EmulatorError> {
         prepare_data_dir(&config.data_dir)?;
-        let tls = Arc::new(TlsMaterial::load_or_create(
+        // One server certificate for DPS and every linked hub (#15 item 2).
+        let tls = Arc::new(TlsMaterial::load_or_create_covering(
             &config.data_dir,
             &config.hostname,
+            &config.hubs(),
         )?);
         let store = Store::open(config.data_dir.join(STORE_FILE))?;
         let service_key = service_key(&config)?;
