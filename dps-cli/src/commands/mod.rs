@@ -2,9 +2,12 @@
 
 mod derive_key;
 mod emulator;
+pub(crate) mod enroll;
 mod provision;
+pub(crate) mod registry;
 mod sas;
 mod send;
+mod service_api;
 
 use std::io::{self, BufRead as _, Write as _};
 
@@ -21,6 +24,8 @@ pub(crate) fn run(command: Command) -> Result<(), CliError> {
         Command::Provision(args) => provision::run(&args),
         Command::Send(args) => send::run(&args),
         Command::Emulator(args) => emulator::run(args),
+        Command::Enroll(args) => enroll::run(&args),
+        Command::Registry(args) => registry::run(&args),
     }
 }
 
