@@ -8,7 +8,7 @@ Device side: azure-iot-device 2.14 (IoTHubDeviceClient) over MQTT (8883) and MQT
 with properties, twin get / reported patch / desired patch, direct methods, cloud-to-device
 messages; a disabled device and a wrong key are refused; an X.509 device of an enrollment group
 connects with its certificate. Service side: azure-iot-hub 2.7 (IoTHubRegistryManager) for the
-identity registry, twin updates and direct methods; the emulator-only REST endpoints for the
+identity registry (with bulk operations and the twin query), twin updates and direct methods; the emulator-only REST endpoints for the
 events feed and for sending cloud-to-device messages (the SDK sends those over AMQP, which the
 emulator does not speak).
 """
@@ -341,6 +341,66 @@ def service_sdk_drives_registry_twin_and_methods(emu, work):
         raise AssertionError("the device is still there")
     except HttpOperationError as e:
         assert e.response.status_code == 404, e.response.status_code
+
+
+@case
+def service_sdk_bulk_operations_and_query(emu, work):
+    """#15: bulk create / update / delete with per-device errors, list with top, and the twin
+    query with continuation tokens, through IoTHubRegistryManager."""
+    from azure.iot.hub import IoTHubRegistryManager
+    from azure.iot.hub.models import (
+        AuthenticationMechanism,
+        ExportImportDevice,
+        QuerySpecification,
+        SymmetricKey,
+        Twin,
+    )
+
+    registry = IoTHubRegistryManager.from_connection_string(emu.info["hubConnectionString"])
+    ids = [f"bulk-sdk-{i}" for i in range(5)]
+    key = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
+    sas = AuthenticationMechanism(
+        type="sas", symmetric_key=SymmetricKey(primary_key=key, secondary_key=key)
+    )
+    result = registry.bulk_create_or_update_devices(
+        [ExportImportDevice(id=i, import_mode="create", authentication=sas) for i in ids]
+    )
+    assert result.is_successful and not result.errors, result.errors
+    assert registry.get_device(ids[0]).authentication.symmetric_key.primary_key == key
+
+    # One duplicate and one stale etag fail alone; the delete goes through.
+    result = registry.bulk_create_or_update_devices(
+        [
+            ExportImportDevice(id=ids[0], import_mode="create"),
+            ExportImportDevice(id=ids[1], import_mode="updateIfMatchETag", e_tag="stale", status="disabled"),
+            ExportImportDevice(id=ids[4], import_mode="delete"),
+        ]
+    )
+    assert not result.is_successful
+    codes = sorted((e.device_id, e.error_code) for e in result.errors)
+    assert codes == [(ids[0], "DeviceAlreadyExists"), (ids[1], "PreconditionFailed")], codes
+    assert registry.get_device(ids[1]).status == "enabled"
+    assert ids[4] not in [d.device_id for d in registry.get_devices(1000)]
+    assert len(registry.get_devices(2)) == 2
+
+    # Tags, then the query that finds devices by them, two per page.
+    for n, device_id in enumerate(ids[:4]):
+        registry.update_twin(device_id, Twin(tags={"site": "lab" if n % 2 == 0 else "field"}), "*")
+    spec = QuerySpecification(query="SELECT * FROM devices WHERE tags.site = 'lab' OR tags.site = 'field'")
+    found, token, pages = [], None, 0
+    while True:
+        page = registry.query_iot_hub(spec, token, 2)
+        assert page.type in ("twin", "Twin"), page.type
+        found += [twin.device_id for twin in page.items]
+        pages += 1
+        token = page.continuation_token
+        if not token:
+            break
+        assert pages < 5, "the pages end"
+    assert found == ids[:4] and pages == 2, (found, pages)
+    lab = registry.query_iot_hub(QuerySpecification(query="SELECT * FROM devices WHERE tags.site = 'lab'"))
+    assert [t.device_id for t in lab.items] == [ids[0], ids[2]], lab.items
+    assert lab.items[0].tags == {"site": "lab"}, lab.items[0].tags
 
 
 @case

@@ -32,6 +32,9 @@ pub(crate) enum ImportMode {
     Delete,
     /// Delete only when `eTag` matches.
     DeleteIfMatchETag,
+    /// A mode bulk operations do not take (`updateTwin`, ...): refused for that device.
+    #[serde(other)]
+    Unsupported,
 }
 
 /// One device of a bulk request (`ExportImportDevice`; the twin members it may carry are not
@@ -159,6 +162,11 @@ impl HubRuntime {
                 })
         };
         match device.import_mode {
+            ImportMode::Unsupported => Err(ServiceFailure::bad_request(format!(
+                "device {}: importMode must be create, update, updateIfMatchETag, delete or \
+                 deleteIfMatchETag",
+                device.id
+            ))),
             ImportMode::Delete | ImportMode::DeleteIfMatchETag => {
                 let if_match = match device.import_mode {
                     ImportMode::DeleteIfMatchETag => Some(etag()?),
