@@ -134,6 +134,8 @@ impl Emulator {
             &config.hubs(),
         )?);
         let store = Store::open(config.data_dir.join(STORE_FILE))?;
+        // Jobs a previous run left half done are failed, not resumed (#15).
+        store.mutate(crate::hub::jobs::fail_interrupted);
         let service_key = service_key(&config)?;
         let key = dps_auth::SymmetricKey::from_base64(&service_key)
             .map_err(|e| EmulatorError::ServiceKey(e.to_string()))?;

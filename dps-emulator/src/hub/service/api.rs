@@ -36,9 +36,15 @@ pub(crate) struct HubServiceApi {
 impl HubServiceApi {
     /// Whether this API serves `path`.
     pub(crate) fn serves(path: &str) -> bool {
-        ["/devices", "/twins", "/statistics", "/emulator/hubs"]
-            .iter()
-            .any(|prefix| path == *prefix || path.starts_with(&format!("{prefix}/")))
+        [
+            "/devices",
+            "/twins",
+            "/statistics",
+            "/jobs",
+            "/emulator/hubs",
+        ]
+        .iter()
+        .any(|prefix| path == *prefix || path.starts_with(&format!("{prefix}/")))
     }
 
     pub(crate) async fn handle(&self, request: HttpRequest) -> HttpResponse {
@@ -118,6 +124,15 @@ impl HubServiceApi {
                 Ok(HttpResponse::json(status, &result))
             }
             (&Method::POST, ["devices", "query"]) => query_response(rt, hub, request),
+            // #15: import and export jobs (hub/jobs/).
+            (&Method::POST, ["jobs", "create"]) => {
+                let job = rt.create_job(hub, body(request)?).await?;
+                Ok(HttpResponse::json(StatusCode::OK, &job))
+            }
+            (&Method::GET, ["jobs"]) => Ok(HttpResponse::json(StatusCode::OK, &rt.jobs(hub)?)),
+            (&Method::GET, ["jobs", id]) => {
+                Ok(HttpResponse::json(StatusCode::OK, &rt.job(hub, id)?))
+            }
             (&Method::GET, ["devices", id]) => Ok(device_response(rt.device(hub, id)?)),
             (&Method::PUT, ["devices", id]) => {
                 let input: DeviceIdentity = body(request)?;

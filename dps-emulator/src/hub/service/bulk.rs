@@ -19,12 +19,15 @@ use crate::rest::ServiceFailure;
 pub(crate) const MAX_BULK: usize = 100;
 
 /// What to do with one device (`importMode`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub(crate) enum ImportMode {
     /// Create; an existing device is an error.
     Create,
-    /// Create or update, whatever the etag.
+    /// Create or update, whatever the etag (`createOrUpdate`, the default, is the same: an
+    /// exported `devices.txt`, which has no `importMode`, imports as is).
+    #[default]
+    #[serde(alias = "createOrUpdate")]
     Update,
     /// Update only when `eTag` matches; a missing device is an error.
     UpdateIfMatchETag,
@@ -45,6 +48,7 @@ pub(crate) struct BulkDevice {
     /// The device id.
     pub(crate) id: String,
     /// The operation.
+    #[serde(default)]
     pub(crate) import_mode: ImportMode,
     /// The etag for the `...IfMatchETag` modes.
     #[serde(default, rename = "eTag")]
@@ -84,7 +88,7 @@ pub(crate) struct BulkResult {
 }
 
 /// The service's error name for a refused device operation.
-fn error_code(failure: &ServiceFailure) -> &'static str {
+pub(crate) fn error_code(failure: &ServiceFailure) -> &'static str {
     match failure.error_code {
         409_001 => "DeviceAlreadyExists",
         404_001 => "DeviceNotFound",
@@ -143,7 +147,7 @@ impl HubRuntime {
     }
 
     /// One device of a bulk request; whether its connections must be closed.
-    fn bulk_one(&self, hub: &str, device: &BulkDevice) -> Result<bool, ServiceFailure> {
+    pub(crate) fn bulk_one(&self, hub: &str, device: &BulkDevice) -> Result<bool, ServiceFailure> {
         check_id(
             "device",
             &device.id,
