@@ -181,3 +181,48 @@ async fn service_twin_puts_metadata_and_version_after_the_properties() {
         ]
     );
 }
+
+/// A direct method's payload reaches the device in the order the service client wrote it, and
+/// the device's answer reaches the service client in the order the device wrote it.
+#[tokio::test]
+async fn method_payloads_keep_their_member_order_both_ways() {
+    let emu = start().await;
+    let key = create_sas_device(&emu, "dev-method-order").await;
+    let mut conn = hub_device(&emu, "dev-method-order", &key).await;
+    conn.subscribe_ok("$iothub/methods/POST/#").await;
+
+    let request = json!({
+        "methodName": "configure",
+        "payload": {"zeta": 1, "alpha": {"y": true, "b": null}},
+        "responseTimeoutInSeconds": 5
+    });
+    let call = hub_service(
+        &emu,
+        "POST",
+        "/twins/dev-method-order/methods",
+        Some(&request),
+        &[],
+    );
+    let device = async {
+        let (topic, body) = conn.expect_publish().await;
+        assert_eq!(
+            String::from_utf8(body).unwrap(),
+            r#"{"zeta":1,"alpha":{"y":true,"b":null}}"#
+        );
+        let rid = topic
+            .strip_prefix("$iothub/methods/POST/configure/?$rid=")
+            .unwrap()
+            .to_owned();
+        let answer = format!("$iothub/methods/res/200/?$rid={rid}");
+        assert!(
+            conn.publish(&answer, br#"{"z":"done","a":[2,1]}"#.to_vec())
+                .await
+        );
+    };
+    let (reply, ()) = tokio::join!(call, device);
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(
+        String::from_utf8(reply.body).unwrap(),
+        r#"{"status":200,"payload":{"z":"done","a":[2,1]}}"#
+    );
+}
