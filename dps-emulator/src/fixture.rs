@@ -4,7 +4,8 @@
 //! It hands out plain pieces (endpoint, id scope, key, CA) rather than client builders: this
 //! crate must not depend on `dps-client` or `hub-client` (their tests run against the emulator,
 //! and a dependency back would give them two copies of their own types). Each client builder
-//! takes these pieces in its `endpoint` and `tls` calls.
+//! takes these pieces in its `endpoint` and `tls` calls; the `dps-emulator-fixture` crate,
+//! which sits on top of the emulator and both clients, hands out the builders ready-made.
 
 use std::fmt;
 use std::ops::Deref;
