@@ -328,7 +328,8 @@ impl MqttSession for HubDeviceSession {
             if !self.clean_session {
                 self.runtime.live.save_session(&key, conn.subscriptions);
             }
-            self.runtime.record_connection(&key, conn.last_activity);
+            self.runtime
+                .record_connection(&key, conn.last_activity, false);
         }
         tracing::info!(identity = %key, ?reason, "IoT Hub device disconnected");
     }
