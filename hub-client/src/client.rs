@@ -262,7 +262,7 @@ impl HubClient {
     /// Cloud-to-device messages (devices). Each stream can be taken once.
     ///
     /// # Errors
-    /// [`StreamTaken`] when an earlier call took this stream (#11).
+    /// [`StreamTaken`] when an earlier call took this stream.
     pub fn c2d_messages(&self) -> Result<Subscription<ReceivedMessage>, StreamTaken> {
         let receiver = take_stream(
             lock(&self.handle.receivers).c2d.take(),
@@ -274,7 +274,7 @@ impl HubClient {
     /// Module input messages (modules). Each stream can be taken once.
     ///
     /// # Errors
-    /// [`StreamTaken`] when an earlier call took this stream (#11).
+    /// [`StreamTaken`] when an earlier call took this stream.
     pub fn inputs(&self) -> Result<Subscription<ReceivedMessage>, StreamTaken> {
         let receiver = take_stream(lock(&self.handle.receivers).inputs.take(), "input message")?;
         Ok(Subscription::new(Some(receiver)))
@@ -284,7 +284,7 @@ impl HubClient {
     /// taken once.
     ///
     /// # Errors
-    /// [`StreamTaken`] when an earlier call took this stream (#11).
+    /// [`StreamTaken`] when an earlier call took this stream.
     pub fn desired_patches(&self) -> Result<Subscription<DesiredUpdate>, StreamTaken> {
         let receiver = take_stream(
             lock(&self.handle.receivers).desired.take(),
@@ -296,7 +296,7 @@ impl HubClient {
     /// Direct method invocations. Each stream can be taken once.
     ///
     /// # Errors
-    /// [`StreamTaken`] when an earlier call took this stream (#11).
+    /// [`StreamTaken`] when an earlier call took this stream.
     pub fn method_requests(&self) -> Result<Subscription<MethodRequest>, StreamTaken> {
         let receiver = take_stream(
             lock(&self.handle.receivers).methods.take(),
@@ -308,7 +308,7 @@ impl HubClient {
     /// Connection state changes, from the first connect on. Each stream can be taken once.
     ///
     /// # Errors
-    /// [`StreamTaken`] when an earlier call took this stream (#11).
+    /// [`StreamTaken`] when an earlier call took this stream.
     pub fn connection_states(&self) -> Result<Subscription<ConnectionState>, StreamTaken> {
         let receiver = take_stream(
             lock(&self.handle.receivers).states.take(),
