@@ -18,7 +18,7 @@ use serde::Serialize;
 use tracing::Instrument as _;
 
 use crate::app::DpsApp;
-use crate::error::ProvisioningError;
+use crate::error::{ConnectError, ProvisioningError};
 
 /// The user agent announced in the DPS username (`ClientVersion`).
 pub const USER_AGENT: &str = concat!("dps-rs/", env!("CARGO_PKG_VERSION"));
@@ -279,7 +279,18 @@ impl ProvisioningClient {
                 Some(Failure::Credentials(error)) => ProvisioningError::Credentials(error),
                 _ => RegistrationError::Unrecoverable.into(),
             }),
-            Some(Err(error)) => Err(error.into()),
+            // (#11) Unreachable endpoints and timeouts name the last failed attempt.
+            Some(Err(error)) => {
+                let last = match failure {
+                    Some(Failure::Transport(error)) => Some(ConnectError::new(
+                        &self.endpoint,
+                        self.transport.default_port(),
+                        error,
+                    )),
+                    _ => None,
+                };
+                Err(ProvisioningError::from(error).with_connect_error(last))
+            }
             // `run` returns only once the registration finished, with its outcome.
             None => Err(ProvisioningError::Unrecoverable),
         }

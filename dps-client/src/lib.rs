@@ -55,4 +55,4 @@ pub use dps_runtime::{Clock, Entropy, FixedEntropy, OsEntropy, SystemClock};
 pub use dps_transport_mqtt::{MqttTransport, TlsConfig, Transport, TransportError};
 #[cfg(feature = "websocket")]
 pub use dps_transport_ws::{ProxyConfig, WebSocketTransport};
-pub use error::ProvisioningError;
+pub use error::{ConnectError, ProvisioningError};

@@ -283,7 +283,10 @@ where
                 .connection
                 .as_ref()
                 .and_then(MqttConnection::close_reason);
-            tracing::info!(reason = ?reason, "connection lost");
+            match &reason {
+                Some(reason) => tracing::info!(%reason, "connection lost"),
+                None => tracing::info!("connection lost"),
+            }
             let loss = match reason {
                 Some(CloseReason::ClosedByPeer) => ConnectionLoss::ClosedByService,
                 _ => ConnectionLoss::Network,

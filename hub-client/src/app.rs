@@ -163,7 +163,7 @@ impl Application<HubSession> for HubApp {
                 resolve(&mut self.responses, request, result);
             }
             Event::Ignored { topic, reason } => {
-                tracing::debug!(%topic, ?reason, "ignored a message");
+                tracing::debug!(%topic, %reason, "ignored a message");
             }
             Event::Stopped(reason) => tracing::debug!(%reason, "session ended"),
             _ => {}

@@ -23,7 +23,7 @@ use tracing::Instrument as _;
 use crate::app::{HubApp, HubShared, Outlets, Receivers};
 use crate::connection_string::ConnectionString;
 use crate::desired::DesiredUpdate;
-use crate::error::HubError;
+use crate::error::{HubError, StreamTaken, take_stream};
 use crate::method::MethodRequest;
 use crate::streams::Subscription;
 
@@ -260,34 +260,61 @@ impl HubClient {
     }
 
     /// Cloud-to-device messages (devices). Each stream can be taken once.
-    #[must_use]
-    pub fn c2d_messages(&self) -> Subscription<ReceivedMessage> {
-        Subscription::new(lock(&self.handle.receivers).c2d.take())
+    ///
+    /// # Errors
+    /// [`StreamTaken`] when an earlier call took this stream.
+    pub fn c2d_messages(&self) -> Result<Subscription<ReceivedMessage>, StreamTaken> {
+        let receiver = take_stream(
+            lock(&self.handle.receivers).c2d.take(),
+            "cloud-to-device message",
+        )?;
+        Ok(Subscription::new(Some(receiver)))
     }
 
     /// Module input messages (modules). Each stream can be taken once.
-    #[must_use]
-    pub fn inputs(&self) -> Subscription<ReceivedMessage> {
-        Subscription::new(lock(&self.handle.receivers).inputs.take())
+    ///
+    /// # Errors
+    /// [`StreamTaken`] when an earlier call took this stream.
+    pub fn inputs(&self) -> Result<Subscription<ReceivedMessage>, StreamTaken> {
+        let receiver = take_stream(lock(&self.handle.receivers).inputs.take(), "input message")?;
+        Ok(Subscription::new(Some(receiver)))
     }
 
     /// Desired-property patches, and the full twin after every (re)connect. Each stream can be
     /// taken once.
-    #[must_use]
-    pub fn desired_patches(&self) -> Subscription<DesiredUpdate> {
-        Subscription::new(lock(&self.handle.receivers).desired.take())
+    ///
+    /// # Errors
+    /// [`StreamTaken`] when an earlier call took this stream.
+    pub fn desired_patches(&self) -> Result<Subscription<DesiredUpdate>, StreamTaken> {
+        let receiver = take_stream(
+            lock(&self.handle.receivers).desired.take(),
+            "desired-property",
+        )?;
+        Ok(Subscription::new(Some(receiver)))
     }
 
     /// Direct method invocations. Each stream can be taken once.
-    #[must_use]
-    pub fn method_requests(&self) -> Subscription<MethodRequest> {
-        Subscription::new(lock(&self.handle.receivers).methods.take())
+    ///
+    /// # Errors
+    /// [`StreamTaken`] when an earlier call took this stream.
+    pub fn method_requests(&self) -> Result<Subscription<MethodRequest>, StreamTaken> {
+        let receiver = take_stream(
+            lock(&self.handle.receivers).methods.take(),
+            "method request",
+        )?;
+        Ok(Subscription::new(Some(receiver)))
     }
 
     /// Connection state changes, from the first connect on. Each stream can be taken once.
-    #[must_use]
-    pub fn connection_states(&self) -> Subscription<ConnectionState> {
-        Subscription::new(lock(&self.handle.receivers).states.take())
+    ///
+    /// # Errors
+    /// [`StreamTaken`] when an earlier call took this stream.
+    pub fn connection_states(&self) -> Result<Subscription<ConnectionState>, StreamTaken> {
+        let receiver = take_stream(
+            lock(&self.handle.receivers).states.take(),
+            "connection state",
+        )?;
+        Ok(Subscription::new(Some(receiver)))
     }
 
     /// The current connection state.

@@ -63,3 +63,19 @@ impl HubError {
         }
     }
 }
+
+/// A stream of the client was taken a second time. Each stream can be taken once: keep the
+/// [`Subscription`](crate::Subscription) the first call returned (and share what it yields).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the {stream} stream was already taken: each stream of a client can be taken once")]
+#[non_exhaustive]
+pub struct StreamTaken {
+    /// Which stream: "cloud-to-device message", "input message", "desired-property",
+    /// "method request" or "connection state".
+    pub stream: &'static str,
+}
+
+/// The receiver of a stream, or [`StreamTaken`] when an earlier call took it.
+pub(crate) fn take_stream<R>(receiver: Option<R>, stream: &'static str) -> Result<R, StreamTaken> {
+    receiver.ok_or(StreamTaken { stream })
+}

@@ -26,8 +26,8 @@
 //! // Twin: report, and follow desired changes (the full twin again after every reconnect).
 //! let version = hub.update_reported(&serde_json::json!({ "firmware": "1.2.0" })).await?;
 //! println!("reported version {version}");
-//! let mut desired = hub.desired_patches();
-//! let mut methods = hub.method_requests();
+//! let mut desired = hub.desired_patches()?;
+//! let mut methods = hub.method_requests()?;
 //! tokio::select! {
 //!     Some(update) = desired.recv() => println!("desired now at {:?}", update.version()),
 //!     Some(request) = methods.recv() => {
@@ -100,7 +100,7 @@ pub mod upload;
 pub use client::{HubClient, HubClientBuilder, SendReceipt, USER_AGENT};
 pub use connection_string::ConnectionString;
 pub use desired::DesiredUpdate;
-pub use error::HubError;
+pub use error::{HubError, StreamTaken};
 pub use method::MethodRequest;
 pub use streams::Subscription;
 

@@ -92,6 +92,20 @@ pub enum IgnoreReason {
     Finished,
 }
 
+impl fmt::Display for IgnoreReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NotDps => f.write_str("not a DPS response topic"),
+            Self::MalformedTopic(error) => write!(f, "malformed response topic: {error}"),
+            Self::UnknownRid => f.write_str("no request of this registration has its $rid"),
+            Self::StaleRid => {
+                f.write_str("its $rid belongs to an earlier request (a duplicate or late answer)")
+            }
+            Self::Finished => f.write_str("the registration has finished"),
+        }
+    }
+}
+
 /// Something the driver may log or surface; draining events is required (see the crate docs),
 /// acting on them is optional, except [`Event::Finished`], always the last one.
 #[derive(Debug, Clone, PartialEq, Eq)]

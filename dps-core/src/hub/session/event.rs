@@ -336,6 +336,21 @@ pub enum IgnoreReason {
     Stopped,
 }
 
+impl fmt::Display for IgnoreReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::UnknownTopic => "no feature of this session matches the topic",
+            Self::MalformedTopic => "the topic is malformed",
+            Self::OtherIdentity => "the topic names another device or module",
+            Self::UnknownRequest => {
+                "no pending request has its $rid (late, duplicate or timed out)"
+            }
+            Self::InvalidBody => "the desired patch is not a JSON object",
+            Self::Stopped => "the session has stopped",
+        })
+    }
+}
+
 /// Something the application may act on. Draining events is required (see the
 /// [module docs](super)); acting on them is optional.
 #[derive(Debug, Clone, PartialEq)]

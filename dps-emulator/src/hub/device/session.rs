@@ -331,7 +331,7 @@ impl MqttSession for HubDeviceSession {
             self.runtime
                 .record_connection(&key, conn.last_activity, false);
         }
-        tracing::info!(identity = %key, ?reason, "IoT Hub device disconnected");
+        tracing::info!(identity = %key, %reason, "IoT Hub device disconnected");
     }
 }
 
