@@ -1,6 +1,6 @@
 //! The application's side of the hub session: the waiters of pending operations and the stream
 //! outlets, fed by the session's events. Deliveries are accepted (acknowledged to the hub) once
-//! their stream took them.
+//! their stream took them; a full stream holds them (see [`crate::backlog`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -14,6 +14,7 @@ use dps_core::hub::{
 use dps_runtime::{Application, Shared};
 use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::backlog::{Backlog, Item, Offer, offer as offer_item};
 use crate::desired::DesiredUpdate;
 use crate::method::{MethodRequest, Responder};
 
@@ -48,6 +49,8 @@ pub(crate) struct HubApp {
     pub(crate) reported: HashMap<RequestId, Waiter<Result<u64, TwinError>>>,
     pub(crate) responses: HashMap<RequestId, Waiter<Result<(), SendError>>>,
     pub(crate) outlets: Option<Outlets>,
+    /// Deliveries whose stream was full, with their acknowledgements.
+    backlog: Backlog,
     pub(crate) state: watch::Sender<Option<ConnectionState>>,
 }
 
@@ -59,6 +62,7 @@ impl HubApp {
             reported: HashMap::new(),
             responses: HashMap::new(),
             outlets: Some(outlets),
+            backlog: Backlog::default(),
             state: watch::Sender::new(None),
         }
     }
@@ -72,11 +76,6 @@ impl Application<HubSession> for HubApp {
         event: Event,
         shared: &Arc<HubShared>,
     ) {
-        let accept = |session: &mut HubSession, taken: bool, delivery: Option<Delivery>| {
-            if let (true, Some(delivery)) = (taken, delivery) {
-                session.accept(now, delivery);
-            }
-        };
         match event {
             Event::ConnectionState(state) => {
                 match state {
@@ -91,7 +90,7 @@ impl Application<HubSession> for HubApp {
                 }
                 self.state.send_replace(Some(state));
                 if let Some(outlets) = &self.outlets {
-                    offer(&outlets.states, state, "");
+                    offer_state(&outlets.states, state);
                 }
             }
             Event::TelemetryAcked { id } => resolve(&mut self.sends, id, Ok(())),
@@ -103,18 +102,10 @@ impl Application<HubSession> for HubApp {
                 resolve(&mut self.sends, id, Err(SendError::Closed));
             }
             Event::C2d { message, delivery } => {
-                let taken = self
-                    .outlets
-                    .as_ref()
-                    .is_some_and(|o| offer(&o.c2d, message, "cloud-to-device message"));
-                accept(session, taken, delivery);
+                self.deliver(session, now, Item::C2d(message), delivery);
             }
             Event::Input { message, delivery } => {
-                let taken = self
-                    .outlets
-                    .as_ref()
-                    .is_some_and(|o| offer(&o.inputs, message, "input message"));
-                accept(session, taken, delivery);
+                self.deliver(session, now, Item::Input(message), delivery);
             }
             Event::DesiredPatch {
                 version,
@@ -125,23 +116,16 @@ impl Application<HubSession> for HubApp {
                     version,
                     patch: body,
                 };
-                let taken = self
-                    .outlets
-                    .as_ref()
-                    .is_some_and(|o| offer(&o.desired, update, "desired patch"));
-                accept(session, taken, delivery);
+                self.deliver(session, now, Item::Desired(update), delivery);
             }
             Event::TwinResync { twin, missed } => {
                 if missed.is_some_and(|m| m > 0) {
                     tracing::info!(?missed, "desired properties changed while offline");
                 }
-                if let Some(outlets) = &self.outlets {
-                    offer(
-                        &outlets.desired,
-                        DesiredUpdate::Resync { twin, missed },
-                        "twin resync",
-                    );
-                }
+                // No acknowledgement (the twin came as a response), but held all the same: the
+                // application must see the full twin to converge.
+                let update = DesiredUpdate::Resync { twin, missed };
+                self.deliver(session, now, Item::Desired(update), None);
             }
             Event::TwinReceived { request, result } => {
                 resolve(&mut self.twin_gets, request, result);
@@ -153,11 +137,7 @@ impl Application<HubSession> for HubApp {
                 tracing::debug!(method = %request.name, "method request");
                 let responder: Arc<dyn Responder> = Arc::clone(shared) as Arc<dyn Responder>;
                 let request = MethodRequest::new(request, responder);
-                let taken = self
-                    .outlets
-                    .as_ref()
-                    .is_some_and(|o| offer(&o.methods, request, "method request"));
-                accept(session, taken, delivery);
+                self.deliver(session, now, Item::Method(request), delivery);
             }
             Event::MethodResponded { request, result } => {
                 resolve(&mut self.responses, request, result);
@@ -173,10 +153,54 @@ impl Application<HubSession> for HubApp {
     /// The driver is done: end the streams and fail whatever still waits.
     fn on_finish(&mut self) {
         self.outlets = None;
+        self.backlog.clear();
         self.sends.clear();
         self.twin_gets.clear();
         self.reported.clear();
         self.responses.clear();
+    }
+
+    fn resume(&mut self, session: &mut HubSession, now: Timestamp) {
+        if self.backlog.is_empty() {
+            return;
+        }
+        if let Some(outlets) = &self.outlets {
+            for delivery in self.backlog.release(outlets) {
+                session.accept(now, delivery);
+            }
+        }
+    }
+
+    fn room(&mut self) -> Option<dps_runtime::Room> {
+        self.backlog.room(self.outlets.as_ref()?)
+    }
+}
+
+impl HubApp {
+    /// Hands `item` to its stream and accepts its delivery, or holds both (behind anything
+    /// already held, to keep the order) when the stream is full.
+    fn deliver(
+        &mut self,
+        session: &mut HubSession,
+        now: Timestamp,
+        item: Item,
+        delivery: Option<Delivery>,
+    ) {
+        let Some(outlets) = &self.outlets else {
+            return;
+        };
+        if !self.backlog.is_empty() {
+            self.backlog.hold(item, delivery);
+            return;
+        }
+        match offer_item(outlets, item) {
+            Offer::Taken => {
+                if let Some(delivery) = delivery {
+                    session.accept(now, delivery);
+                }
+            }
+            Offer::Full(item) => self.backlog.hold(item, delivery),
+        }
     }
 }
 
@@ -204,22 +228,8 @@ fn resolve<K: std::hash::Hash + Eq, T>(waiters: &mut HashMap<K, Waiter<T>>, key:
     }
 }
 
-/// Offers `item` to its stream; true when the stream took it or nobody reads it any more (the
-/// item is then acknowledged: redelivering it would reach nobody either). A full stream
-/// leaves the item unacknowledged, so the hub delivers it again on a later connection.
-///
-/// Items travel boxed: a tokio channel allocates its first block of 32 slots up front, and
-/// five streams of unboxed items cost an idle connection over 10 KiB before any item arrives.
-fn offer<T>(outlet: &mpsc::Sender<Box<T>>, item: T, what: &str) -> bool {
-    match outlet.try_send(Box::new(item)) {
-        Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => true,
-        // Connection states nobody reads are not worth a warning.
-        Err(mpsc::error::TrySendError::Full(_)) if what.is_empty() => false,
-        Err(mpsc::error::TrySendError::Full(_)) => {
-            tracing::warn!(
-                "{what} not taken: its stream is full (read it, or raise the stream capacity); the hub delivers it again after a reconnect"
-            );
-            false
-        }
-    }
+/// Offers a connection state to its stream; states nobody reads are dropped (they are not
+/// deliveries, and the latest one is also kept in the state watch).
+fn offer_state(outlet: &mpsc::Sender<Box<ConnectionState>>, state: ConnectionState) {
+    let _ = outlet.try_send(Box::new(state));
 }

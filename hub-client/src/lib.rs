@@ -86,6 +86,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod app;
+mod backlog;
 mod client;
 mod connection_string;
 mod desired;
