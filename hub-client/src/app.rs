@@ -3,7 +3,7 @@
 //! their stream took them; a full stream holds them (see [`crate::backlog`]).
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use bytes::Bytes;
 use dps_core::Timestamp;
@@ -15,6 +15,7 @@ use dps_runtime::{Application, Shared};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::backlog::{Backlog, Item, Offer, offer as offer_item};
+use crate::completion::{self, Accept, Completion, Delivered};
 use crate::desired::DesiredUpdate;
 use crate::method::{MethodRequest, Responder};
 
@@ -23,23 +24,28 @@ type Waiter<T> = oneshot::Sender<T>;
 /// The session shared by the client handles and the driver task.
 pub(crate) type HubShared = Shared<HubSession, HubApp>;
 
+/// The sending end of a stream.
+pub(crate) type Outlet<T> = mpsc::Sender<Box<Delivered<T>>>;
+/// The receiving end of a stream.
+pub(crate) type Inlet<T> = mpsc::Receiver<Box<Delivered<T>>>;
+
 /// The senders of the streams; dropped when the client stops, which ends the streams.
 pub(crate) struct Outlets {
-    pub(crate) c2d: mpsc::Sender<Box<ReceivedMessage>>,
-    pub(crate) inputs: mpsc::Sender<Box<ReceivedMessage>>,
-    pub(crate) desired: mpsc::Sender<Box<DesiredUpdate>>,
-    pub(crate) methods: mpsc::Sender<Box<MethodRequest>>,
-    pub(crate) states: mpsc::Sender<Box<ConnectionState>>,
+    pub(crate) c2d: Outlet<ReceivedMessage>,
+    pub(crate) inputs: Outlet<ReceivedMessage>,
+    pub(crate) desired: Outlet<DesiredUpdate>,
+    pub(crate) methods: Outlet<MethodRequest>,
+    pub(crate) states: Outlet<ConnectionState>,
 }
 
 /// The receivers, until each is taken.
 #[derive(Default)]
 pub(crate) struct Receivers {
-    pub(crate) c2d: Option<mpsc::Receiver<Box<ReceivedMessage>>>,
-    pub(crate) inputs: Option<mpsc::Receiver<Box<ReceivedMessage>>>,
-    pub(crate) desired: Option<mpsc::Receiver<Box<DesiredUpdate>>>,
-    pub(crate) methods: Option<mpsc::Receiver<Box<MethodRequest>>>,
-    pub(crate) states: Option<mpsc::Receiver<Box<ConnectionState>>>,
+    pub(crate) c2d: Option<Inlet<ReceivedMessage>>,
+    pub(crate) inputs: Option<Inlet<ReceivedMessage>>,
+    pub(crate) desired: Option<Inlet<DesiredUpdate>>,
+    pub(crate) methods: Option<Inlet<MethodRequest>>,
+    pub(crate) states: Option<Inlet<ConnectionState>>,
 }
 
 /// The waiters and outlets.
@@ -51,6 +57,9 @@ pub(crate) struct HubApp {
     pub(crate) outlets: Option<Outlets>,
     /// Deliveries whose stream was full, with their acknowledgements.
     backlog: Backlog,
+    /// Manual completion: the application completes each delivery (`Some`: the session to
+    /// complete on, set at the first event); automatic otherwise.
+    manual: Option<Option<Weak<dyn Accept>>>,
     pub(crate) state: watch::Sender<Option<ConnectionState>>,
 }
 
@@ -63,8 +72,21 @@ impl HubApp {
             responses: HashMap::new(),
             outlets: Some(outlets),
             backlog: Backlog::default(),
+            manual: None,
             state: watch::Sender::new(None),
         }
+    }
+
+    /// Switches to manual completion: every delivery carries a [`Completion`] that the
+    /// application completes after processing it; nothing is acknowledged before.
+    pub(crate) fn manual_completion(mut self, manual: bool) -> Self {
+        self.manual = manual.then_some(None);
+        self
+    }
+
+    /// The session to complete on, in manual mode.
+    fn completer(&self) -> Option<&Weak<dyn Accept>> {
+        self.manual.as_ref().and_then(Option::as_ref)
     }
 }
 
@@ -76,6 +98,9 @@ impl Application<HubSession> for HubApp {
         event: Event,
         shared: &Arc<HubShared>,
     ) {
+        if let Some(session @ None) = &mut self.manual {
+            *session = Some(completion::weak(shared));
+        }
         match event {
             Event::ConnectionState(state) => {
                 match state {
@@ -165,7 +190,8 @@ impl Application<HubSession> for HubApp {
             return;
         }
         if let Some(outlets) = &self.outlets {
-            for delivery in self.backlog.release(outlets) {
+            let manual = self.manual.as_ref().and_then(Option::as_ref);
+            for delivery in self.backlog.release(outlets, manual) {
                 session.accept(now, delivery);
             }
         }
@@ -193,8 +219,10 @@ impl HubApp {
             self.backlog.hold(item, delivery);
             return;
         }
-        match offer_item(outlets, item) {
-            Offer::Taken => {
+        let manual = self.completer();
+        match offer_item(outlets, item, delivery, manual) {
+            Offer::Taken if manual.is_some() => {}
+            Offer::Taken | Offer::Gone => {
                 if let Some(delivery) = delivery {
                     session.accept(now, delivery);
                 }
@@ -230,6 +258,6 @@ fn resolve<K: std::hash::Hash + Eq, T>(waiters: &mut HashMap<K, Waiter<T>>, key:
 
 /// Offers a connection state to its stream; states nobody reads are dropped (they are not
 /// deliveries, and the latest one is also kept in the state watch).
-fn offer_state(outlet: &mpsc::Sender<Box<ConnectionState>>, state: ConnectionState) {
-    let _ = outlet.try_send(Box::new(state));
+fn offer_state(outlet: &Outlet<ConnectionState>, state: ConnectionState) {
+    let _ = outlet.try_send(Box::new(Delivered::new(state, Completion::done())));
 }

@@ -9,12 +9,14 @@
 //! what arrives for it.
 
 use std::collections::VecDeque;
+use std::sync::Weak;
 
 use dps_core::hub::{Delivery, ReceivedMessage};
 use dps_runtime::Room;
 use tokio::sync::mpsc;
 
 use crate::app::Outlets;
+use crate::completion::{Accept, Completion, Delivered};
 use crate::desired::DesiredUpdate;
 use crate::method::MethodRequest;
 
@@ -39,30 +41,49 @@ impl Item {
 
 /// What offering an item to its stream did.
 pub(crate) enum Offer {
-    /// The stream has it (or nobody reads the stream any more): acknowledge it.
+    /// The stream has it: acknowledge it now (automatic mode), or the application completes
+    /// it (manual mode).
     Taken,
+    /// Nobody reads the stream any more: acknowledge and discard it, as redelivering it would
+    /// reach nobody either.
+    Gone,
     /// The stream is full: hold the item, unacknowledged.
     Full(Item),
 }
 
-/// Offers `item` to its stream without waiting.
+/// Offers `item` to its stream without waiting; with `manual` (the session, in manual mode)
+/// the item carries a [`Completion`] of `delivery` for the application to complete.
 ///
 /// Items travel boxed: a tokio channel allocates its first block of 32 slots up front, and
 /// five streams of unboxed items cost an idle connection over 10 KiB before any item arrives.
-pub(crate) fn offer(outlets: &Outlets, item: Item) -> Offer {
-    fn send<T>(outlet: &mpsc::Sender<Box<T>>, value: T, wrap: fn(T) -> Item) -> Offer {
-        match outlet.try_send(Box::new(value)) {
-            // A closed stream was dropped by the application: what comes for it is discarded,
-            // as redelivering it would reach nobody either.
-            Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => Offer::Taken,
-            Err(mpsc::error::TrySendError::Full(value)) => Offer::Full(wrap(*value)),
+pub(crate) fn offer(
+    outlets: &Outlets,
+    item: Item,
+    delivery: Option<Delivery>,
+    manual: Option<&Weak<dyn Accept>>,
+) -> Offer {
+    let completion = || match manual {
+        Some(session) => Completion::new(session, delivery),
+        None => Completion::done(),
+    };
+    fn send<T>(
+        outlet: &mpsc::Sender<Box<Delivered<T>>>,
+        value: T,
+        completion: Completion,
+        wrap: fn(T) -> Item,
+    ) -> Offer {
+        match outlet.try_send(Box::new(Delivered::new(value, completion))) {
+            Ok(()) => Offer::Taken,
+            Err(mpsc::error::TrySendError::Closed(_)) => Offer::Gone,
+            // The completion goes with it unused: nothing was acknowledged.
+            Err(mpsc::error::TrySendError::Full(value)) => Offer::Full(wrap(value.into_parts().0)),
         }
     }
     match item {
-        Item::C2d(m) => send(&outlets.c2d, m, Item::C2d),
-        Item::Input(m) => send(&outlets.inputs, m, Item::Input),
-        Item::Desired(u) => send(&outlets.desired, u, Item::Desired),
-        Item::Method(r) => send(&outlets.methods, r, Item::Method),
+        Item::C2d(m) => send(&outlets.c2d, m, completion(), Item::C2d),
+        Item::Input(m) => send(&outlets.inputs, m, completion(), Item::Input),
+        Item::Desired(u) => send(&outlets.desired, u, completion(), Item::Desired),
+        Item::Method(r) => send(&outlets.methods, r, completion(), Item::Method),
     }
 }
 
@@ -89,19 +110,26 @@ impl Backlog {
     }
 
     /// Offers the held items in order until one finds its stream full; returns the deliveries
-    /// of those taken, to accept.
-    pub(crate) fn release(&mut self, outlets: &Outlets) -> Vec<Delivery> {
+    /// to accept now (all those taken in automatic mode, those of closed streams in manual).
+    pub(crate) fn release(
+        &mut self,
+        outlets: &Outlets,
+        manual: Option<&Weak<dyn Accept>>,
+    ) -> Vec<Delivery> {
         let mut taken = Vec::new();
+        let mut released = false;
         while let Some((item, delivery)) = self.held.pop_front() {
-            match offer(outlets, item) {
-                Offer::Taken => taken.extend(delivery),
+            released = true;
+            match offer(outlets, item, delivery, manual) {
+                Offer::Taken if manual.is_some() => {}
+                Offer::Taken | Offer::Gone => taken.extend(delivery),
                 Offer::Full(item) => {
                     self.held.push_front((item, delivery));
                     break;
                 }
             }
         }
-        if !taken.is_empty() && self.held.is_empty() {
+        if released && self.held.is_empty() {
             tracing::debug!("backlog released: reading again");
         }
         taken
@@ -109,7 +137,7 @@ impl Backlog {
 
     /// A future that completes once the stream of the oldest held item has room (or is gone).
     pub(crate) fn room(&self, outlets: &Outlets) -> Option<Room> {
-        fn wait<T: Send + 'static>(outlet: &mpsc::Sender<Box<T>>) -> Room {
+        fn wait<T: Send + 'static>(outlet: &mpsc::Sender<Box<Delivered<T>>>) -> Room {
             let outlet = outlet.clone();
             // The permit is dropped at once: it only tells that a slot is free; the next drain
             // fills it (the driver is the only sender).

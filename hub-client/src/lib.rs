@@ -88,6 +88,7 @@
 mod app;
 mod backlog;
 mod client;
+mod completion;
 mod connection_string;
 mod desired;
 mod error;
@@ -99,6 +100,7 @@ mod streams;
 pub mod upload;
 
 pub use client::{HubClient, HubClientBuilder, SendReceipt, USER_AGENT};
+pub use completion::{Completion, Delivered};
 pub use connection_string::ConnectionString;
 pub use desired::DesiredUpdate;
 pub use error::HubError;

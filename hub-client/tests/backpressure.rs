@@ -74,7 +74,10 @@ async fn full_stream_holds_the_delivery_unacknowledged_until_there_is_room(kind:
         assert_eq!(next(&mut c2d, STEP).await.message_id(), Some(id));
     }
     eventually(STEP, "the held ones are acknowledged", || count() == 0).await;
-    assert_eq!(hub.connection_state(), Some(hub_client::ConnectionState::Connected));
+    assert_eq!(
+        hub.connection_state(),
+        Some(hub_client::ConnectionState::Connected)
+    );
     hub.close().await;
 }
 
