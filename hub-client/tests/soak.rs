@@ -1,4 +1,4 @@
-//! The short chaos soak (the long one is `dps-benches`' `soak` command): devices on the
+//! The chaos soak: devices on the
 //! emulator's IoT Hub, behind a relay that drops each connection at a random point and refuses
 //! reconnects for a while, half of them with tokens that expire during the run, while they send telemetry with message
 //! ids, receive cloud-to-device messages, follow desired patches and answer methods. Then the
@@ -6,6 +6,10 @@
 //! hub (duplicates only with the same id), every C2D message reached the application, every
 //! twin converged to the last desired version, every method call got an answer or a typed
 //! failure, and no task panicked.
+//!
+//! In CI it runs short (16 devices, 12 s of faults). A long run is the same test with its size
+//! from the environment, printing its figures:
+//! `SOAK_n_devices=500 SOAK_SECONDS=600 cargo test --release -p hub-client --test soak -- --nocapture`.
 
 mod common;
 
@@ -21,8 +25,23 @@ use hub_client::{DesiredUpdate, Message, Renewal};
 use serde_json::json;
 use tokio::net::{TcpListener, TcpStream};
 
-const DEVICES: usize = 16;
-const CHAOS: Duration = Duration::from_secs(12);
+/// How many devices (`SOAK_n_devices`, default 16).
+fn devices() -> usize {
+    env_or("SOAK_n_devices", 16)
+}
+
+/// How long the faults last (`SOAK_SECONDS`, default 12).
+fn chaos() -> Duration {
+    Duration::from_secs(env_or("SOAK_SECONDS", 12))
+}
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 const SETTLE: Duration = Duration::from_secs(60);
 /// The hub's queue-full error for cloud-to-device messages.
 const QUEUE_FULL: u32 = 403_004;
@@ -97,6 +116,18 @@ impl ChaosRelay {
     }
 }
 
+/// Counts the telemetry events that arrived after `since` by message id (read as the run goes:
+/// the emulator's feed keeps only the most recent events).
+fn collect(env: &common::Env, since: &mut u64, arrived: &mut BTreeMap<String, u32>) {
+    for event in env.events(*since) {
+        *since = (*since).max(event.sequence_number);
+        if event.kind == HubEventKind::Telemetry {
+            let mid = event.system_properties.get("messageId").cloned();
+            *arrived.entry(mid.unwrap_or_default()).or_default() += 1;
+        }
+    }
+}
+
 /// What one device's application saw.
 #[derive(Default)]
 struct Seen {
@@ -107,13 +138,15 @@ struct Seen {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chaos_soak_loses_nothing() {
+    let (n_devices, chaos_for) = (devices(), chaos());
     let env = start().await;
     let relay = ChaosRelay::start(env.addr(Kind::Mqtt), 0x9e37_79b9_7f4a_7c15).await;
     let mut clients = Vec::new();
-    let seen: Vec<Arc<Mutex<Seen>>> = (0..DEVICES).map(|_| Arc::default()).collect();
+    let seen: Vec<Arc<Mutex<Seen>>> = (0..n_devices).map(|_| Arc::default()).collect();
     let stop = Arc::new(AtomicBool::new(false));
     let mut tasks = Vec::new();
-    for d in 0..DEVICES {
+    let mut senders = Vec::new();
+    for d in 0..n_devices {
         let id = format!("soak-{d}");
         let key = env.device(&id).await;
         let kind = if d % 4 == 3 { Kind::Ws } else { Kind::Mqtt };
@@ -167,7 +200,7 @@ async fn chaos_soak_loses_nothing() {
             }
         }));
         let (s, sender, stop) = (Arc::clone(&seen[d]), Arc::clone(&hub), Arc::clone(&stop));
-        tasks.push(tokio::spawn(async move {
+        senders.push(tokio::spawn(async move {
             let mut i = 0_u32;
             while !stop.load(Ordering::SeqCst) {
                 let mid = format!("{id}-t{i}");
@@ -190,13 +223,14 @@ async fn chaos_soak_loses_nothing() {
     let started = tokio::time::Instant::now();
     let mut round = 0_u32;
     let mut rng = Rng(7);
-    while started.elapsed() < CHAOS {
+    let (mut since, mut arrived) = (0, BTreeMap::new());
+    while started.elapsed() < chaos_for {
         if round % 10 == 5 {
             relay.refusing.store(true, Ordering::SeqCst);
         } else if round % 10 == 7 {
             relay.refusing.store(false, Ordering::SeqCst);
         }
-        for d in 0..DEVICES {
+        for d in 0..n_devices {
             let id = format!("soak-{d}");
             let mid = format!("{id}-c{round}");
             let message = CloudToDeviceMessage::new(mid.clone()).message_id(mid.clone());
@@ -228,6 +262,7 @@ async fn chaos_soak_loses_nothing() {
                 };
                 *methods.entry(outcome).or_default() += 1;
             }
+            collect(&env, &mut since, &mut arrived);
         }
         round += 1;
         tokio::time::sleep(Duration::from_millis(300)).await;
@@ -237,7 +272,7 @@ async fn chaos_soak_loses_nothing() {
     relay.refusing.store(false, Ordering::SeqCst);
     relay.calm.store(true, Ordering::SeqCst);
     stop.store(true, Ordering::SeqCst);
-    for d in 0..DEVICES {
+    for d in 0..n_devices {
         let id = format!("soak-{d}");
         let expected = sent_c2d.get(&d).cloned().unwrap_or_default();
         let twin = env.emu.twin(&env.hub, &id).unwrap();
@@ -253,14 +288,16 @@ async fn chaos_soak_loses_nothing() {
         )
         .await;
     }
-    let events = env.events(0);
-    let mut arrived: BTreeMap<String, u32> = BTreeMap::new();
-    for event in events.iter().filter(|e| e.kind == HubEventKind::Telemetry) {
-        let mid = event.system_properties.get("messageId").cloned();
-        *arrived.entry(mid.unwrap_or_default()).or_default() += 1;
+    // The last sends finish (or fail); then read the rest of the feed.
+    for sender in senders {
+        sender.await.expect("a telemetry task panicked");
     }
+    collect(&env, &mut since, &mut arrived);
     // Duplicates only with the same id: every event names a message some device sent.
-    assert!(!arrived.contains_key(""), "telemetry without its message id");
+    assert!(
+        !arrived.contains_key(""),
+        "telemetry without its message id"
+    );
     let mut accepted = 0;
     for (d, s) in seen.iter().enumerate() {
         let s = s.lock().unwrap();
@@ -289,7 +326,7 @@ async fn chaos_soak_loses_nothing() {
     let refused = relay.refused.load(Ordering::Relaxed);
     let c2d: usize = sent_c2d.values().map(BTreeSet::len).sum();
     println!(
-        "soak: {DEVICES} devices, {accepted} telemetry accepted ({} events), {c2d} c2d, {round} desired rounds, methods {methods:?}, {drops} connections dropped, {refused} reconnects refused, lost 0",
+        "soak: {n_devices} devices, {accepted} telemetry accepted ({} events), {c2d} c2d, {round} desired rounds, methods {methods:?}, {drops} connections dropped, {refused} reconnects refused, lost 0",
         arrived.values().sum::<u32>()
     );
     assert!(drops > 0, "no fault was injected");
