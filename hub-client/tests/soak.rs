@@ -146,7 +146,7 @@ async fn chaos_soak_loses_nothing() {
     let stop = Arc::new(AtomicBool::new(false));
     let mut tasks = Vec::new();
     let mut senders = Vec::new();
-    for d in 0..n_devices {
+    for (d, seen_by) in seen.iter().enumerate() {
         let id = format!("soak-{d}");
         let key = env.device(&id).await;
         let kind = if d % 4 == 3 { Kind::Ws } else { Kind::Mqtt };
@@ -172,7 +172,7 @@ async fn chaos_soak_loses_nothing() {
         let mut c2d = hub.c2d_messages();
         let mut desired = hub.desired_patches();
         let mut methods = hub.method_requests();
-        let s = Arc::clone(&seen[d]);
+        let s = Arc::clone(seen_by);
         tasks.push(tokio::spawn(async move {
             while let Some(message) = c2d.recv().await {
                 let id = message.message_id().unwrap_or_default().to_owned();
@@ -181,7 +181,7 @@ async fn chaos_soak_loses_nothing() {
                 tokio::time::sleep(Duration::from_millis(3)).await;
             }
         }));
-        let s = Arc::clone(&seen[d]);
+        let s = Arc::clone(seen_by);
         tasks.push(tokio::spawn(async move {
             while let Some(update) = desired.recv().await {
                 if let Some(version) = update.version() {
@@ -199,7 +199,7 @@ async fn chaos_soak_loses_nothing() {
                 let _ = request.respond(200, json!({ "ok": true })).await;
             }
         }));
-        let (s, sender, stop) = (Arc::clone(&seen[d]), Arc::clone(&hub), Arc::clone(&stop));
+        let (s, sender, stop) = (Arc::clone(seen_by), Arc::clone(&hub), Arc::clone(&stop));
         senders.push(tokio::spawn(async move {
             let mut i = 0_u32;
             while !stop.load(Ordering::SeqCst) {
@@ -272,7 +272,7 @@ async fn chaos_soak_loses_nothing() {
     relay.refusing.store(false, Ordering::SeqCst);
     relay.calm.store(true, Ordering::SeqCst);
     stop.store(true, Ordering::SeqCst);
-    for d in 0..n_devices {
+    for (d, seen_by) in seen.iter().enumerate() {
         let id = format!("soak-{d}");
         let expected = sent_c2d.get(&d).cloned().unwrap_or_default();
         let twin = env.emu.twin(&env.hub, &id).unwrap();
@@ -282,7 +282,7 @@ async fn chaos_soak_loses_nothing() {
             SETTLE,
             &format!("{id}: every C2D and the last desired version"),
             || {
-                let s = seen[d].lock().unwrap();
+                let s = seen_by.lock().unwrap();
                 expected.is_subset(&s.c2d) && s.desired_version == last
             },
         )
