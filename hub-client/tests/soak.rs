@@ -9,7 +9,7 @@
 //!
 //! In CI it runs short (16 devices, 12 s of faults). A long run is the same test with its size
 //! from the environment, printing its figures:
-//! `SOAK_n_devices=500 SOAK_SECONDS=600 cargo test --release -p hub-client --test soak -- --nocapture`.
+//! `SOAK_DEVICES=500 SOAK_SECONDS=600 cargo test --release -p hub-client --test soak -- --nocapture`.
 
 mod common;
 
@@ -25,9 +25,9 @@ use hub_client::{DesiredUpdate, Message, Renewal};
 use serde_json::json;
 use tokio::net::{TcpListener, TcpStream};
 
-/// How many devices (`SOAK_n_devices`, default 16).
+/// How many devices (`SOAK_DEVICES`, default 16).
 fn devices() -> usize {
-    env_or("SOAK_n_devices", 16)
+    env_or("SOAK_DEVICES", 16)
 }
 
 /// How long the faults last (`SOAK_SECONDS`, default 12).
