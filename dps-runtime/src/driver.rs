@@ -79,6 +79,8 @@ where
         if drained.finished {
             break;
         }
+        let mut room = drained.room;
+        let reading = room.is_none();
         let wait = drained
             .timeout
             .map(|t| t.saturating_duration_since(shared.now()));
@@ -90,7 +92,9 @@ where
             Some((id, result)) = conn.publishes.next(), if !conn.publishes.is_empty() => {
                 Wake::Published(id, result)
             }
-            incoming = recv(&mut conn.connection) => Wake::Incoming(incoming),
+            // Room for what the application held back: the next drain offers it again.
+            () = maybe(&mut room) => Wake::Notified,
+            incoming = recv(&mut conn.connection), if reading => Wake::Incoming(incoming),
         };
         handle(&shared, &mut conn, wake);
     }

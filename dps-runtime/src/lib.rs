@@ -14,6 +14,10 @@
 //! - [`Clock`] and [`Entropy`]: time and randomness from the top ([`SystemClock`],
 //!   [`OsEntropy`] by default), so tests can run a virtual clock and fixed seeds.
 //!
+//! An application with no room for a delivery holds it ([`Application::room`]): the driver
+//! then reads no further incoming message until there is room, and the delivery is accepted
+//! (acknowledged) only once the application has it.
+//!
 //! The transport never acknowledges an incoming publish by itself: the driver sends PUBACK when
 //! the machine emits [`Transmit::Ack`](dps_core::mqtt::Transmit::Ack).
 #![forbid(unsafe_code)]
@@ -30,4 +34,4 @@ pub use clock::{Clock, SystemClock};
 pub use driver::run;
 pub use entropy::{Entropy, FixedEntropy, OsEntropy};
 pub use link::{Failure, Link};
-pub use shared::{Application, Driven, Shared};
+pub use shared::{Application, Driven, Room, Shared};

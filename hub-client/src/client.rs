@@ -364,6 +364,8 @@ pub struct HubClientBuilder {
     clock: Arc<dyn Clock>,
     entropy: Arc<dyn Entropy>,
     stream_capacity: usize,
+    /// Manual completion (#11).
+    manual_completion: bool,
     /// File upload (#14): the proxy of a WebSocket transport, for uploads too.
     #[cfg(feature = "file-upload")]
     upload_proxy: Option<dps_transport_ws::ProxyConfig>,
@@ -405,6 +407,7 @@ impl HubClientBuilder {
             clock: Arc::new(SystemClock::new()),
             entropy: Arc::new(OsEntropy),
             stream_capacity: 256,
+            manual_completion: false,
             #[cfg(feature = "file-upload")]
             upload_proxy: None,
         }
@@ -569,10 +572,22 @@ impl HubClientBuilder {
         self
     }
 
-    /// How many items each stream buffers before dropping new ones (default 256).
+    /// How many items each stream buffers (default 256); a full stream holds the next delivery
+    /// unacknowledged and pauses reading from the hub until there is room.
     #[must_use]
     pub fn stream_capacity(mut self, capacity: usize) -> Self {
         self.stream_capacity = capacity.max(1);
+        self
+    }
+
+    /// Manual completion (#11): nothing the hub delivers (messages, inputs, desired patches,
+    /// method requests) is acknowledged before the application completes it; read with
+    /// [`Subscription::recv_delivery`] and call [`Delivered::complete`](crate::Delivered::complete) once the item is
+    /// processed (for example in the application's own store). Default: automatic, each
+    /// delivery acknowledged once its stream took it.
+    #[must_use]
+    pub fn manual_completion(mut self, manual: bool) -> Self {
+        self.manual_completion = manual;
         self
     }
 
@@ -661,7 +676,8 @@ impl HubClientBuilder {
             desired,
             methods,
             states,
-        });
+        })
+        .manual_completion(self.manual_completion);
         let mut state = app.state.subscribe();
         let shared = Arc::new(HubShared::new(session, app, self.clock));
         let task = tokio::spawn(dps_runtime::run(Arc::clone(&shared), link).instrument(span));

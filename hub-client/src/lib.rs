@@ -53,6 +53,11 @@
 //!   exponential backoff and jitter; a publish without PUBACK for a minute replaces a silent
 //!   connection; bad credentials and disabled devices (CONNACK 4/5) stop it with a typed reason
 //!   instead of burning quota.
+//! - **Acknowledges only what you have**: a cloud-to-device message, input, desired patch or
+//!   method request is acknowledged once its stream took it; a full stream holds it and pauses
+//!   reading from the hub (the hub keeps it and its queue pushes back), never drops it. With
+//!   [`manual_completion`](HubClientBuilder::manual_completion), only when you
+//!   [complete](Delivered::complete) it.
 //! - **Misses nothing after a reconnect**: every topic is subscribed again when the hub kept no
 //!   session, and the twin is read again ([`DesiredUpdate::Resync`], with the number of desired
 //!   versions missed).
@@ -86,7 +91,9 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod app;
+mod backlog;
 mod client;
+mod completion;
 mod connection_string;
 mod desired;
 mod error;
@@ -98,6 +105,7 @@ mod streams;
 pub mod upload;
 
 pub use client::{HubClient, HubClientBuilder, SendReceipt, USER_AGENT};
+pub use completion::{Completion, Delivered};
 pub use connection_string::ConnectionString;
 pub use desired::DesiredUpdate;
 pub use error::{HubError, StreamTaken};

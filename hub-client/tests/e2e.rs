@@ -44,7 +44,6 @@ both_transports!(
     outage_resyncs_the_twin_and_delivers_queued_c2d,
     direct_methods,
     c2d_with_properties,
-    c2d_no_stream_took_is_not_acknowledged_and_comes_again,
     modules,
     forced_disconnects_lose_none_of_10000,
     short_lived_token_is_renewed_without_loss,
@@ -350,53 +349,6 @@ async fn c2d_with_properties(kind: Kind) {
             == 0
     })
     .await;
-    hub.close().await;
-}
-
-/// A message the application's stream could not take is not acknowledged: the hub keeps it
-/// and delivers it again on the next connection.
-async fn c2d_no_stream_took_is_not_acknowledged_and_comes_again(kind: Kind) {
-    let env = start().await;
-    let key = env.device("c2d-full").await;
-    let hub = env
-        .builder(kind, "c2d-full", &key)
-        .stream_capacity(1)
-        .connect()
-        .await
-        .unwrap();
-    let count = || {
-        env.emu
-            .device(&env.hub, "c2d-full")
-            .unwrap()
-            .cloud_to_device_message_count
-    };
-    let send = |id: &'static str| {
-        env.emu.send_c2d(
-            &env.hub,
-            "c2d-full",
-            CloudToDeviceMessage::new(id).message_id(id),
-        )
-    };
-    // The first fills the stream (capacity 1) and is acknowledged: the hub forgets it.
-    send("m1").await.unwrap();
-    eventually(STEP, "the first is acknowledged", || count() == 0).await;
-    // The second finds the stream full: not acknowledged, the hub keeps it.
-    send("m2").await.unwrap();
-    for _ in 0..10 {
-        tokio::time::sleep(Duration::from_millis(30)).await;
-        assert_eq!(count(), 1, "the second must stay with the hub");
-    }
-    let mut c2d = hub.c2d_messages().unwrap();
-    assert_eq!(next(&mut c2d, STEP).await.message_id(), Some("m1"));
-    // The second is still the hub's: never acknowledged.
-    assert_eq!(count(), 1);
-    hub.close().await;
-    drop(c2d);
-
-    let hub = env.builder(kind, "c2d-full", &key).connect().await.unwrap();
-    let mut c2d = hub.c2d_messages().unwrap();
-    assert_eq!(next(&mut c2d, STEP).await.message_id(), Some("m2"));
-    eventually(STEP, "the second is acknowledged", || count() == 0).await;
     hub.close().await;
 }
 
