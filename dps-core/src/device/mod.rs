@@ -1,0 +1,44 @@
+//! The device lifecycle: provision once, stay connected for years.
+//!
+//! [`Device`] is a third sans-IO machine under the [driving contract](crate#the-driving-contract):
+//! it owns one DPS [`Registration`](crate::dps::Registration) or one
+//! [`HubSession`](crate::hub::HubSession) at a time and forwards the MQTT vocabulary to it. The
+//! driver also reads [`Device::target`] before each [`Transmit::Connect`](crate::mqtt::Transmit)
+//! (DPS or which hub, with which [`CredentialSlot`]) and performs the [`StoreAction`]s from
+//! [`Device::poll_store`] on its [`AssignmentStore`]. Storage, keys and clocks stay with the driver.
+//!
+//! # Rules
+//! - **No cache** (or an unreadable one, see [`AssignmentRecord::from_json`]): provision
+//!   ([`ReprovisionReason::NoCache`]).
+//! - **A valid cache**: connect to the stored hub with **no DPS call**
+//!   ([`LifecycleEvent::Provisioned`] with [`Source::Cache`]).
+//! - **The hub refuses the credentials** (CONNACK 4 or 5, service-behaviour.md "CONNACK
+//!   codes"): try the next credential slot ([`LifecycleEvent::CredentialSwitched`]); when none is
+//!   left, the device was deleted or moved: clear the cache and provision again
+//!   ([`ReprovisionReason::HubRefused`]). When the hub refuses an identity DPS has just
+//!   assigned, the device is disabled: stop ([`DeviceStopReason::DeviceDisabled`]), no loop.
+//! - **The hub unreachable** for [`DeviceConfig::hub_attempts`] attempts or
+//!   [`DeviceConfig::hub_unreachable_for`]: provision again
+//!   ([`ReprovisionReason::HubUnreachable`], [`ReprovisionReason::HubUnreachableFor`]).
+//! - **The assignment older than** [`DeviceConfig::max_assignment_age`]: provision again, at
+//!   start or while connected ([`ReprovisionReason::AssignmentTooOld`]).
+//! - **The application asks** ([`Device::reprovision`], [`ReprovisionReason::Requested`]).
+//! - **DPS's own answers** are honoured by the registration as before (retry-after, 429,
+//!   polling); its terminal answers: disabled enrollment stops
+//!   ([`DeviceStopReason::EnrollmentDisabled`]), unauthorized moves to the next credential
+//!   (key rotation survived with the secondary key), throttled waits at least its retry-after.
+//! - **Identity-recovery backoff** ([`RecoveryBackoff`]): the first re-provisioning is
+//!   immediate, each further one without a hub connection in between waits exponentially
+//!   longer with jitter, between a floor and a ceiling (defaults 5 minutes and 1 hour); only a
+//!   successful hub connection resets it; a larger DPS retry-after wins.
+
+mod machine;
+mod policy;
+mod record;
+
+pub use machine::{Device, Event, Target};
+pub use policy::{
+    CredentialSlot, DeviceConfig, DeviceStopReason, LifecycleEvent, RecoveryBackoff,
+    ReprovisionReason, Source,
+};
+pub use record::{AssignmentRecord, AssignmentStore, RECORD_VERSION, RecordError, StoreAction};
