@@ -20,6 +20,10 @@ use crate::time::{Timer as TimerKind, TimerTable, Timestamp};
 /// What the device reports: its own steps, and everything the inner machines report.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "events are drained at once; boxing the forwarded ones would cost every event a deref"
+)]
 pub enum Event {
     /// A lifecycle step.
     Lifecycle(LifecycleEvent),
@@ -66,6 +70,10 @@ impl TimerKind for Timer {
 }
 
 #[derive(Debug)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one inner machine per device, moved rarely"
+)]
 enum Inner {
     Dps(Registration),
     Hub(HubSession),

@@ -1,0 +1,622 @@
+//! Deterministic scenarios for the device lifecycle: a scripted DPS and hub, the virtual clock
+//! of the shared harness, and assertions on every DPS request and hub connect, and when.
+
+use std::time::Duration;
+
+mod harness;
+
+use dps_core::Timestamp;
+use dps_core::device::{
+    AssignmentRecord, CredentialSlot, Device, DeviceConfig, DeviceStopReason, Event,
+    LifecycleEvent, RecoveryBackoff, ReprovisionReason, Source, StoreAction, Target,
+};
+use dps_core::dps::registration::{RegistrationConfig, Timing};
+use dps_core::dps::topic::ResponseTopic;
+use dps_core::hub::session::{Features, SessionConfig};
+use dps_core::mqtt::{ConnectFailure, Machine as _, Transmit};
+use dps_core::query::Params;
+use dps_core::retry::JitterSource;
+use harness::{Inputs as _, UNIX0};
+
+const HUB_A: &str = "hub-a.azure-devices.net";
+const HUB_B: &str = "hub-b.azure-devices.net";
+const X509: CredentialSlot = CredentialSlot(0);
+const PRIMARY: CredentialSlot = CredentialSlot(1);
+const SECONDARY: CredentialSlot = CredentialSlot(2);
+
+fn secs(s: u64) -> Duration {
+    Duration::from_secs(s)
+}
+
+fn at(s: u64) -> Timestamp {
+    Timestamp::from_duration(secs(s))
+}
+
+/// What the scripted DPS answers to a register request.
+#[derive(Debug, Clone)]
+enum Dps {
+    Assign(&'static str),
+    Disabled,
+    Unauthorized,
+}
+
+fn dps_body(answer: &Dps) -> (u16, String) {
+    match answer {
+        Dps::Assign(hub) => (
+            200,
+            format!(
+                r#"{{"operationId":"op","status":"assigned","registrationState":{{"registrationId":"dev-1","assignedHub":"{hub}","deviceId":"dev-1","status":"assigned","substatus":"initialAssignment"}}}}"#
+            ),
+        ),
+        Dps::Disabled => (
+            200,
+            r#"{"operationId":"op","status":"disabled","registrationState":{"registrationId":"dev-1","status":"disabled"}}"#.into(),
+        ),
+        Dps::Unauthorized => (
+            401,
+            r#"{"errorCode":401002,"trackingId":"t","message":"m","timestampUtc":"2024-01-01T00:00:00.0000000Z"}"#.into(),
+        ),
+    }
+}
+
+/// A DPS register request or a hub connect, as the world saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Seen {
+    DpsRegister { at: Timestamp, credential: CredentialSlot },
+    HubConnect { at: Timestamp, hub: String, credential: CredentialSlot },
+}
+
+type DpsScript = Box<dyn FnMut(usize, CredentialSlot) -> Dps>;
+type HubScript = Box<dyn FnMut(Timestamp, &str, CredentialSlot) -> Result<(), ConnectFailure>>;
+
+struct World {
+    device: Device,
+    now: Timestamp,
+    dps: DpsScript,
+    hub: HubScript,
+    seen: Vec<Seen>,
+    lifecycle: Vec<(Timestamp, LifecycleEvent)>,
+    store: Vec<StoreAction>,
+    target: Option<Target>,
+}
+
+fn config() -> DeviceConfig {
+    DeviceConfig::new(
+        RegistrationConfig::new("dev-1")
+            .timing(Timing::default().request_timeout(secs(10)).deadline(secs(600))),
+        SessionConfig::device("placeholder").features(Features::NONE),
+    )
+    .credentials(vec![X509, PRIMARY, SECONDARY])
+    .hub_attempts(3)
+}
+
+fn assign(hub: &'static str) -> DpsScript {
+    Box::new(move |_, _| Dps::Assign(hub))
+}
+
+fn hub_ok() -> HubScript {
+    Box::new(|_, _, _| Ok(()))
+}
+
+fn cached(hub: &str, age: u64) -> Option<AssignmentRecord> {
+    Some(AssignmentRecord::new(hub, "dev-1", UNIX0 - age))
+}
+
+impl World {
+    fn new(
+        config: DeviceConfig,
+        loaded: Option<AssignmentRecord>,
+        dps: DpsScript,
+        hub: HubScript,
+    ) -> Self {
+        let device = Device::new(config, Timestamp::ZERO, UNIX0, loaded, 7);
+        let mut w = Self {
+            device,
+            now: Timestamp::ZERO,
+            dps,
+            hub,
+            seen: Vec::new(),
+            lifecycle: Vec::new(),
+            store: Vec::new(),
+            target: None,
+        };
+        w.drain();
+        w
+    }
+
+    fn drain(&mut self) {
+        loop {
+            while let Some(e) = self.device.poll_event() {
+                if let Event::Lifecycle(l) = e {
+                    self.lifecycle.push((self.now, l));
+                }
+            }
+            while let Some(s) = self.device.poll_store() {
+                self.store.push(s);
+            }
+            let Some(t) = self.device.poll_transmit() else { return };
+            self.perform(t);
+        }
+    }
+
+    fn perform(&mut self, t: Transmit) {
+        match t {
+            Transmit::Connect { .. } => {
+                let target = self.device.target().expect("a target for every connect");
+                self.target = Some(target.clone());
+                let result = match &target {
+                    Target::Dps { credential } => {
+                        // Connecting to DPS always works here; the answer is on the register.
+                        let _ = credential;
+                        Ok(())
+                    }
+                    Target::Hub {
+                        hub, credential, ..
+                    } => {
+                        self.seen.push(Seen::HubConnect {
+                            at: self.now,
+                            hub: hub.clone(),
+                            credential: *credential,
+                        });
+                        (self.hub)(self.now, hub, *credential)
+                    }
+                    other => panic!("unexpected target {other:?}"),
+                };
+                match result {
+                    Ok(()) => self.device.connected(self.now),
+                    Err(f) => self.device.handle_connect_failed(self.now, f),
+                }
+            }
+            Transmit::Subscribe { .. } => self.device.subscribed(self.now),
+            Transmit::Publish { topic, .. } => {
+                let Some(Target::Dps { credential }) = self.target.clone() else {
+                    panic!("publish to the hub unexpected here: {topic}")
+                };
+                let (path, query) = topic.split_once('?').expect("a query");
+                assert_eq!(path, "$dps/registrations/PUT/iotdps-register/");
+                let rid = Params::new(query)
+                    .get("$rid")
+                    .flatten()
+                    .expect("rid")
+                    .to_string();
+                let n = self
+                    .seen
+                    .iter()
+                    .filter(|s| matches!(s, Seen::DpsRegister { .. }))
+                    .count();
+                self.seen.push(Seen::DpsRegister {
+                    at: self.now,
+                    credential,
+                });
+                let (status, body) = dps_body(&(self.dps)(n, credential));
+                let topic = ResponseTopic {
+                    status,
+                    rid: &rid,
+                    retry_after: None,
+                }
+                .to_string();
+                self.device.publish(self.now, &topic, body.as_bytes());
+            }
+            Transmit::Ack { .. } | Transmit::Disconnect => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    /// Runs the clock up to `until` (inclusive).
+    fn run_until(&mut self, until: Timestamp) {
+        for _ in 0..100_000 {
+            self.drain();
+            if self.device.is_finished() {
+                return;
+            }
+            match self.device.poll_timeout() {
+                Some(next) if next <= until => {
+                    assert!(next >= self.now, "timeout in the past");
+                    self.now = next;
+                    self.device.handle_timeout(self.now);
+                }
+                _ => {
+                    self.now = self.now.max(until);
+                    return;
+                }
+            }
+        }
+        panic!("no quiescence");
+    }
+
+    fn dps_requests(&self) -> Vec<(Timestamp, CredentialSlot)> {
+        self.seen
+            .iter()
+            .filter_map(|s| match s {
+                Seen::DpsRegister { at, credential } => Some((*at, *credential)),
+                Seen::HubConnect { .. } => None,
+            })
+            .collect()
+    }
+
+    fn hub_connects(&self) -> Vec<(Timestamp, String, CredentialSlot)> {
+        self.seen
+            .iter()
+            .filter_map(|s| match s {
+                Seen::HubConnect { at, hub, credential } => Some((*at, hub.clone(), *credential)),
+                Seen::DpsRegister { .. } => None,
+            })
+            .collect()
+    }
+
+    fn events(&self) -> Vec<LifecycleEvent> {
+        self.lifecycle.iter().map(|(_, e)| e.clone()).collect()
+    }
+
+    fn reprovisions(&self) -> Vec<(Timestamp, ReprovisionReason, Duration)> {
+        self.lifecycle
+            .iter()
+            .filter_map(|(t, e)| match e {
+                LifecycleEvent::Reprovisioning { reason, delay, .. } => Some((*t, *reason, *delay)),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+fn provisioned(source: Source, hub: &str) -> LifecycleEvent {
+    LifecycleEvent::Provisioned {
+        source,
+        hub: hub.into(),
+        device_id: "dev-1".into(),
+    }
+}
+
+#[test]
+fn no_cache_provisions_once_then_saves_and_connects() {
+    let mut w = World::new(config(), None, assign(HUB_A), hub_ok());
+    w.run_until(at(3600));
+    assert_eq!(w.dps_requests(), [(at(0), X509)]);
+    assert_eq!(w.hub_connects(), [(at(0), HUB_A.to_string(), X509)]);
+    assert_eq!(
+        w.events(),
+        [
+            LifecycleEvent::Reprovisioning {
+                reason: ReprovisionReason::NoCache,
+                delay: Duration::ZERO,
+                attempt: 1
+            },
+            provisioned(Source::Dps, HUB_A),
+            LifecycleEvent::Connected { credential: X509 },
+        ]
+    );
+    let [StoreAction::Save(record)] = w.store.as_slice() else {
+        panic!("one save expected: {:?}", w.store)
+    };
+    assert_eq!(record.assigned_hub, HUB_A);
+    assert_eq!(record.provisioned_at, UNIX0);
+    // What was saved reads back as the same record.
+    assert_eq!(AssignmentRecord::from_json(&record.to_json()).as_ref(), Ok(record));
+}
+
+#[test]
+fn a_valid_cache_connects_with_no_dps_call() {
+    let mut w = World::new(config(), cached(HUB_A, 60), assign(HUB_B), hub_ok());
+    w.run_until(at(24 * 3600));
+    assert!(w.dps_requests().is_empty());
+    assert_eq!(w.hub_connects(), [(at(0), HUB_A.to_string(), X509)]);
+    assert_eq!(
+        w.events(),
+        [
+            provisioned(Source::Cache, HUB_A),
+            LifecycleEvent::Connected { credential: X509 }
+        ]
+    );
+    assert!(w.store.is_empty(), "nothing to save on a cached start");
+}
+
+/// The device was deleted from (or moved away from) its cached hub: the hub refuses every
+/// credential, the cache is cleared, and DPS assigns the (new) hub.
+#[test]
+fn a_moved_device_reprovisions_once_to_its_new_hub() {
+    let hub: HubScript = Box::new(|_, hub, _| {
+        if hub == HUB_A {
+            Err(ConnectFailure::Refused { code: 5 })
+        } else {
+            Ok(())
+        }
+    });
+    let mut w = World::new(config(), cached(HUB_A, 60), assign(HUB_B), hub);
+    w.run_until(at(3600));
+    assert_eq!(
+        w.hub_connects(),
+        [
+            (at(0), HUB_A.to_string(), X509),
+            (at(0), HUB_A.to_string(), PRIMARY),
+            (at(0), HUB_A.to_string(), SECONDARY),
+            (at(0), HUB_B.to_string(), X509),
+        ]
+    );
+    assert_eq!(w.dps_requests(), [(at(0), X509)], "exactly one DPS request");
+    assert_eq!(
+        w.reprovisions(),
+        [(at(0), ReprovisionReason::HubRefused { code: 5 }, Duration::ZERO)]
+    );
+    assert!(matches!(w.store.as_slice(), [StoreAction::Clear, StoreAction::Save(r)] if r.assigned_hub == HUB_B));
+    assert_eq!(
+        w.events().last(),
+        Some(&LifecycleEvent::Connected { credential: X509 })
+    );
+}
+
+/// Deleted: DPS re-creates the device on the same hub (reprovisioning policy), which accepts it.
+#[test]
+fn a_deleted_device_reprovisions_to_the_same_hub() {
+    let mut deleted = true;
+    let hub: HubScript = Box::new(move |_, _, _| {
+        if deleted {
+            Err(ConnectFailure::Refused { code: 4 })
+        } else {
+            Ok(())
+        }
+    });
+    let dps: DpsScript = Box::new(|_, _| Dps::Assign(HUB_A));
+    let mut w = World::new(config().credentials(vec![PRIMARY]), cached(HUB_A, 60), dps, hub);
+    // The registration re-creates the device: swap the script once DPS has been asked.
+    w.run_until(at(0));
+    deleted = false;
+    let _ = deleted;
+    assert_eq!(w.dps_requests(), [(at(0), PRIMARY)]);
+    assert_eq!(
+        w.reprovisions(),
+        [(at(0), ReprovisionReason::HubRefused { code: 4 }, Duration::ZERO)]
+    );
+}
+
+/// A disabled device: DPS assigns the hub again and the hub still refuses: reported, no loop.
+#[test]
+fn a_disabled_device_is_reported_not_retried() {
+    let hub: HubScript = Box::new(|_, _, _| Err(ConnectFailure::Refused { code: 5 }));
+    let mut w = World::new(config(), cached(HUB_A, 60), assign(HUB_A), hub);
+    w.run_until(at(30 * 24 * 3600));
+    assert!(w.device.is_finished());
+    assert_eq!(w.dps_requests().len(), 1, "one re-provisioning, no loop");
+    assert_eq!(w.hub_connects().len(), 6, "three credentials, twice");
+    assert_eq!(
+        w.events().last(),
+        Some(&LifecycleEvent::Stopped(DeviceStopReason::DeviceDisabled {
+            code: 5
+        }))
+    );
+}
+
+#[test]
+fn a_disabled_enrollment_stops_and_clears_the_cache() {
+    let dps: DpsScript = Box::new(|_, _| Dps::Disabled);
+    let mut w = World::new(config(), None, dps, hub_ok());
+    w.run_until(at(30 * 24 * 3600));
+    assert_eq!(w.dps_requests(), [(at(0), X509)]);
+    assert_eq!(w.store, [StoreAction::Clear]);
+    assert_eq!(
+        w.events().last(),
+        Some(&LifecycleEvent::Stopped(DeviceStopReason::EnrollmentDisabled))
+    );
+}
+
+/// The hub is down: after `hub_attempts` (3) failed attempts on the session's own backoff, the
+/// device provisions again; DPS assigns the same hub, which is back by then.
+#[test]
+fn hub_down_for_n_attempts_reprovisions_then_reconnects() {
+    let hub: HubScript = Box::new(|now, _, _| {
+        if now < at(60) {
+            Err(ConnectFailure::Network)
+        } else {
+            Ok(())
+        }
+    });
+    let mut w = World::new(config(), cached(HUB_A, 60), assign(HUB_A), hub);
+    w.run_until(at(3600));
+    let connects = w.hub_connects();
+    assert_eq!(connects.len(), 4, "{connects:?}");
+    let (down_at, reason, delay) = w.reprovisions()[0];
+    assert_eq!(reason, ReprovisionReason::HubUnreachable { attempts: 3 });
+    assert_eq!(delay, Duration::ZERO);
+    // The third failed attempt ends the session; DPS is asked at that very instant.
+    assert_eq!(w.dps_requests(), [(down_at, X509)]);
+    assert_eq!(connects[2].0, down_at);
+    // The first re-provisioning is immediate, but the hub is still down at `down_at` < 60 s:
+    // the new session fails three more times? No: the reconnect after DPS happens at once.
+    assert!(down_at < at(60), "{down_at:?}");
+}
+
+/// The hub is down for longer than the configured duration (with more attempts allowed).
+#[test]
+fn hub_down_for_a_duration_reprovisions() {
+    let hub: HubScript = Box::new(|now, _, _| {
+        if now < at(600) {
+            Err(ConnectFailure::Network)
+        } else {
+            Ok(())
+        }
+    });
+    let config = config().hub_attempts(1000).hub_unreachable_for(Some(secs(120)));
+    let mut w = World::new(config, cached(HUB_A, 60), assign(HUB_A), hub);
+    w.run_until(at(3600));
+    let r = w.reprovisions();
+    assert!(!r.is_empty());
+    let (t, reason, _) = r[0];
+    let ReprovisionReason::HubUnreachableFor { duration } = reason else {
+        panic!("{reason:?}")
+    };
+    assert!(duration >= secs(120), "{duration:?}");
+    // Reported at the first failed attempt at or past the limit, within one backoff step
+    // (the session's backoff caps at 60 s plus jitter).
+    assert!(t >= at(120) && t <= at(120 + 61 + 15), "{t:?}");
+    assert_eq!(w.dps_requests()[0].0, t);
+}
+
+#[test]
+fn a_cache_older_than_the_max_age_provisions_at_start() {
+    let config = config().max_assignment_age(Some(secs(7 * 86_400)));
+    let mut w = World::new(config, cached(HUB_A, 8 * 86_400), assign(HUB_A), hub_ok());
+    w.run_until(at(60));
+    assert_eq!(w.dps_requests(), [(at(0), X509)]);
+    assert_eq!(
+        w.reprovisions(),
+        [(at(0), ReprovisionReason::AssignmentTooOld, Duration::ZERO)]
+    );
+}
+
+#[test]
+fn an_assignment_ageing_while_connected_reprovisions_on_time() {
+    let config = config().max_assignment_age(Some(secs(7 * 86_400)));
+    // Six days old at start: one day to go.
+    let mut w = World::new(config, cached(HUB_A, 6 * 86_400), assign(HUB_A), hub_ok());
+    w.run_until(at(86_400 - 1));
+    assert!(w.dps_requests().is_empty());
+    w.run_until(at(86_400 + 10));
+    assert_eq!(w.dps_requests(), [(at(86_400), X509)]);
+    assert_eq!(
+        w.reprovisions(),
+        [(at(86_400), ReprovisionReason::AssignmentTooOld, Duration::ZERO)]
+    );
+    // The fresh assignment restarts the age: nothing more for the next six days.
+    w.run_until(at(86_400 + 6 * 86_400));
+    assert_eq!(w.dps_requests().len(), 1);
+}
+
+#[test]
+fn the_application_asks_to_reprovision() {
+    let mut w = World::new(config(), cached(HUB_A, 60), assign(HUB_B), hub_ok());
+    w.run_until(at(100));
+    w.device.reprovision(at(100));
+    w.run_until(at(200));
+    assert_eq!(w.dps_requests(), [(at(100), X509)]);
+    assert_eq!(
+        w.reprovisions(),
+        [(at(100), ReprovisionReason::Requested, Duration::ZERO)]
+    );
+    assert_eq!(w.hub_connects().last().map(|c| c.1.clone()), Some(HUB_B.into()));
+}
+
+/// The enrollment's primary key was regenerated: DPS refuses it and the hub refuses it; the
+/// secondary key carries the device, and the event says so.
+#[test]
+fn key_rotation_is_survived_with_the_secondary_key() {
+    let config = config().credentials(vec![PRIMARY, SECONDARY]);
+    let hub: HubScript = Box::new(|_, _, c| {
+        if c == PRIMARY {
+            Err(ConnectFailure::Refused { code: 5 })
+        } else {
+            Ok(())
+        }
+    });
+    let mut w = World::new(config.clone(), cached(HUB_A, 60), assign(HUB_A), hub);
+    w.run_until(at(600));
+    assert!(w.dps_requests().is_empty(), "the secondary key needs no DPS call");
+    assert_eq!(
+        w.events()[1..],
+        [
+            LifecycleEvent::CredentialSwitched {
+                from: PRIMARY,
+                to: SECONDARY
+            },
+            LifecycleEvent::Connected {
+                credential: SECONDARY
+            }
+        ]
+    );
+
+    // Without a cache: DPS refuses the primary key (401) and accepts the secondary.
+    let dps: DpsScript = Box::new(|_, c| {
+        if c == PRIMARY {
+            Dps::Unauthorized
+        } else {
+            Dps::Assign(HUB_A)
+        }
+    });
+    let hub: HubScript = Box::new(|_, _, c| {
+        if c == PRIMARY {
+            Err(ConnectFailure::Refused { code: 5 })
+        } else {
+            Ok(())
+        }
+    });
+    let mut w = World::new(config, None, dps, hub);
+    w.run_until(at(600));
+    assert_eq!(w.dps_requests(), [(at(0), PRIMARY), (at(0), SECONDARY)]);
+    assert!(w.events().contains(&LifecycleEvent::CredentialSwitched {
+        from: PRIMARY,
+        to: SECONDARY
+    }));
+}
+
+#[test]
+fn dps_refusing_every_credential_stops() {
+    let dps: DpsScript = Box::new(|_, _| Dps::Unauthorized);
+    let mut w = World::new(config(), None, dps, hub_ok());
+    w.run_until(at(3600));
+    assert_eq!(w.dps_requests(), [(at(0), X509), (at(0), PRIMARY), (at(0), SECONDARY)]);
+    assert_eq!(
+        w.events().last(),
+        Some(&LifecycleEvent::Stopped(DeviceStopReason::CredentialsRefused))
+    );
+}
+
+/// Repeated recoveries without a hub connection back off exponentially between the floor and
+/// the ceiling; a successful hub connection resets the count.
+#[test]
+fn recovery_backoff_grows_between_floor_and_ceiling_and_resets_on_connect() {
+    let floor = secs(300);
+    let ceiling = secs(3600);
+    let backoff = RecoveryBackoff { floor, ceiling };
+    for seed in 0..200 {
+        let mut j = JitterSource::new(seed);
+        assert_eq!(backoff.delay(1, &mut j), Duration::ZERO);
+        for attempt in 2..30 {
+            let d = backoff.delay(attempt, &mut j);
+            let nominal = (floor * (1 << (attempt - 2).min(10))).min(ceiling);
+            assert!(d >= floor && d <= ceiling, "{attempt}: {d:?}");
+            assert!(d <= nominal && d >= nominal - nominal / 4, "{attempt}: {d:?}");
+        }
+    }
+
+    // The hub is down for good after the first assignment: each recovery waits longer.
+    let hub: HubScript = Box::new(|_, _, _| Err(ConnectFailure::Network));
+    let config = config().recovery(backoff);
+    let mut w = World::new(config, cached(HUB_A, 60), assign(HUB_A), hub);
+    w.run_until(at(6 * 3600));
+    let delays: Vec<Duration> = w.reprovisions().iter().map(|r| r.2).collect();
+    assert_eq!(delays[0], Duration::ZERO);
+    assert!(delays.len() >= 5, "{delays:?}");
+    for (i, d) in delays.iter().enumerate().skip(1) {
+        let nominal = (floor * (1 << (i - 1).min(10))).min(ceiling);
+        assert!(*d <= nominal && *d >= nominal - nominal / 4, "{i}: {d:?}");
+    }
+    // Each DPS request happens exactly `delay` after its re-provisioning was decided.
+    let reqs = w.dps_requests();
+    for (r, (t, _, d)) in reqs.iter().zip(w.reprovisions()) {
+        assert_eq!(r.0, t + d);
+    }
+
+    // A connection in between resets the count: the next recovery is immediate again.
+    let mut up = false;
+    let hub: HubScript = Box::new(move |now, _, _| {
+        if now >= at(1000) && !up {
+            up = true;
+            return Ok(());
+        }
+        Err(ConnectFailure::Network)
+    });
+    let mut w = World::new(config_with(backoff), cached(HUB_A, 60), assign(HUB_A), hub);
+    w.run_until(at(1000));
+    let before = w.reprovisions().len();
+    assert!(before >= 2);
+    w.run_until(at(3 * 3600));
+    let after = w.reprovisions();
+    assert!(w.events().contains(&LifecycleEvent::Connected { credential: X509 }));
+    let first_after_connect = after
+        .iter()
+        .find(|r| r.0 >= at(1000))
+        .expect("a recovery after the connection");
+    assert_eq!(first_after_connect.2, Duration::ZERO, "{after:?}");
+}
+
+fn config_with(backoff: RecoveryBackoff) -> DeviceConfig {
+    config().recovery(backoff)
+}
