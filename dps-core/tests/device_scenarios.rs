@@ -62,8 +62,15 @@ fn dps_body(answer: &Dps) -> (u16, String) {
 /// A DPS register request or a hub connect, as the world saw it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Seen {
-    DpsRegister { at: Timestamp, credential: CredentialSlot },
-    HubConnect { at: Timestamp, hub: String, credential: CredentialSlot },
+    DpsRegister {
+        at: Timestamp,
+        credential: CredentialSlot,
+    },
+    HubConnect {
+        at: Timestamp,
+        hub: String,
+        credential: CredentialSlot,
+    },
 }
 
 type DpsScript = Box<dyn FnMut(usize, CredentialSlot) -> Dps>;
@@ -82,8 +89,11 @@ struct World {
 
 fn config() -> DeviceConfig {
     DeviceConfig::new(
-        RegistrationConfig::new("dev-1")
-            .timing(Timing::default().request_timeout(secs(10)).deadline(secs(600))),
+        RegistrationConfig::new("dev-1").timing(
+            Timing::default()
+                .request_timeout(secs(10))
+                .deadline(secs(600)),
+        ),
         SessionConfig::device("placeholder").features(Features::NONE),
     )
     .credentials(vec![X509, PRIMARY, SECONDARY])
@@ -134,7 +144,9 @@ impl World {
             while let Some(s) = self.device.poll_store() {
                 self.store.push(s);
             }
-            let Some(t) = self.device.poll_transmit() else { return };
+            let Some(t) = self.device.poll_transmit() else {
+                return;
+            };
             self.perform(t);
         }
     }
@@ -238,7 +250,11 @@ impl World {
         self.seen
             .iter()
             .filter_map(|s| match s {
-                Seen::HubConnect { at, hub, credential } => Some((*at, hub.clone(), *credential)),
+                Seen::HubConnect {
+                    at,
+                    hub,
+                    credential,
+                } => Some((*at, hub.clone(), *credential)),
                 Seen::DpsRegister { .. } => None,
             })
             .collect()
@@ -291,7 +307,10 @@ fn no_cache_provisions_once_then_saves_and_connects() {
     assert_eq!(record.assigned_hub, HUB_A);
     assert_eq!(record.provisioned_at, UNIX0);
     // What was saved reads back as the same record.
-    assert_eq!(AssignmentRecord::from_json(&record.to_json()).as_ref(), Ok(record));
+    assert_eq!(
+        AssignmentRecord::from_json(&record.to_json()).as_ref(),
+        Ok(record)
+    );
 }
 
 #[test]
@@ -335,36 +354,77 @@ fn a_moved_device_reprovisions_once_to_its_new_hub() {
     assert_eq!(w.dps_requests(), [(at(0), X509)], "exactly one DPS request");
     assert_eq!(
         w.reprovisions(),
-        [(at(0), ReprovisionReason::HubRefused { code: 5 }, Duration::ZERO)]
+        [(
+            at(0),
+            ReprovisionReason::HubRefused { code: 5 },
+            Duration::ZERO
+        )]
     );
-    assert!(matches!(w.store.as_slice(), [StoreAction::Clear, StoreAction::Save(r)] if r.assigned_hub == HUB_B));
+    assert!(
+        matches!(w.store.as_slice(), [StoreAction::Clear, StoreAction::Save(r)] if r.assigned_hub == HUB_B)
+    );
     assert_eq!(
         w.events().last(),
         Some(&LifecycleEvent::Connected { credential: X509 })
     );
 }
 
-/// Deleted: DPS re-creates the device on the same hub (reprovisioning policy), which accepts it.
+/// Deleted: the hub refuses the cached identity once; DPS re-creates the device on the same
+/// hub (the enrollment's reprovisioning policy), which then accepts it.
 #[test]
 fn a_deleted_device_reprovisions_to_the_same_hub() {
-    let mut deleted = true;
+    let mut attempts = 0;
     let hub: HubScript = Box::new(move |_, _, _| {
-        if deleted {
+        attempts += 1;
+        if attempts == 1 {
             Err(ConnectFailure::Refused { code: 4 })
         } else {
             Ok(())
         }
     });
-    let dps: DpsScript = Box::new(|_, _| Dps::Assign(HUB_A));
-    let mut w = World::new(config().credentials(vec![PRIMARY]), cached(HUB_A, 60), dps, hub);
-    // The registration re-creates the device: swap the script once DPS has been asked.
-    w.run_until(at(0));
-    deleted = false;
-    let _ = deleted;
+    let config = config().credentials(vec![PRIMARY]);
+    let mut w = World::new(config, cached(HUB_A, 60), assign(HUB_A), hub);
+    w.run_until(at(3600));
     assert_eq!(w.dps_requests(), [(at(0), PRIMARY)]);
     assert_eq!(
+        w.hub_connects(),
+        [
+            (at(0), HUB_A.to_string(), PRIMARY),
+            (at(0), HUB_A.to_string(), PRIMARY)
+        ]
+    );
+    assert_eq!(
         w.reprovisions(),
-        [(at(0), ReprovisionReason::HubRefused { code: 4 }, Duration::ZERO)]
+        [(
+            at(0),
+            ReprovisionReason::HubRefused { code: 4 },
+            Duration::ZERO
+        )]
+    );
+    assert!(matches!(
+        w.store.as_slice(),
+        [StoreAction::Clear, StoreAction::Save(_)]
+    ));
+    assert_eq!(
+        w.events().last(),
+        Some(&LifecycleEvent::Connected {
+            credential: PRIMARY
+        })
+    );
+}
+
+#[test]
+fn close_stops_with_a_disconnect_and_a_reason() {
+    let mut w = World::new(config(), cached(HUB_A, 60), assign(HUB_A), hub_ok());
+    w.run_until(at(10));
+    w.device.close(at(10));
+    assert_eq!(w.device.poll_transmit(), Some(Transmit::Disconnect));
+    w.drain();
+    assert!(w.device.is_finished());
+    assert_eq!(w.device.poll_timeout(), None);
+    assert_eq!(
+        w.events().last(),
+        Some(&LifecycleEvent::Stopped(DeviceStopReason::Closed))
     );
 }
 
@@ -394,7 +454,9 @@ fn a_disabled_enrollment_stops_and_clears_the_cache() {
     assert_eq!(w.store, [StoreAction::Clear]);
     assert_eq!(
         w.events().last(),
-        Some(&LifecycleEvent::Stopped(DeviceStopReason::EnrollmentDisabled))
+        Some(&LifecycleEvent::Stopped(
+            DeviceStopReason::EnrollmentDisabled
+        ))
     );
 }
 
@@ -411,17 +473,39 @@ fn hub_down_for_n_attempts_reprovisions_then_reconnects() {
     });
     let mut w = World::new(config(), cached(HUB_A, 60), assign(HUB_A), hub);
     w.run_until(at(3600));
-    let connects = w.hub_connects();
-    assert_eq!(connects.len(), 4, "{connects:?}");
-    let (down_at, reason, delay) = w.reprovisions()[0];
-    assert_eq!(reason, ReprovisionReason::HubUnreachable { attempts: 3 });
-    assert_eq!(delay, Duration::ZERO);
-    // The third failed attempt ends the session; DPS is asked at that very instant.
-    assert_eq!(w.dps_requests(), [(down_at, X509)]);
-    assert_eq!(connects[2].0, down_at);
-    // The first re-provisioning is immediate, but the hub is still down at `down_at` < 60 s:
-    // the new session fails three more times? No: the reconnect after DPS happens at once.
-    assert!(down_at < at(60), "{down_at:?}");
+    let connects: Vec<Timestamp> = w.hub_connects().iter().map(|c| c.0).collect();
+    // Three attempts on the cached hub, on the session's own backoff (1 s base, jittered).
+    assert_eq!(connects.len(), 7, "{connects:?}");
+    let first_down = connects[2];
+    assert!(first_down < at(10), "{first_down:?}");
+    // Then at once: one DPS request, three more attempts on the (same) assigned hub, then a
+    // second re-provisioning after exactly the floor (5 min), and the hub is back.
+    let second_down = connects[5];
+    assert_eq!(
+        w.reprovisions(),
+        [
+            (
+                first_down,
+                ReprovisionReason::HubUnreachable { attempts: 3 },
+                Duration::ZERO
+            ),
+            (
+                second_down,
+                ReprovisionReason::HubUnreachable { attempts: 3 },
+                secs(300)
+            ),
+        ]
+    );
+    assert_eq!(connects[3], first_down);
+    assert_eq!(
+        w.dps_requests(),
+        [(first_down, X509), (second_down + secs(300), X509)]
+    );
+    assert_eq!(connects[6], second_down + secs(300));
+    assert_eq!(
+        w.lifecycle.last(),
+        Some(&(connects[6], LifecycleEvent::Connected { credential: X509 }))
+    );
 }
 
 /// The hub is down for longer than the configured duration (with more attempts allowed).
@@ -434,7 +518,9 @@ fn hub_down_for_a_duration_reprovisions() {
             Ok(())
         }
     });
-    let config = config().hub_attempts(1000).hub_unreachable_for(Some(secs(120)));
+    let config = config()
+        .hub_attempts(1000)
+        .hub_unreachable_for(Some(secs(120)));
     let mut w = World::new(config, cached(HUB_A, 60), assign(HUB_A), hub);
     w.run_until(at(3600));
     let r = w.reprovisions();
@@ -473,7 +559,11 @@ fn an_assignment_ageing_while_connected_reprovisions_on_time() {
     assert_eq!(w.dps_requests(), [(at(86_400), X509)]);
     assert_eq!(
         w.reprovisions(),
-        [(at(86_400), ReprovisionReason::AssignmentTooOld, Duration::ZERO)]
+        [(
+            at(86_400),
+            ReprovisionReason::AssignmentTooOld,
+            Duration::ZERO
+        )]
     );
     // The fresh assignment restarts the age: nothing more for the next six days.
     w.run_until(at(86_400 + 6 * 86_400));
@@ -491,7 +581,10 @@ fn the_application_asks_to_reprovision() {
         w.reprovisions(),
         [(at(100), ReprovisionReason::Requested, Duration::ZERO)]
     );
-    assert_eq!(w.hub_connects().last().map(|c| c.1.clone()), Some(HUB_B.into()));
+    assert_eq!(
+        w.hub_connects().last().map(|c| c.1.clone()),
+        Some(HUB_B.into())
+    );
 }
 
 /// The enrollment's primary key was regenerated: DPS refuses it and the hub refuses it; the
@@ -508,7 +601,10 @@ fn key_rotation_is_survived_with_the_secondary_key() {
     });
     let mut w = World::new(config.clone(), cached(HUB_A, 60), assign(HUB_A), hub);
     w.run_until(at(600));
-    assert!(w.dps_requests().is_empty(), "the secondary key needs no DPS call");
+    assert!(
+        w.dps_requests().is_empty(),
+        "the secondary key needs no DPS call"
+    );
     assert_eq!(
         w.events()[1..],
         [
@@ -551,10 +647,15 @@ fn dps_refusing_every_credential_stops() {
     let dps: DpsScript = Box::new(|_, _| Dps::Unauthorized);
     let mut w = World::new(config(), None, dps, hub_ok());
     w.run_until(at(3600));
-    assert_eq!(w.dps_requests(), [(at(0), X509), (at(0), PRIMARY), (at(0), SECONDARY)]);
+    assert_eq!(
+        w.dps_requests(),
+        [(at(0), X509), (at(0), PRIMARY), (at(0), SECONDARY)]
+    );
     assert_eq!(
         w.events().last(),
-        Some(&LifecycleEvent::Stopped(DeviceStopReason::CredentialsRefused))
+        Some(&LifecycleEvent::Stopped(
+            DeviceStopReason::CredentialsRefused
+        ))
     );
 }
 
@@ -572,7 +673,10 @@ fn recovery_backoff_grows_between_floor_and_ceiling_and_resets_on_connect() {
             let d = backoff.delay(attempt, &mut j);
             let nominal = (floor * (1 << (attempt - 2).min(10))).min(ceiling);
             assert!(d >= floor && d <= ceiling, "{attempt}: {d:?}");
-            assert!(d <= nominal && d >= nominal - nominal / 4, "{attempt}: {d:?}");
+            assert!(
+                d <= nominal && d >= nominal - nominal / 4,
+                "{attempt}: {d:?}"
+            );
         }
     }
 
@@ -595,26 +699,43 @@ fn recovery_backoff_grows_between_floor_and_ceiling_and_resets_on_connect() {
     }
 
     // A connection in between resets the count: the next recovery is immediate again.
-    let mut up = false;
+    let small = RecoveryBackoff {
+        floor: secs(10),
+        ceiling: secs(100),
+    };
     let hub: HubScript = Box::new(move |now, _, _| {
-        if now >= at(1000) && !up {
-            up = true;
-            return Ok(());
+        if now >= at(1000) && now < at(1200) {
+            Ok(())
+        } else {
+            Err(ConnectFailure::Network)
         }
-        Err(ConnectFailure::Network)
     });
-    let mut w = World::new(config_with(backoff), cached(HUB_A, 60), assign(HUB_A), hub);
-    w.run_until(at(1000));
-    let before = w.reprovisions().len();
-    assert!(before >= 2);
-    w.run_until(at(3 * 3600));
-    let after = w.reprovisions();
-    assert!(w.events().contains(&LifecycleEvent::Connected { credential: X509 }));
-    let first_after_connect = after
+    let mut w = World::new(config_with(small), cached(HUB_A, 60), assign(HUB_A), hub);
+    w.run_until(at(1500));
+    let before = w.reprovisions();
+    assert!(before.len() >= 5, "{before:?}");
+    assert!(
+        before
+            .iter()
+            .skip(1)
+            .all(|r| r.2 >= secs(10) && r.2 <= secs(100))
+    );
+    assert!(
+        w.events()
+            .contains(&LifecycleEvent::Connected { credential: X509 })
+    );
+    w.device.disconnected(at(1500));
+    w.run_until(at(1600));
+    let after: Vec<_> = w
+        .lifecycle
         .iter()
-        .find(|r| r.0 >= at(1000))
-        .expect("a recovery after the connection");
-    assert_eq!(first_after_connect.2, Duration::ZERO, "{after:?}");
+        .filter(|(t, _)| *t >= at(1500))
+        .filter_map(|(_, e)| match e {
+            LifecycleEvent::Reprovisioning { delay, attempt, .. } => Some((*delay, *attempt)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(after.first(), Some(&(Duration::ZERO, 1)), "{after:?}");
 }
 
 fn config_with(backoff: RecoveryBackoff) -> DeviceConfig {
