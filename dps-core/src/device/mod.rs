@@ -13,7 +13,7 @@
 //! - **A valid cache**: connect to the stored hub with **no DPS call**
 //!   ([`LifecycleEvent::Provisioned`] with [`Source::Cache`]).
 //! - **The hub refuses the credentials** (CONNACK 4 or 5, service-behaviour.md "CONNACK
-//!   codes"): try the next credential slot ([`LifecycleEvent::CredentialSwitched`]); when none is
+//!   codes", §3.4): try the next credential slot ([`LifecycleEvent::CredentialSwitched`]); when none is
 //!   left, the device was deleted or moved: clear the cache and provision again
 //!   ([`ReprovisionReason::HubRefused`]). When the hub refuses an identity DPS has just
 //!   assigned, the device is disabled: stop ([`DeviceStopReason::DeviceDisabled`]), no loop.
@@ -23,6 +23,9 @@
 //! - **The assignment older than** [`DeviceConfig::max_assignment_age`]: provision again, at
 //!   start or while connected ([`ReprovisionReason::AssignmentTooOld`]).
 //! - **The application asks** ([`Device::reprovision`], [`ReprovisionReason::Requested`]).
+//! - **Reprovisioning on the service side** follows the enrollment's policy
+//!   (service-behaviour.md §1.12): the same hub for a deleted device, the new hub for a moved
+//!   one; the machine simply connects where DPS says and saves that record.
 //! - **DPS's own answers** are honoured by the registration as before (retry-after, 429,
 //!   polling); its terminal answers: disabled enrollment stops
 //!   ([`DeviceStopReason::EnrollmentDisabled`]), unauthorized moves to the next credential
