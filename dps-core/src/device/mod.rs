@@ -34,10 +34,18 @@
 //!   immediate, each further one without a hub connection in between waits exponentially
 //!   longer with jitter, between a floor and a ceiling (defaults 5 minutes and 1 hour); only a
 //!   successful hub connection resets it; a larger DPS retry-after wins.
+//! - **Certificate renewal** ([`CertificateRenewal`]): once the driver reports the validity
+//!   ([`Device::certificate_validity`]), at a share of the lifetime (default 80 %, up to 5 %
+//!   earlier at random) the machine asks for a CSR ([`LifecycleEvent::CsrNeeded`]; keys are the
+//!   driver's). Over the hub's credentials topic (hub-device-protocol.md, "Hub certificate
+//!   renewal": 202 then 200 with the chain, 409004 waits its retry-after, CSR at most
+//!   [`MAX_CSR_LEN`]) or, when the hub does not offer it or refuses, by provisioning again with
+//!   the CSR (service-behaviour.md §1.16). The new chain is saved in the record.
 
 mod machine;
 mod policy;
 mod record;
+mod renewal;
 
 pub use machine::{Device, Event, Target};
 pub use policy::{
@@ -45,3 +53,4 @@ pub use policy::{
     ReprovisionReason, Source,
 };
 pub use record::{AssignmentRecord, AssignmentStore, RECORD_VERSION, RecordError, StoreAction};
+pub use renewal::{CertificateRenewal, Issuer, MAX_CSR_LEN, REQUEST_ALREADY_ACTIVE, RenewError};

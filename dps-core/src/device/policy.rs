@@ -6,6 +6,7 @@ use alloc::vec::Vec;
 use core::fmt;
 use core::time::Duration;
 
+use super::renewal::{CertificateRenewal, Issuer};
 use crate::dps::registration::RegistrationConfig;
 use crate::hub::session::SessionConfig;
 use crate::retry::JitterSource;
@@ -78,6 +79,8 @@ pub struct DeviceConfig {
     pub max_assignment_age: Option<Duration>,
     /// The identity-recovery backoff.
     pub recovery: RecoveryBackoff,
+    /// Certificate renewal, for a CSR-issued identity (default: off).
+    pub renewal: Option<CertificateRenewal>,
 }
 
 impl DeviceConfig {
@@ -92,6 +95,7 @@ impl DeviceConfig {
             hub_unreachable_for: None,
             max_assignment_age: None,
             recovery: RecoveryBackoff::default(),
+            renewal: None,
         }
     }
 
@@ -122,6 +126,13 @@ impl DeviceConfig {
     #[must_use]
     pub const fn max_assignment_age(mut self, age: Option<Duration>) -> Self {
         self.max_assignment_age = age;
+        self
+    }
+
+    /// Sets the certificate renewal policy.
+    #[must_use]
+    pub const fn renewal(mut self, renewal: Option<CertificateRenewal>) -> Self {
+        self.renewal = renewal;
         self
     }
 
@@ -160,6 +171,8 @@ pub enum ReprovisionReason {
     Requested,
     /// The last provisioning failed in a way worth another try later.
     ProvisioningFailed,
+    /// The certificate is renewed by provisioning with a new CSR (the hub does not issue).
+    CertificateRenewal,
 }
 
 impl fmt::Display for ReprovisionReason {
@@ -179,6 +192,9 @@ impl fmt::Display for ReprovisionReason {
             Self::AssignmentTooOld => f.write_str("the assignment is older than allowed"),
             Self::Requested => f.write_str("the application asked to provision again"),
             Self::ProvisioningFailed => f.write_str("the last provisioning failed"),
+            Self::CertificateRenewal => {
+                f.write_str("the certificate is renewed by provisioning with a new CSR")
+            }
         }
     }
 }
@@ -270,6 +286,20 @@ pub enum LifecycleEvent {
         from: CredentialSlot,
         /// The one tried next.
         to: CredentialSlot,
+    },
+    /// The certificate is due for renewal: generate a key and a CSR and hand the CSR to
+    /// [`Device::renew_with_csr`](super::Device::renew_with_csr).
+    CsrNeeded,
+    /// The hub is busy with another request for this device (409004): the request is sent
+    /// again after `retry_in`.
+    RenewalDeferred {
+        /// The wait.
+        retry_in: Duration,
+    },
+    /// A new certificate chain was issued and saved; the next connection presents it.
+    CertificateRenewed {
+        /// Who issued it.
+        via: Issuer,
     },
     /// Stopped for good.
     Stopped(DeviceStopReason),
