@@ -7,13 +7,14 @@ mod harness;
 
 use dps_core::Timestamp;
 use dps_core::device::{
-    AssignmentRecord, CredentialSlot, Device, DeviceConfig, DeviceStopReason, Event,
-    LifecycleEvent, RecoveryBackoff, ReprovisionReason, Source, StoreAction, Target,
+    AssignmentRecord, CertificateRenewal, CredentialSlot, Device, DeviceConfig, DeviceStopReason,
+    Event, Issuer, LifecycleEvent, RecoveryBackoff, RenewError, ReprovisionReason, Source,
+    StoreAction, Target,
 };
 use dps_core::dps::registration::{RegistrationConfig, Timing};
 use dps_core::dps::topic::ResponseTopic;
 use dps_core::hub::session::{Features, SessionConfig};
-use dps_core::mqtt::{ConnectFailure, Machine as _, Transmit};
+use dps_core::mqtt::{ConnectFailure, IncomingPublish, Machine as _, Transmit};
 use dps_core::query::Params;
 use dps_core::retry::JitterSource;
 use harness::{Inputs as _, UNIX0};
@@ -85,6 +86,12 @@ struct World {
     lifecycle: Vec<(Timestamp, LifecycleEvent)>,
     store: Vec<StoreAction>,
     target: Option<Target>,
+    /// Publishes to the hub: instant, topic, payload.
+    hub_publishes: Vec<(Timestamp, String, String)>,
+    /// The filters of every SUBSCRIBE.
+    subscribes: Vec<Vec<String>>,
+    /// The bodies of the DPS register requests.
+    dps_bodies: Vec<String>,
 }
 
 fn config() -> DeviceConfig {
@@ -129,6 +136,9 @@ impl World {
             lifecycle: Vec::new(),
             store: Vec::new(),
             target: None,
+            hub_publishes: Vec::new(),
+            subscribes: Vec::new(),
+            dps_bodies: Vec::new(),
         };
         w.drain();
         w
@@ -179,11 +189,21 @@ impl World {
                     Err(f) => self.device.handle_connect_failed(self.now, f),
                 }
             }
-            Transmit::Subscribe { .. } => self.device.subscribed(self.now),
-            Transmit::Publish { topic, .. } => {
+            Transmit::Subscribe { filters } => {
+                self.subscribes.push(filters);
+                self.device.subscribed(self.now);
+            }
+            Transmit::Publish {
+                id, topic, payload, ..
+            } => {
                 let Some(Target::Dps { credential }) = self.target.clone() else {
-                    panic!("publish to the hub unexpected here: {topic}")
+                    let body = String::from_utf8(payload.to_vec()).expect("text");
+                    self.hub_publishes.push((self.now, topic, body));
+                    self.device.handle_puback(self.now, id);
+                    return;
                 };
+                self.dps_bodies
+                    .push(String::from_utf8(payload.to_vec()).expect("text"));
                 let (path, query) = topic.split_once('?').expect("a query");
                 assert_eq!(path, "$dps/registrations/PUT/iotdps-register/");
                 let rid = Params::new(query)
@@ -740,4 +760,213 @@ fn recovery_backoff_grows_between_floor_and_ceiling_and_resets_on_connect() {
 
 fn config_with(backoff: RecoveryBackoff) -> DeviceConfig {
     config().recovery(backoff)
+}
+
+const CSR: &str = "TUlJQ1NSZmFrZQ==";
+
+fn renewing(over_hub: bool) -> DeviceConfig {
+    config().renewal(Some(CertificateRenewal {
+        over_hub,
+        ..CertificateRenewal::default()
+    }))
+}
+
+fn credentials_reply(w: &mut World, status: u16, rid: &str, body: &str) {
+    let topic = format!("$iothub/credentials/res/{status}/?$rid={rid}");
+    w.device.handle_publish(
+        w.now,
+        IncomingPublish::new(topic, body.as_bytes().to_vec(), Some(9)),
+    );
+    w.drain();
+}
+
+fn issue_requests(w: &World) -> Vec<(Timestamp, String, String)> {
+    w.hub_publishes
+        .iter()
+        .filter(|p| {
+            p.1.starts_with("$iothub/credentials/POST/issueCertificate/")
+        })
+        .cloned()
+        .collect()
+}
+
+/// Renewal is asked for at 80 % of the lifetime less up to 5 %, and not before.
+#[test]
+fn renewal_is_due_at_the_configured_share_of_the_lifetime() {
+    let mut w = World::new(renewing(true), cached(HUB_A, 0), assign(HUB_A), hub_ok());
+    w.run_until(at(1));
+    // A 100-day certificate issued at the origin.
+    w.device
+        .certificate_validity(w.now, UNIX0, UNIX0 + 100 * 86_400);
+    w.run_until(at(75 * 86_400 - 1));
+    assert!(!w.events().contains(&LifecycleEvent::CsrNeeded));
+    w.run_until(at(80 * 86_400));
+    let due: Vec<Timestamp> = w
+        .lifecycle
+        .iter()
+        .filter(|(_, e)| *e == LifecycleEvent::CsrNeeded)
+        .map(|(t, _)| *t)
+        .collect();
+    assert_eq!(due.len(), 1, "{due:?}");
+    assert!(due[0] >= at(75 * 86_400) && due[0] <= at(80 * 86_400));
+    assert!(w.dps_requests().is_empty());
+}
+
+/// Over the hub: the credentials filter is in the SUBSCRIBE, the request carries the CSR,
+/// 202 then 200 saves the chain, and DPS is never asked.
+#[test]
+fn renewal_over_the_hub_saves_the_new_chain_with_no_dps_call() {
+    let mut w = World::new(renewing(true), cached(HUB_A, 0), assign(HUB_A), hub_ok());
+    w.run_until(at(10));
+    assert!(w.subscribes[0].contains(&"$iothub/credentials/res/#".to_string()));
+    w.device
+        .renew_with_csr(w.now, CSR.into())
+        .expect("a valid CSR");
+    w.drain();
+    let requests = issue_requests(&w);
+    assert_eq!(requests.len(), 1);
+    assert_eq!(requests[0].0, at(10));
+    assert_eq!(
+        requests[0].2,
+        format!(r#"{{"id":"dev-1","csr":"{CSR}","replace":"*"}}"#)
+    );
+    credentials_reply(
+        &mut w,
+        202,
+        "1",
+        r#"{"correlationId":"c","operationExpires":"x"}"#,
+    );
+    assert!(
+        !w.events()
+            .iter()
+            .any(|e| matches!(e, LifecycleEvent::CertificateRenewed { .. }))
+    );
+    credentials_reply(&mut w, 200, "1", r#"["bGVhZg==","aW50ZXJt"]"#);
+    assert_eq!(
+        w.events().last(),
+        Some(&LifecycleEvent::CertificateRenewed { via: Issuer::Hub })
+    );
+    let Some(StoreAction::Save(record)) = w.store.last() else {
+        panic!("a save: {:?}", w.store)
+    };
+    assert_eq!(record.issued_certificate_chain, ["bGVhZg==", "aW50ZXJt"]);
+    assert!(w.dps_requests().is_empty());
+}
+
+/// 409004: a request is already active; the request is sent again after its retry-after.
+#[test]
+fn renewal_over_the_hub_waits_out_409004() {
+    let mut w = World::new(renewing(true), cached(HUB_A, 0), assign(HUB_A), hub_ok());
+    w.run_until(at(10));
+    w.device
+        .renew_with_csr(w.now, CSR.into())
+        .expect("a valid CSR");
+    w.drain();
+    credentials_reply(
+        &mut w,
+        409,
+        "1",
+        r#"{"errorCode":409004,"message":"active","trackingId":"t","timestampUtc":"x","retryAfter":5}"#,
+    );
+    assert_eq!(
+        w.events().last(),
+        Some(&LifecycleEvent::RenewalDeferred { retry_in: secs(5) })
+    );
+    w.run_until(at(14));
+    assert_eq!(issue_requests(&w).len(), 1);
+    w.run_until(at(15));
+    let requests = issue_requests(&w);
+    assert_eq!(
+        requests
+            .iter()
+            .map(|r| (r.0, r.1.clone()))
+            .collect::<Vec<_>>(),
+        [
+            (
+                at(10),
+                "$iothub/credentials/POST/issueCertificate/?$rid=1".to_string()
+            ),
+            (
+                at(15),
+                "$iothub/credentials/POST/issueCertificate/?$rid=2".to_string()
+            ),
+        ]
+    );
+    // A late answer for the first request is ignored; the second one's counts.
+    credentials_reply(&mut w, 200, "1", r#"["b2xk"]"#);
+    assert!(
+        !w.events()
+            .iter()
+            .any(|e| matches!(e, LifecycleEvent::CertificateRenewed { .. }))
+    );
+    credentials_reply(&mut w, 200, "2", r#"["bmV3"]"#);
+    assert_eq!(
+        w.events().last(),
+        Some(&LifecycleEvent::CertificateRenewed { via: Issuer::Hub })
+    );
+}
+
+#[test]
+fn a_csr_over_8_kb_is_refused_before_anything_is_sent() {
+    let mut w = World::new(renewing(true), cached(HUB_A, 0), assign(HUB_A), hub_ok());
+    w.run_until(at(10));
+    let big = "A".repeat(8 * 1024 + 1);
+    assert_eq!(
+        w.device.renew_with_csr(w.now, big),
+        Err(RenewError::CsrTooLarge { len: 8 * 1024 + 1 })
+    );
+    w.drain();
+    assert!(issue_requests(&w).is_empty());
+}
+
+/// Where the hub does not issue, the device provisions again with the CSR and DPS's chain is
+/// saved.
+#[test]
+fn renewal_by_reprovisioning_carries_the_csr_to_dps() {
+    let mut w = World::new(renewing(false), cached(HUB_A, 0), assign(HUB_A), hub_ok());
+    w.run_until(at(10));
+    assert!(w.subscribes.is_empty(), "{:?}", w.subscribes);
+    w.device
+        .renew_with_csr(w.now, CSR.into())
+        .expect("a valid CSR");
+    w.run_until(at(20));
+    assert_eq!(w.dps_requests(), [(at(10), X509)]);
+    assert!(
+        w.dps_bodies[0].contains(&format!(r#""csr":"{CSR}""#)),
+        "{}",
+        w.dps_bodies[0]
+    );
+    assert_eq!(
+        w.reprovisions(),
+        [(
+            at(10),
+            ReprovisionReason::CertificateRenewal,
+            Duration::ZERO
+        )]
+    );
+    assert!(
+        w.events()
+            .contains(&LifecycleEvent::CertificateRenewed { via: Issuer::Dps })
+    );
+    assert!(issue_requests(&w).is_empty());
+}
+
+/// A hub that answers the credentials request with an error other than 409004 does not issue:
+/// DPS does, with the same CSR.
+#[test]
+fn a_hub_refusing_to_issue_falls_back_to_dps() {
+    let mut w = World::new(renewing(true), cached(HUB_A, 0), assign(HUB_A), hub_ok());
+    w.run_until(at(10));
+    w.device
+        .renew_with_csr(w.now, CSR.into())
+        .expect("a valid CSR");
+    w.drain();
+    credentials_reply(&mut w, 400, "1", r#"{"errorCode":400004,"message":"no"}"#);
+    w.run_until(at(20));
+    assert_eq!(w.dps_requests(), [(at(10), X509)]);
+    assert!(w.dps_bodies[0].contains(CSR));
+    assert!(
+        w.events()
+            .contains(&LifecycleEvent::CertificateRenewed { via: Issuer::Dps })
+    );
 }

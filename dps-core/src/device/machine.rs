@@ -113,6 +113,8 @@ pub struct Device {
     /// The `$rid` of the credentials request in progress over the hub, once sent.
     renew_rid: Option<u64>,
     next_rid: u64,
+    /// Whether the credentials filter went out on the current hub connection.
+    credentials_subscribed: bool,
     timers: TimerTable<Timer>,
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
@@ -145,6 +147,7 @@ impl Device {
             csr: None,
             renew_rid: None,
             next_rid: 1,
+            credentials_subscribed: false,
             timers: TimerTable::new(now),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
@@ -423,7 +426,12 @@ impl Device {
                             // SUBSCRIBE.
                             Transmit::Subscribe { mut filters } if over_hub => {
                                 filters.push(CREDENTIALS_RESPONSE_SUBSCRIPTION.into());
+                                self.credentials_subscribed = true;
                                 Transmit::Subscribe { filters }
+                            }
+                            Transmit::Connect { clean_session } => {
+                                self.credentials_subscribed = false;
+                                Transmit::Connect { clean_session }
                             }
                             other => other,
                         });
@@ -503,6 +511,15 @@ impl Device {
                 self.lifecycle(LifecycleEvent::Connected {
                     credential: self.credential(),
                 });
+                if self.config.renewal.is_some_and(|r| r.over_hub) && !self.credentials_subscribed {
+                    // A session with no feature subscribes to nothing: the credentials filter
+                    // goes out alone. Its SUBACK reaches the connected session, which ignores
+                    // it.
+                    self.credentials_subscribed = true;
+                    self.transmits.push_back(Transmit::Subscribe {
+                        filters: alloc::vec![CREDENTIALS_RESPONSE_SUBSCRIPTION.into()],
+                    });
+                }
                 if self.csr.is_some() && self.timers.get(Timer::RenewRetry).is_none() {
                     self.send_renewal();
                 }
