@@ -13,6 +13,7 @@ use dps_core::device::{
 };
 use dps_core::dps::registration::{RegistrationConfig, Timing};
 use dps_core::dps::topic::ResponseTopic;
+use dps_core::hub::Message;
 use dps_core::hub::session::{Features, SessionConfig};
 use dps_core::mqtt::{ConnectFailure, IncomingPublish, Machine as _, Transmit};
 use dps_core::query::Params;
@@ -39,10 +40,16 @@ enum Dps {
     Assign(&'static str),
     Disabled,
     Unauthorized,
+    /// 429 with this retry-after, in seconds.
+    Throttled(u32),
 }
 
 fn dps_body(answer: &Dps) -> (u16, String) {
     match answer {
+        Dps::Throttled(_) => (
+            429,
+            r#"{"errorCode":429001,"trackingId":"t","message":"m","timestampUtc":"2024-01-01T00:00:00.0000000Z"}"#.into(),
+        ),
         Dps::Assign(hub) => (
             200,
             format!(
@@ -220,11 +227,16 @@ impl World {
                     at: self.now,
                     credential,
                 });
-                let (status, body) = dps_body(&(self.dps)(n, credential));
+                let answer = (self.dps)(n, credential);
+                let (status, body) = dps_body(&answer);
+                let retry_after = match answer {
+                    Dps::Throttled(after) => Some(after),
+                    _ => None,
+                };
                 let topic = ResponseTopic {
                     status,
                     rid: &rid,
-                    retry_after: None,
+                    retry_after,
                 }
                 .to_string();
                 self.device.publish(self.now, &topic, body.as_bytes());
@@ -969,4 +981,57 @@ fn a_hub_refusing_to_issue_falls_back_to_dps() {
         w.events()
             .contains(&LifecycleEvent::CertificateRenewed { via: Issuer::Dps })
     );
+}
+
+/// DPS keeps throttling past the registration's deadline: the next re-provisioning waits the
+/// larger of the recovery backoff and DPS's retry-after.
+#[test]
+fn a_larger_dps_retry_after_wins_over_the_recovery_backoff() {
+    let dps: DpsScript = Box::new(|n, _| {
+        if n < 10 {
+            Dps::Throttled(2000)
+        } else {
+            Dps::Assign(HUB_A)
+        }
+    });
+    let mut w = World::new(config(), None, dps, hub_ok());
+    w.run_until(at(4 * 3600));
+    // The registration honours DPS's own answers as before: every 60 s (its retry-after
+    // ceiling) until its 600 s deadline; the device then waits the full retry-after (2000 s,
+    // larger than the 300 s recovery floor) before asking again.
+    assert_eq!(
+        w.reprovisions(),
+        [
+            (at(0), ReprovisionReason::NoCache, Duration::ZERO),
+            (at(600), ReprovisionReason::ProvisioningFailed, secs(2000)),
+        ]
+    );
+    let expected: Vec<(Timestamp, CredentialSlot)> = (0..10)
+        .map(|i| (at(60 * i), X509))
+        .chain([(at(2600), X509)])
+        .collect();
+    assert_eq!(w.dps_requests(), expected);
+    assert_eq!(
+        w.lifecycle.last(),
+        Some(&(at(2600), LifecycleEvent::Connected { credential: X509 }))
+    );
+}
+
+/// Telemetry sent through the session reaches the wire through the device machine.
+#[test]
+fn telemetry_goes_through_the_device() {
+    let mut w = World::new(config(), cached(HUB_A, 0), assign(HUB_A), hub_ok());
+    w.run_until(at(5));
+    let id = w
+        .device
+        .hub()
+        .expect("a hub session")
+        .send_telemetry(w.now, Message::new(&b"21.5"[..]))
+        .expect("queued");
+    // No input since the send: draining the device collects what the session produced.
+    w.drain();
+    assert_eq!(w.hub_publishes.len(), 1);
+    assert_eq!(w.hub_publishes[0].1, "devices/dev-1/messages/events/");
+    assert_eq!(w.hub_publishes[0].2, "21.5");
+    assert!(id.get() > 0);
 }

@@ -183,8 +183,9 @@ impl Device {
         }
     }
 
-    /// The hub session, while there is one (send telemetry, twin and method calls through it,
-    /// then drain this machine).
+    /// The hub session, while there is one: send telemetry, twin and method calls through it,
+    /// then drain this machine (which collects what the session produced). Telemetry still
+    /// queued when the device moves to another hub or provisions again is not carried over.
     pub fn hub(&mut self) -> Option<&mut HubSession> {
         match &mut self.inner {
             Inner::Hub(s) => Some(s),
@@ -650,10 +651,14 @@ impl Machine for Device {
     }
 
     fn poll_transmit(&mut self) -> Option<Transmit> {
+        // The application may have called the session directly (through `hub()`) since the
+        // last input: collect what that produced first.
+        self.pump(self.timers.now());
         self.transmits.pop_front()
     }
 
     fn poll_event(&mut self) -> Option<Event> {
+        self.pump(self.timers.now());
         self.events.pop_front()
     }
 
