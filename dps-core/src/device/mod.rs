@@ -41,6 +41,29 @@
 //!   renewal": 202 then 200 with the chain, 409004 waits its retry-after, CSR at most
 //!   [`MAX_CSR_LEN`]) or, when the hub does not offer it or refuses, by provisioning again with
 //!   the CSR (service-behaviour.md §1.16). The new chain is saved in the record.
+//!
+//! # Example: a reboot with a stored assignment
+//!
+//! ```
+//! use dps_core::Timestamp;
+//! use dps_core::device::{AssignmentRecord, Device, DeviceConfig, Target};
+//! use dps_core::dps::registration::RegistrationConfig;
+//! use dps_core::hub::session::SessionConfig;
+//! use dps_core::mqtt::{Machine as _, Transmit};
+//!
+//! let unix_now = 1_700_000_000;
+//! // What the driver's store loaded (`AssignmentRecord::from_json` on the file's text).
+//! let stored = AssignmentRecord::new("contoso.azure-devices.net", "dev-1", unix_now - 3600);
+//! let config = DeviceConfig::new(
+//!     RegistrationConfig::new("dev-1"),
+//!     SessionConfig::device("dev-1"),
+//! );
+//! let mut device = Device::new(config, Timestamp::ZERO, unix_now, Some(stored), 42);
+//!
+//! // The first connection goes to the stored hub: no DPS call.
+//! assert!(matches!(device.poll_transmit(), Some(Transmit::Connect { clean_session: false })));
+//! assert!(matches!(device.target(), Some(Target::Hub { hub, .. }) if hub == "contoso.azure-devices.net"));
+//! ```
 
 mod machine;
 mod policy;
