@@ -1035,3 +1035,45 @@ fn telemetry_goes_through_the_device() {
     assert_eq!(w.hub_publishes[0].2, "21.5");
     assert!(id.get() > 0);
 }
+
+/// The connection drops between 202 and 200: the request goes out again (replacing any active
+/// one) as soon as the session is back, and that answer counts.
+#[test]
+fn a_renewal_interrupted_by_a_drop_is_sent_again_after_the_reconnect() {
+    let mut w = World::new(renewing(true), cached(HUB_A, 0), assign(HUB_A), hub_ok());
+    w.run_until(at(10));
+    w.device
+        .renew_with_csr(w.now, CSR.into())
+        .expect("a valid CSR");
+    w.drain();
+    credentials_reply(
+        &mut w,
+        202,
+        "1",
+        r#"{"correlationId":"c","operationExpires":"x"}"#,
+    );
+    w.device.disconnected(w.now);
+    w.run_until(at(100));
+    let requests = issue_requests(&w);
+    assert_eq!(requests.len(), 2, "{requests:?}");
+    let reconnect = w.hub_connects()[1].0;
+    assert_eq!(requests[1].0, reconnect);
+    assert_eq!(
+        requests[1].1,
+        "$iothub/credentials/POST/issueCertificate/?$rid=2"
+    );
+    // The credentials filter went out again on the new connection.
+    assert_eq!(
+        w.subscribes
+            .iter()
+            .filter(|f| f.contains(&"$iothub/credentials/res/#".to_string()))
+            .count(),
+        2
+    );
+    credentials_reply(&mut w, 200, "2", r#"["bmV3"]"#);
+    assert_eq!(
+        w.events().last(),
+        Some(&LifecycleEvent::CertificateRenewed { via: Issuer::Hub })
+    );
+    assert!(w.dps_requests().is_empty());
+}
