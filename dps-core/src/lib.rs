@@ -248,6 +248,7 @@ extern crate alloc;
 #[cfg(feature = "std")]
 extern crate std;
 
+pub mod device;
 pub mod dps;
 pub mod encoding;
 pub mod hub;
