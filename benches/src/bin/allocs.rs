@@ -111,4 +111,23 @@ fn main() {
     for result in results {
         println!("{result}");
     }
+    // The inline size of what every connection keeps (heap parts not included): the session
+    // machines and the TLS connection, for the per-connection memory breakdown.
+    for (name, size) in [
+        ("HubSession", std::mem::size_of::<HubSession>()),
+        (
+            "dps::Registration",
+            std::mem::size_of::<dps_core::dps::Registration>(),
+        ),
+        (
+            "rustls::ClientConnection",
+            std::mem::size_of::<rustls::ClientConnection>(),
+        ),
+        (
+            "tokio_rustls::client::TlsStream<TcpStream>",
+            std::mem::size_of::<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>(),
+        ),
+    ] {
+        println!("{}", serde_json::json!({ "size_of": name, "bytes": size }));
+    }
 }
