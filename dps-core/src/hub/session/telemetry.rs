@@ -45,7 +45,7 @@ impl HubSession {
         if self.closing {
             return Err(SendError::Closed);
         }
-        let bag = message.properties.to_string();
+        let bag = message.properties.encode();
         let size = message.payload.len() + bag.len();
         if size > MAX_TELEMETRY_MESSAGE_SIZE {
             return Err(SendError::TooLarge {
