@@ -397,7 +397,7 @@ impl HubSession {
                     let bag = crate::hub::MessageProperties::new()
                         .property(heartbeat.key, heartbeat.value)
                         .to_string();
-                    self.enqueue(now, &bag, Bytes::new(), Some(heartbeat.interval), true);
+                    self.enqueue(now, bag, Bytes::new(), Some(heartbeat.interval), true);
                 }
             }
         }
