@@ -43,9 +43,11 @@
 
 mod app;
 mod client;
+mod config_error;
 mod error;
 
 pub use client::{ProvisioningClient, USER_AGENT};
+pub use config_error::{ConfigError, ConfigProblem};
 pub use dps_core::dps::registration::{Assignment, RetryReason, Timing};
 pub use dps_core::dps::{
     DeviceRegistrationResult, ErrorCode, ResponseError, ServiceError, Substatus,
