@@ -87,6 +87,7 @@
 
 mod app;
 mod client;
+mod config_error;
 mod connection_string;
 mod desired;
 mod error;
@@ -98,6 +99,7 @@ mod streams;
 pub mod upload;
 
 pub use client::{HubClient, HubClientBuilder, SendReceipt, USER_AGENT};
+pub use config_error::{ConfigError, ConfigProblem};
 pub use connection_string::ConnectionString;
 pub use desired::DesiredUpdate;
 pub use error::HubError;
@@ -110,6 +112,7 @@ pub use dps_core::hub::{
     ReceivedMessage, Renewal, SendError, SessionConfig, StopReason, SystemProperty, Twin,
     TwinError,
 };
+pub use dps_core::ids::{IdError, IdKind};
 pub use dps_runtime::{Clock, Entropy, FixedEntropy, OsEntropy, SystemClock};
 
 pub use dps_transport_mqtt::{MqttTransport, TlsConfig, Transport, TransportError};
