@@ -336,6 +336,19 @@ pub enum IgnoreReason {
     Stopped,
 }
 
+impl fmt::Display for IgnoreReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::UnknownTopic => "no feature of this session matches the topic",
+            Self::MalformedTopic => "the topic is malformed",
+            Self::OtherIdentity => "the topic names another device or module",
+            Self::UnknownRequest => "no pending twin request has this request id",
+            Self::InvalidBody => "the desired patch is not a JSON object",
+            Self::Stopped => "the session has stopped",
+        })
+    }
+}
+
 /// Something the application may act on. Draining events is required (see the
 /// [module docs](super)); acting on them is optional.
 #[derive(Debug, Clone, PartialEq)]
@@ -430,4 +443,23 @@ pub enum Event {
     },
     /// The session stopped for good: always the last event.
     Stopped(StopReason),
+}
+
+#[cfg(test)]
+mod display_tests {
+    use alloc::string::ToString as _;
+
+    use super::*;
+
+    #[test]
+    fn reasons_print_sentences_not_variant_names() {
+        let text = IgnoreReason::OtherIdentity.to_string();
+        assert_eq!(text, "the topic names another device or module");
+        let stop = StopReason::RetriesExhausted {
+            last: DisconnectReason::AckTimeout,
+        }
+        .to_string();
+        assert!(!stop.contains("RetriesExhausted"), "{stop}");
+        assert!(!DisconnectReason::Network.to_string().contains("Network"));
+    }
 }
