@@ -38,6 +38,8 @@
 //! fleet with `futures::stream::iter(ids).map(|id| ...register()).buffer_unordered(500)`. There
 //! is no global state and no thread per registration.
 #![forbid(unsafe_code)]
+// Public types stay open to additions (rustls's rule): a closed set says so with `#[expect]`.
+#![warn(clippy::exhaustive_enums, clippy::exhaustive_structs)]
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 

@@ -82,6 +82,8 @@
 //!   `dps-transport-ws`'s `WebSocketTransport`, with `dps-auth` credentials (symmetric keys,
 //!   X.509, or any [`Authenticator`](dps_auth::Authenticator)) minted afresh on every connect.
 #![forbid(unsafe_code)]
+// Public types stay open to additions (rustls's rule): a closed set says so with `#[expect]`.
+#![warn(clippy::exhaustive_enums, clippy::exhaustive_structs)]
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 

@@ -11,6 +11,7 @@ use crate::mqtt::ConnectFailure;
 
 /// Which request went out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum RequestKind {
     /// The registration request (`iotdps-register`).
     Register,
