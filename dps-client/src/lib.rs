@@ -36,7 +36,14 @@
 //! ## Fleets
 //! [`ProvisioningClient`] is cheap to clone and `register()` can run concurrently: provision a
 //! fleet with `futures::stream::iter(ids).map(|id| ...register()).buffer_unordered(500)`. There
-//! is no global state and no thread per registration.
+//! is no global state and no thread per registration. Configure the endpoint, TLS, transport
+//! and timing once in a [`ProvisioningClient::template`], then stamp each device's client with
+//! [`for_device`](ProvisioningClient::for_device) (see `examples/provision_fleet.rs`);
+//! `hub_client::HubClientBuilder::for_device` does the same for the hub.
+//!
+//! ## Configuration errors
+//! A configuration that cannot work fails `register()` with [`ProvisioningError::Config`]
+//! before any connection, listing every [`ConfigProblem`] found, not only the first.
 #![forbid(unsafe_code)]
 // Public types stay open to additions (rustls's rule): a closed set says so with `#[expect]`.
 #![warn(clippy::exhaustive_enums, clippy::exhaustive_structs)]
