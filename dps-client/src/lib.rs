@@ -57,6 +57,7 @@ mod error;
 
 pub use client::{ProvisioningClient, USER_AGENT};
 pub use config_error::{ConfigError, ConfigProblem};
+pub use dps_auth::{AuthError, Authenticator, GroupKey, SymmetricKey};
 pub use dps_core::dps::registration::{Assignment, RetryReason, Timing};
 pub use dps_core::dps::{
     DeviceRegistrationResult, ErrorCode, ResponseError, ServiceError, Substatus,

@@ -108,6 +108,7 @@ pub use error::HubError;
 pub use method::MethodRequest;
 pub use streams::Subscription;
 
+pub use dps_auth::{AuthError, Authenticator, SasAuthenticator, SymmetricKey};
 pub use dps_core::dps::registration::Assignment;
 pub use dps_core::hub::{
     Backoff, ConnectionState, DisconnectReason, Features, Heartbeat, Message, MessageId,
