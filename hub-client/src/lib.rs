@@ -80,7 +80,7 @@
 //!   [`Entropy`] the builder takes.
 //! - [`HubClient`]: the public handle over that driver over `dps-transport-mqtt`'s [`Transport`] (MQTT/TLS) or
 //!   `dps-transport-ws`'s `WebSocketTransport`, with `dps-auth` credentials (symmetric keys,
-//!   X.509, or any [`Authenticator`](dps_auth::Authenticator)) minted afresh on every connect.
+//!   X.509, or any [`Authenticator`]) minted afresh on every connect.
 #![forbid(unsafe_code)]
 // Public types stay open to additions (rustls's rule): a closed set says so with `#[expect]`.
 #![warn(clippy::exhaustive_enums, clippy::exhaustive_structs)]
