@@ -7,6 +7,8 @@ use dps_core::dps::registration::{RegistrationError, RetryReason};
 use dps_core::dps::{DeviceRegistrationResult, ErrorCode};
 use dps_transport_mqtt::TransportError;
 
+use crate::config_error::ConfigError;
+
 /// A failed registration. Every variant says what to do; [`is_retriable`](Self::is_retriable)
 /// tells a fleet manager whether trying again later can help.
 #[derive(Debug, thiserror::Error)]
@@ -109,9 +111,10 @@ pub enum ProvisioningError {
     /// error was kept to say more.
     #[error("the connection failed in a way retrying cannot fix")]
     Unrecoverable,
-    /// The client configuration is invalid (for example a custom payload that is not JSON).
+    /// The client configuration cannot work (for example a custom payload that is not JSON and
+    /// an invalid registration id): every problem found, not only the first.
     #[error("invalid configuration: {0}")]
-    Config(String),
+    Config(#[source] ConfigError),
 }
 
 impl ProvisioningError {
@@ -167,12 +170,10 @@ impl From<RegistrationError> for ProvisioningError {
                 last: None,
             },
             RegistrationError::Unrecoverable => Self::Unrecoverable,
-            // The driver's own failure is the better message; this is the fallback when it
-            // kept none. `RegistrationError` is non-exhaustive: anything new lands here too.
-            _ => Self::Timeout {
-                last_problem: None,
-                last_connect_error: None,
-            },
+            // `RegistrationError` is non-exhaustive: an ending this version does not know is
+            // not a timeout (nothing says the deadline passed), so it is reported as one that
+            // retrying cannot fix.
+            _ => Self::Unrecoverable,
         }
     }
 }

@@ -697,7 +697,7 @@ fn dps_refusing_every_credential_stops() {
 fn recovery_backoff_grows_between_floor_and_ceiling_and_resets_on_connect() {
     let floor = secs(300);
     let ceiling = secs(3600);
-    let backoff = RecoveryBackoff { floor, ceiling };
+    let backoff = RecoveryBackoff::new(floor, ceiling);
     for seed in 0..200 {
         let mut j = JitterSource::new(seed);
         assert_eq!(backoff.delay(1, &mut j), Duration::ZERO);
@@ -731,10 +731,7 @@ fn recovery_backoff_grows_between_floor_and_ceiling_and_resets_on_connect() {
     }
 
     // A connection in between resets the count: the next recovery is immediate again.
-    let small = RecoveryBackoff {
-        floor: secs(10),
-        ceiling: secs(100),
-    };
+    let small = RecoveryBackoff::new(secs(10), secs(100));
     let hub: HubScript = Box::new(move |now, _, _| {
         if now >= at(1000) && now < at(1200) {
             Ok(())
@@ -777,10 +774,7 @@ fn config_with(backoff: RecoveryBackoff) -> DeviceConfig {
 const CSR: &str = "TUlJQ1NSZmFrZQ==";
 
 fn renewing(over_hub: bool) -> DeviceConfig {
-    config().renewal(Some(CertificateRenewal {
-        over_hub,
-        ..CertificateRenewal::default()
-    }))
+    config().renewal(Some(CertificateRenewal::default().over_hub(over_hub)))
 }
 
 fn credentials_reply(w: &mut World, status: u16, rid: &str, body: &str) {

@@ -21,6 +21,8 @@
 //! The transport never acknowledges an incoming publish by itself: the driver sends PUBACK when
 //! the machine emits [`Transmit::Ack`](dps_core::mqtt::Transmit::Ack).
 #![forbid(unsafe_code)]
+// Public types stay open to additions (rustls's rule): a closed set says so with `#[expect]`.
+#![warn(clippy::exhaustive_enums, clippy::exhaustive_structs)]
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 

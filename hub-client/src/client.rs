@@ -21,6 +21,7 @@ use tokio::task::JoinHandle;
 use tracing::Instrument as _;
 
 use crate::app::{HubApp, HubShared, Outlets, Receivers};
+use crate::config_error::{ConfigError, ConfigProblem};
 use crate::connection_string::ConnectionString;
 use crate::desired::DesiredUpdate;
 use crate::error::{HubError, StreamTaken, take_stream};
@@ -347,6 +348,27 @@ fn twin_error(error: SendError) -> TwinError {
 
 /// Configures and connects a [`HubClient`]. Defaults suit Azure: MQTT over TLS on 8883, public
 /// roots, keep-alive 240 s, tokens of one hour renewed at 70–80 %, every feature subscribed.
+///
+/// A builder is a fleet template too: configure the endpoint, TLS, transport and timing once,
+/// then stamp a builder per device with [`for_device`](Self::for_device) (or `clone` it).
+///
+/// ```no_run
+/// # async fn run(devices: Vec<(String, dps_auth::SymmetricKey)>, key: dps_auth::SymmetricKey)
+/// # -> Result<(), Box<dyn std::error::Error>> {
+/// use std::time::Duration;
+/// use hub_client::{HubClient, TlsConfig};
+///
+/// let template = HubClient::builder("my-hub.azure-devices.net", "template", key)
+///     .tls(TlsConfig::default())
+///     .keep_alive(Duration::from_secs(120))
+///     .deadline(Duration::from_secs(30));
+/// let mut clients = Vec::new();
+/// for (id, key) in devices {
+///     clients.push(template.for_device(id, key).connect().await?);
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
 pub struct HubClientBuilder {
     host: String,
     device_id: String,
@@ -411,6 +433,29 @@ impl HubClientBuilder {
             #[cfg(feature = "file-upload")]
             upload_proxy: None,
         }
+    }
+
+    /// A builder for another device on the same hub with this one's settings (endpoint, TLS,
+    /// transport, keep-alive, timing, features, clock, entropy, model id, token lifetime).
+    /// The device id and the credentials change; a module id is not carried over. The stamped
+    /// builder is independent: configuring it does not change this one.
+    #[must_use]
+    pub fn for_device(
+        &self,
+        device_id: impl Into<String>,
+        authenticator: impl Authenticator + 'static,
+    ) -> Self {
+        let device_id = device_id.into();
+        let mut builder = self.clone();
+        builder.symmetric_key = (&authenticator as &dyn Any)
+            .downcast_ref::<SymmetricKey>()
+            .cloned();
+        builder.authenticator = Arc::new(authenticator);
+        builder.config.device_id.clone_from(&device_id);
+        builder.config.module_id = None;
+        builder.device_id = device_id;
+        builder.module_id = None;
+        builder
     }
 
     /// Connects as the module `module_id` of the device.
@@ -543,7 +588,15 @@ impl HubClientBuilder {
         self
     }
 
-    /// How long [`connect`](Self::connect) keeps trying before it gives up (default 60 s).
+    /// How long [`connect`](Self::connect) keeps trying before it gives up (default 60 s): the
+    /// same word and meaning as `ProvisioningClient::deadline` for one `register()` call.
+    #[must_use]
+    pub fn deadline(mut self, deadline: Duration) -> Self {
+        self.initial_connect_timeout = deadline;
+        self
+    }
+
+    /// The same as [`deadline`](Self::deadline), under its former name.
     #[must_use]
     pub fn initial_connect_timeout(mut self, timeout: Duration) -> Self {
         self.initial_connect_timeout = timeout;
@@ -591,6 +644,25 @@ impl HubClientBuilder {
         self
     }
 
+    /// Every problem with this configuration, in one error.
+    fn config_errors(&self) -> Option<ConfigError> {
+        let mut problems = Vec::new();
+        if self.host.is_empty() {
+            problems.push(ConfigProblem::EmptyHost);
+        }
+        if let Err(e) = dps_core::ids::validate_device_id(&self.device_id) {
+            problems.push(ConfigProblem::DeviceId(e));
+        }
+        if let Some(Err(e)) = self
+            .module_id
+            .as_deref()
+            .map(dps_core::ids::validate_module_id)
+        {
+            problems.push(ConfigProblem::ModuleId(e));
+        }
+        ConfigError::from_problems(problems)
+    }
+
     /// Connects, and returns once the client is connected and subscribed. Retriable failures
     /// (network, timeouts, CONNACK 3) are retried with backoff for up to the initial connect
     /// timeout; refusals and configuration errors return at once. After this, the client
@@ -601,14 +673,8 @@ impl HubClientBuilder {
     /// # Errors
     /// A [`HubError`] saying what to fix, or [`HubError::Timeout`].
     pub async fn connect(self) -> Result<HubClient, HubError> {
-        if self.host.is_empty() {
-            return Err(HubError::Config("the hub host name is empty".into()));
-        }
-        dps_core::ids::validate_device_id(&self.device_id)
-            .map_err(|e| HubError::Config(format!("device id: {e}")))?;
-        if let Some(module) = &self.module_id {
-            dps_core::ids::validate_module_id(module)
-                .map_err(|e| HubError::Config(format!("module id: {e}")))?;
+        if let Some(error) = self.config_errors() {
+            return Err(HubError::Config(error));
         }
         let mut config = self.config;
         config.device_id.clone_from(&self.device_id);

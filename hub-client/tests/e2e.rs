@@ -542,10 +542,7 @@ async fn short_lived_token_is_renewed_without_loss(kind: Kind) {
     let hub = env
         .builder(kind, "short-1", &key)
         .token_lifetime(Duration::from_secs(5))
-        .renewal(Renewal {
-            min_interval: Duration::from_millis(500),
-            ..Renewal::default()
-        })
+        .renewal(Renewal::default().min_interval(Duration::from_millis(500)))
         .features(hub_client::Features::NONE)
         .connect()
         .await

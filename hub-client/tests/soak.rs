@@ -162,10 +162,7 @@ async fn chaos_soak_loses_nothing() {
             // Tokens that expire during the run: renewed by reconnecting.
             builder = builder
                 .token_lifetime(Duration::from_secs(5))
-                .renewal(Renewal {
-                    min_interval: Duration::from_millis(500),
-                    ..Renewal::default()
-                });
+                .renewal(Renewal::default().min_interval(Duration::from_millis(500)));
         }
         let hub = builder.connect().await.unwrap();
         let hub = Arc::new(hub);

@@ -15,6 +15,10 @@ use crate::retry::JitterSource;
 /// the primary key, the secondary key, an application callback), tried in the configured
 /// order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[expect(
+    clippy::exhaustive_structs,
+    reason = "an opaque id: the number is all there is to it"
+)]
 pub struct CredentialSlot(pub u8);
 
 impl fmt::Display for CredentialSlot {
@@ -28,6 +32,7 @@ impl fmt::Display for CredentialSlot {
 /// `floor` (the first one is immediate). Only a successful hub connection resets the count; a
 /// larger DPS retry-after wins.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RecoveryBackoff {
     /// The shortest wait (default 5 minutes).
     pub floor: Duration,
@@ -45,6 +50,12 @@ impl Default for RecoveryBackoff {
 }
 
 impl RecoveryBackoff {
+    /// A backoff between `floor` and `ceiling`.
+    #[must_use]
+    pub const fn new(floor: Duration, ceiling: Duration) -> Self {
+        Self { floor, ceiling }
+    }
+
     /// The wait before the `attempt`-th consecutive re-provisioning (1 for the first).
     #[must_use]
     pub fn delay(&self, attempt: u32, jitter: &mut JitterSource) -> Duration {

@@ -28,6 +28,7 @@ pub(crate) const RENEWAL_ID_BASE: u64 = 1 << 62;
 
 /// When and how a CSR-issued certificate is renewed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct CertificateRenewal {
     /// Renew at this share of the lifetime, in percent (default 80).
     pub at_percent: u8,
@@ -50,6 +51,27 @@ impl Default for CertificateRenewal {
 }
 
 impl CertificateRenewal {
+    /// Renew at `percent` of the lifetime.
+    #[must_use]
+    pub const fn at_percent(mut self, percent: u8) -> Self {
+        self.at_percent = percent;
+        self
+    }
+
+    /// Renew up to `percent` of the lifetime earlier, at random.
+    #[must_use]
+    pub const fn jitter_percent(mut self, percent: u8) -> Self {
+        self.jitter_percent = percent;
+        self
+    }
+
+    /// Renew over the hub's credentials topic (`true`) or by provisioning again (`false`).
+    #[must_use]
+    pub const fn over_hub(mut self, over_hub: bool) -> Self {
+        self.over_hub = over_hub;
+        self
+    }
+
     /// The Unix second at which a certificate valid from `not_before` to `not_after` is
     /// renewed.
     #[must_use]

@@ -265,6 +265,10 @@ pub enum TwinError {
 
 /// A device twin: the desired and reported property documents, each with its `$version`.
 #[derive(Debug, Clone, PartialEq)]
+#[expect(
+    clippy::exhaustive_structs,
+    reason = "the twin document's two halves, as the hub sends them; scenario tests build it by literal"
+)]
 pub struct Twin {
     /// The desired properties (with `$version` and, from the hub, `$metadata`).
     pub desired: Value,
@@ -342,9 +346,7 @@ impl fmt::Display for IgnoreReason {
             Self::UnknownTopic => "no feature of this session matches the topic",
             Self::MalformedTopic => "the topic is malformed",
             Self::OtherIdentity => "the topic names another device or module",
-            Self::UnknownRequest => {
-                "no pending request has its $rid (late, duplicate or timed out)"
-            }
+            Self::UnknownRequest => "no pending twin request has this request id",
             Self::InvalidBody => "the desired patch is not a JSON object",
             Self::Stopped => "the session has stopped",
         })
@@ -445,4 +447,23 @@ pub enum Event {
     },
     /// The session stopped for good: always the last event.
     Stopped(StopReason),
+}
+
+#[cfg(test)]
+mod display_tests {
+    use alloc::string::ToString as _;
+
+    use super::*;
+
+    #[test]
+    fn reasons_print_sentences_not_variant_names() {
+        let text = IgnoreReason::OtherIdentity.to_string();
+        assert_eq!(text, "the topic names another device or module");
+        let stop = StopReason::RetriesExhausted {
+            last: DisconnectReason::AckTimeout,
+        }
+        .to_string();
+        assert!(!stop.contains("RetriesExhausted"), "{stop}");
+        assert!(!DisconnectReason::Network.to_string().contains("Network"));
+    }
 }
