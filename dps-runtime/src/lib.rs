@@ -30,10 +30,12 @@ mod clock;
 mod driver;
 mod entropy;
 mod link;
+mod problems;
 mod shared;
 
 pub use clock::{Clock, SystemClock};
 pub use driver::run;
 pub use entropy::{Entropy, FixedEntropy, OsEntropy};
 pub use link::{Failure, Link};
+pub use problems::Problems;
 pub use shared::{Application, Driven, Room, Shared};

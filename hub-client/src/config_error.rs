@@ -26,35 +26,6 @@ impl fmt::Display for ConfigProblem {
     }
 }
 
-/// Every problem found in a hub client's configuration.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
-    problems: Vec<ConfigProblem>,
-}
-
-impl ConfigError {
-    /// An error with these problems; `None` when there is none.
-    pub(crate) fn from_problems(problems: Vec<ConfigProblem>) -> Option<Self> {
-        (!problems.is_empty()).then_some(Self { problems })
-    }
-
-    /// The problems, at least one.
-    #[must_use]
-    pub fn problems(&self) -> &[ConfigProblem] {
-        &self.problems
-    }
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, problem) in self.problems.iter().enumerate() {
-            if i > 0 {
-                f.write_str("; ")?;
-            }
-            write!(f, "{problem}")?;
-        }
-        Ok(())
-    }
-}
-
-impl std::error::Error for ConfigError {}
+/// Every problem found in a [`HubClientBuilder`](crate::HubClientBuilder)'s configuration, in
+/// one error (`Display` joins their sentences).
+pub type ConfigError = dps_runtime::Problems<ConfigProblem>;
