@@ -6,6 +6,8 @@
 //! driving contract in `dps-core`'s crate docs describes. `dps-client` and `hub-client` are this
 //! driver plus their public handles.
 //!
+//! - [`Connector`]: where each connection goes; a [`Link`] for a machine that always connects
+//!   to the same place.
 //! - [`Link`]: how to connect (transport, endpoint, MQTT identity, an authenticator that mints
 //!   fresh credentials on every connect), a plain configuration struct.
 //! - [`Shared`]: the machine and the application's side of it ([`Application`]) behind one
@@ -36,6 +38,6 @@ mod shared;
 pub use clock::{Clock, SystemClock};
 pub use driver::run;
 pub use entropy::{Entropy, FixedEntropy, OsEntropy};
-pub use link::{Failure, Link};
+pub use link::{Connector, Failure, Link};
 pub use problems::Problems;
 pub use shared::{Application, Driven, Room, Shared};
