@@ -12,7 +12,10 @@ use super::record::{AssignmentRecord, StoreAction};
 use super::renewal::{self, Issuer, RENEWAL_ID_BASE, RenewError, Reply};
 use crate::dps::registration::{self, Registration, RegistrationError};
 use crate::hub::credentials::CREDENTIALS_RESPONSE_SUBSCRIPTION;
-use crate::hub::session::{self, ConnectionState, HubSession, StopReason};
+use crate::hub::message::Message;
+use crate::hub::session::{
+    self, ConnectionState, Handoff, HubSession, MessageId, SendError, StopReason,
+};
 use crate::mqtt::{
     ConnectFailure, Connected, ConnectionLoss, IncomingPublish, Machine, PublishId, Transmit,
 };
@@ -115,6 +118,9 @@ pub struct Device {
     next_rid: u64,
     /// Whether the credentials filter went out on the current hub connection.
     credentials_subscribed: bool,
+    /// Telemetry waiting for the next hub session: queued while provisioning, or left
+    /// unacknowledged by the previous session.
+    parked: Handoff,
     timers: TimerTable<Timer>,
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
@@ -148,6 +154,7 @@ impl Device {
             renew_rid: None,
             next_rid: 1,
             credentials_subscribed: false,
+            parked: Handoff::default(),
             timers: TimerTable::new(now),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
@@ -183,13 +190,48 @@ impl Device {
         }
     }
 
-    /// The hub session, while there is one: send telemetry, twin and method calls through it,
-    /// then drain this machine (which collects what the session produced). Telemetry still
-    /// queued when the device moves to another hub or provisions again is not carried over.
+    /// The hub session, while there is one: twin and method calls go through it, then drain
+    /// this machine (which collects what the session produced). Send telemetry with
+    /// [`send_telemetry`](Self::send_telemetry) instead, which also queues while there is no
+    /// session.
     pub fn hub(&mut self) -> Option<&mut HubSession> {
         match &mut self.inner {
             Inner::Hub(s) => Some(s),
             _ => None,
+        }
+    }
+
+    /// Queues a telemetry message with the rules of [`HubSession::send_telemetry`]. Without a
+    /// hub session (provisioning, waiting to provision again) it waits for the next one; the
+    /// telemetry a session leaves unacknowledged when the device moves to another hub, another
+    /// credential or provisions again goes on with the next session, ids unchanged. Only a
+    /// stop of the device abandons it ([`session::Event::TelemetryAbandoned`]).
+    ///
+    /// # Errors
+    /// As [`HubSession::send_telemetry`]; [`SendError::Closed`] once the device stopped.
+    pub fn send_telemetry(
+        &mut self,
+        now: Timestamp,
+        message: Message,
+    ) -> Result<MessageId, SendError> {
+        let now = self.timers.advance(now);
+        match &mut self.inner {
+            Inner::Hub(s) => s.send_telemetry(now, message),
+            Inner::Stopped => Err(SendError::Closed),
+            Inner::Dps(_) | Inner::Waiting => {
+                self.parked
+                    .send_telemetry(now, message, &self.config.session)
+            }
+        }
+    }
+
+    /// Telemetry accepted and not yet acknowledged by the hub, in the session or waiting for
+    /// the next one.
+    #[must_use]
+    pub fn pending_telemetry(&self) -> usize {
+        match &self.inner {
+            Inner::Hub(s) => s.pending_telemetry(),
+            _ => self.parked.len(),
         }
     }
 
@@ -245,11 +287,17 @@ impl Device {
         Ok(())
     }
 
-    /// Stops the device for good.
+    /// Stops the device for good. Connected to the hub, the session first sends what is queued
+    /// (up to its drain timeout), as [`HubSession::close`] does.
     pub fn close(&mut self, now: Timestamp) {
-        let _ = self.timers.advance(now);
-        if !matches!(self.inner, Inner::Stopped) {
-            self.stop(DeviceStopReason::Closed);
+        let now = self.timers.advance(now);
+        match &mut self.inner {
+            Inner::Stopped => {}
+            Inner::Hub(s) if s.is_connected() => {
+                s.close(now);
+                self.pump(now);
+            }
+            _ => self.stop(DeviceStopReason::Closed),
         }
     }
 
@@ -271,7 +319,8 @@ impl Device {
         self.events.push_back(Event::Lifecycle(event));
     }
 
-    /// Drops the inner machine, closing its connection when it has one.
+    /// Drops the inner machine, closing its connection when it has one. A hub session hands
+    /// its unacknowledged telemetry over to the next one.
     fn drop_inner(&mut self) {
         let finished = match &self.inner {
             Inner::Dps(r) => r.is_finished(),
@@ -281,13 +330,38 @@ impl Device {
         if !finished {
             self.transmits.push_back(Transmit::Disconnect);
         }
-        self.inner = Inner::Waiting;
+        if let Inner::Hub(mut s) = core::mem::replace(&mut self.inner, Inner::Waiting) {
+            self.park(&mut s);
+            // Its own disconnect is the one above; what it failed (twin requests, method
+            // responses) still reaches the application. Its end is not the device's.
+            while s.poll_transmit().is_some() {}
+            while let Some(event) = s.poll_event() {
+                if !matches!(
+                    event,
+                    session::Event::ConnectionState(_) | session::Event::Stopped(_)
+                ) {
+                    self.events.push_back(Event::Hub(event));
+                }
+            }
+        }
+    }
+
+    /// Takes the unacknowledged telemetry of `session` for the next one.
+    fn park(&mut self, session: &mut HubSession) {
+        let handoff = session.hand_off();
+        debug_assert_eq!(self.parked.len(), 0, "one session at a time");
+        self.parked = handoff;
     }
 
     fn stop(&mut self, reason: DeviceStopReason) {
         self.drop_inner();
         self.inner = Inner::Stopped;
         self.timers.stop_all();
+        let abandoned: alloc::vec::Vec<MessageId> = self.parked.abandon().collect();
+        for id in abandoned {
+            self.events
+                .push_back(Event::Hub(session::Event::TelemetryAbandoned { id }));
+        }
         self.lifecycle(LifecycleEvent::Stopped(reason));
     }
 
@@ -307,7 +381,10 @@ impl Device {
         self.record = Some(record);
         self.unreachable_since = None;
         self.seed = self.seed.wrapping_add(1);
-        self.inner = Inner::Hub(HubSession::new(config, now, self.seed));
+        let parked = core::mem::take(&mut self.parked);
+        let mut session = HubSession::resume(config, now, self.seed, parked);
+        session.keep_telemetry_on_stop();
+        self.inner = Inner::Hub(session);
         self.pump(now);
     }
 
@@ -543,7 +620,10 @@ impl Device {
     }
 
     fn on_hub_stopped(&mut self, now: Timestamp, reason: StopReason) {
-        self.inner = Inner::Waiting;
+        if let Inner::Hub(mut s) = core::mem::replace(&mut self.inner, Inner::Waiting) {
+            // Stopped already (its events are drained): this only takes its telemetry.
+            self.park(&mut s);
+        }
         match reason {
             StopReason::Refused { code } => {
                 if self.next_credential() {
