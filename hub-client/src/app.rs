@@ -5,7 +5,8 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Weak};
 
-use bytes::Bytes;
+use crate::host::{Core, Host, back_refs};
+
 use dps_core::Timestamp;
 use dps_core::hub::{
     ConnectionState, Delivery, Event, HubSession, MessageId, ReceivedMessage, RequestId, SendError,
@@ -15,14 +16,40 @@ use dps_runtime::{Application, Shared};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::backlog::{Backlog, Item, Offer, offer as offer_item};
-use crate::completion::{self, Accept, Completion, Delivered};
+use crate::completion::{Accept, Completion, Delivered};
 use crate::desired::DesiredUpdate;
-use crate::method::{MethodRequest, Responder};
+use crate::method::MethodRequest;
 
 type Waiter<T> = oneshot::Sender<T>;
 
 /// The session shared by the client handles and the driver task.
 pub(crate) type HubShared = Shared<HubSession, HubApp>;
+
+/// The streams of a new client: the outlets its application feeds and the receivers its
+/// handles take, each holding up to `capacity` items.
+pub(crate) fn streams(capacity: usize) -> (Outlets, Receivers) {
+    let (c2d, c2d_rx) = mpsc::channel(capacity);
+    let (inputs, inputs_rx) = mpsc::channel(capacity);
+    let (desired, desired_rx) = mpsc::channel(capacity);
+    let (methods, methods_rx) = mpsc::channel(capacity);
+    let (states, states_rx) = mpsc::channel(capacity);
+    (
+        Outlets {
+            c2d,
+            inputs,
+            desired,
+            methods,
+            states,
+        },
+        Receivers {
+            c2d: Some(c2d_rx),
+            inputs: Some(inputs_rx),
+            desired: Some(desired_rx),
+            methods: Some(methods_rx),
+            states: Some(states_rx),
+        },
+    )
+}
 
 /// The sending end of a stream.
 pub(crate) type Outlet<T> = mpsc::Sender<Box<Delivered<T>>>;
@@ -98,8 +125,35 @@ impl Application<HubSession> for HubApp {
         event: Event,
         shared: &Arc<HubShared>,
     ) {
+        self.handle(session, now, event, shared);
+    }
+
+    /// The driver is done: end the streams and fail whatever still waits.
+    fn on_finish(&mut self) {
+        self.finish();
+    }
+
+    fn resume(&mut self, session: &mut HubSession, now: Timestamp) {
+        self.offer_again(session, now);
+    }
+
+    fn room(&mut self) -> Option<dps_runtime::Room> {
+        self.need_room()
+    }
+}
+
+impl HubApp {
+    /// Handles one event of the hub session inside `host`.
+    pub(crate) fn handle<S: Core>(
+        &mut self,
+        host: &mut dyn Host,
+        now: Timestamp,
+        event: Event,
+        shared: &Arc<S>,
+    ) {
+        let (accept, responder) = back_refs(shared);
         if let Some(session @ None) = &mut self.manual {
-            *session = Some(completion::weak(shared));
+            *session = Some(accept);
         }
         match event {
             Event::ConnectionState(state) => {
@@ -113,10 +167,7 @@ impl Application<HubSession> for HubApp {
                     ConnectionState::Stopped(reason) => tracing::info!(%reason, "stopped"),
                     _ => {}
                 }
-                self.state.send_replace(Some(state));
-                if let Some(outlets) = &self.outlets {
-                    offer_state(&outlets.states, state);
-                }
+                self.set_state(state);
             }
             Event::TelemetryAcked { id } => resolve(&mut self.sends, id, Ok(())),
             Event::TelemetryExpired { id } => {
@@ -127,10 +178,10 @@ impl Application<HubSession> for HubApp {
                 resolve(&mut self.sends, id, Err(SendError::Closed));
             }
             Event::C2d { message, delivery } => {
-                self.deliver(session, now, Item::C2d(message), delivery);
+                self.deliver(host, now, Item::C2d(message), delivery);
             }
             Event::Input { message, delivery } => {
-                self.deliver(session, now, Item::Input(message), delivery);
+                self.deliver(host, now, Item::Input(message), delivery);
             }
             Event::DesiredPatch {
                 version,
@@ -141,7 +192,7 @@ impl Application<HubSession> for HubApp {
                     version,
                     patch: body,
                 };
-                self.deliver(session, now, Item::Desired(update), delivery);
+                self.deliver(host, now, Item::Desired(update), delivery);
             }
             Event::TwinResync { twin, missed } => {
                 if missed.is_some_and(|m| m > 0) {
@@ -150,7 +201,7 @@ impl Application<HubSession> for HubApp {
                 // No acknowledgement (the twin came as a response), but held all the same: the
                 // application must see the full twin to converge.
                 let update = DesiredUpdate::Resync { twin, missed };
-                self.deliver(session, now, Item::Desired(update), None);
+                self.deliver(host, now, Item::Desired(update), None);
             }
             Event::TwinReceived { request, result } => {
                 resolve(&mut self.twin_gets, request, result);
@@ -160,9 +211,8 @@ impl Application<HubSession> for HubApp {
             }
             Event::MethodRequest { request, delivery } => {
                 tracing::debug!(method = %request.name, "method request");
-                let responder: Arc<dyn Responder> = Arc::clone(shared) as Arc<dyn Responder>;
                 let request = MethodRequest::new(request, responder);
-                self.deliver(session, now, Item::Method(request), delivery);
+                self.deliver(host, now, Item::Method(request), delivery);
             }
             Event::MethodResponded { request, result } => {
                 resolve(&mut self.responses, request, result);
@@ -176,7 +226,7 @@ impl Application<HubSession> for HubApp {
     }
 
     /// The driver is done: end the streams and fail whatever still waits.
-    fn on_finish(&mut self) {
+    pub(crate) fn finish(&mut self) {
         self.outlets = None;
         self.backlog.clear();
         self.sends.clear();
@@ -185,29 +235,40 @@ impl Application<HubSession> for HubApp {
         self.responses.clear();
     }
 
-    fn resume(&mut self, session: &mut HubSession, now: Timestamp) {
+    /// Offers again what a full stream held back.
+    pub(crate) fn offer_again(&mut self, host: &mut dyn Host, now: Timestamp) {
         if self.backlog.is_empty() {
             return;
         }
         if let Some(outlets) = &self.outlets {
             let manual = self.manual.as_ref().and_then(Option::as_ref);
             for delivery in self.backlog.release(outlets, manual) {
-                session.accept(now, delivery);
+                if let Some(session) = host.session() {
+                    session.accept(now, delivery);
+                }
             }
         }
     }
 
-    fn room(&mut self) -> Option<dps_runtime::Room> {
+    /// Publishes a connection state that the session itself did not report (the device
+    /// lifecycle's).
+    pub(crate) fn set_state(&mut self, state: ConnectionState) {
+        self.state.send_replace(Some(state));
+        if let Some(outlets) = &self.outlets {
+            offer_state(&outlets.states, state);
+        }
+    }
+
+    /// A future completing once a full stream may have room.
+    pub(crate) fn need_room(&mut self) -> Option<dps_runtime::Room> {
         self.backlog.room(self.outlets.as_ref()?)
     }
-}
 
-impl HubApp {
     /// Hands `item` to its stream and accepts its delivery, or holds both (behind anything
     /// already held, to keep the order) when the stream is full.
     fn deliver(
         &mut self,
-        session: &mut HubSession,
+        host: &mut dyn Host,
         now: Timestamp,
         item: Item,
         delivery: Option<Delivery>,
@@ -223,29 +284,12 @@ impl HubApp {
         match offer_item(outlets, item, delivery, manual) {
             Offer::Taken if manual.is_some() => {}
             Offer::Taken | Offer::Gone => {
-                if let Some(delivery) = delivery {
+                if let (Some(delivery), Some(session)) = (delivery, host.session()) {
                     session.accept(now, delivery);
                 }
             }
             Offer::Full(item) => self.backlog.hold(item, delivery),
         }
-    }
-}
-
-impl Responder for HubShared {
-    fn respond(
-        &self,
-        rid: &str,
-        status: u16,
-        payload: Bytes,
-    ) -> Result<oneshot::Receiver<Result<(), SendError>>, SendError> {
-        let (tx, rx) = oneshot::channel();
-        self.with(|inner, now| {
-            let id = inner.machine.respond_method(now, rid, status, payload)?;
-            inner.app.responses.insert(id, tx);
-            Ok::<_, SendError>(())
-        })?;
-        Ok(rx)
     }
 }
 

@@ -16,15 +16,16 @@ use dps_core::hub::{
 };
 use dps_runtime::{Clock, Entropy, Failure, FixedEntropy, Link, OsEntropy, SystemClock};
 use dps_transport_mqtt::{MqttTransport, TlsConfig, Transport};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tracing::Instrument as _;
 
-use crate::app::{HubApp, HubShared, Outlets, Receivers};
+use crate::app::{HubApp, HubShared, Receivers, streams};
 use crate::config_error::{ConfigError, ConfigProblem};
 use crate::connection_string::ConnectionString;
 use crate::desired::DesiredUpdate;
 use crate::error::{HubError, StreamTaken, take_stream};
+use crate::host::Core;
 use crate::method::MethodRequest;
 use crate::streams::Subscription;
 
@@ -59,18 +60,18 @@ impl Future for SendReceipt {
 }
 
 /// Closes the session when the last [`HubClient`] clone is dropped.
-struct CloseOnDrop(Arc<HubShared>);
+pub(crate) struct CloseOnDrop(pub(crate) Arc<dyn Core>);
 
 impl Drop for CloseOnDrop {
     fn drop(&mut self) {
-        self.0.with(|inner, now| inner.machine.close(now));
+        self.0.call(|host, _, now| host.close(now));
     }
 }
 
 /// The streams not yet taken and the driver task.
-struct Handle {
-    receivers: Mutex<Receivers>,
-    task: Mutex<Option<JoinHandle<()>>>,
+pub(crate) struct Handle {
+    pub(crate) receivers: Mutex<Receivers>,
+    pub(crate) task: Mutex<Option<JoinHandle<()>>>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -87,15 +88,20 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 /// See the [crate docs](crate) for an example.
 #[derive(Clone)]
 pub struct HubClient {
-    shared: Arc<HubShared>,
+    core: Arc<dyn Core>,
     handle: Arc<Handle>,
     _close: Arc<CloseOnDrop>,
     device_id: Arc<str>,
     module_id: Option<Arc<str>>,
-    /// File upload (#14): the uploader's settings, taken from this client's.
+    /// File upload (#14): the uploader's settings, taken from this client's (for a device,
+    /// from its current assignment).
     #[cfg(feature = "file-upload")]
-    file_upload: crate::upload::FileUploaderBuilder,
+    file_upload: UploadSettings,
 }
+
+/// Makes the file uploader's builder of a client.
+#[cfg(feature = "file-upload")]
+pub(crate) type UploadSettings = Arc<dyn Fn() -> crate::upload::FileUploaderBuilder + Send + Sync>;
 
 impl fmt::Debug for HubClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -161,6 +167,24 @@ impl HubClient {
         Ok(builder)
     }
 
+    pub(crate) fn from_parts(
+        core: Arc<dyn Core>,
+        handle: Arc<Handle>,
+        device_id: Arc<str>,
+        module_id: Option<Arc<str>>,
+        #[cfg(feature = "file-upload")] file_upload: UploadSettings,
+    ) -> Self {
+        Self {
+            _close: Arc::new(CloseOnDrop(Arc::clone(&core))),
+            core,
+            handle,
+            device_id,
+            module_id,
+            #[cfg(feature = "file-upload")]
+            file_upload,
+        }
+    }
+
     /// The device id.
     #[must_use]
     pub fn device_id(&self) -> &str {
@@ -180,7 +204,7 @@ impl HubClient {
     #[cfg(feature = "file-upload")]
     #[must_use]
     pub fn file_upload(&self) -> crate::upload::FileUploaderBuilder {
-        self.file_upload.clone()
+        (self.file_upload)()
     }
 
     /// Queues `message` and waits until the hub acknowledged it (QoS 1). While disconnected the
@@ -205,9 +229,9 @@ impl HubClient {
     /// [`SendError::QueueFull`], [`SendError::TooLarge`], [`SendError::Closed`].
     pub fn try_send(&self, message: Message) -> Result<SendReceipt, SendError> {
         let (tx, receiver) = oneshot::channel();
-        let id = self.shared.with(|inner, now| {
-            let id = inner.machine.send_telemetry(now, message)?;
-            inner.app.sends.insert(id, tx);
+        let id = self.core.call(|host, app, now| {
+            let id = host.send_telemetry(now, message)?;
+            app.sends.insert(id, tx);
             Ok::<_, SendError>(id)
         })?;
         Ok(SendReceipt { id, receiver })
@@ -216,7 +240,7 @@ impl HubClient {
     /// Telemetry accepted and not yet acknowledged (queued plus in flight).
     #[must_use]
     pub fn pending(&self) -> usize {
-        self.shared.lock().machine.pending_telemetry()
+        self.core.read(|host, _| host.pending_telemetry())
     }
 
     /// Reads the whole twin.
@@ -225,9 +249,10 @@ impl HubClient {
     /// A [`TwinError`]: timeout, an error status from the hub, or a closed client.
     pub async fn get_twin(&self) -> Result<Twin, TwinError> {
         let (tx, rx) = oneshot::channel();
-        self.shared.with(|inner, now| {
-            let id = inner.machine.get_twin(now).map_err(twin_error)?;
-            inner.app.twin_gets.insert(id, tx);
+        self.core.call(|host, app, now| {
+            let session = host.session().ok_or(TwinError::Closed)?;
+            let id = session.get_twin(now).map_err(twin_error)?;
+            app.twin_gets.insert(id, tx);
             Ok::<_, TwinError>(())
         })?;
         rx.await.unwrap_or(Err(TwinError::Closed))
@@ -249,12 +274,10 @@ impl HubClient {
             return Err(TwinError::InvalidPatch);
         }
         let (tx, rx) = oneshot::channel();
-        self.shared.with(|inner, now| {
-            let id = inner
-                .machine
-                .update_reported(now, &patch)
-                .map_err(twin_error)?;
-            inner.app.reported.insert(id, tx);
+        self.core.call(|host, app, now| {
+            let session = host.session().ok_or(TwinError::Closed)?;
+            let id = session.update_reported(now, &patch).map_err(twin_error)?;
+            app.reported.insert(id, tx);
             Ok::<_, TwinError>(())
         })?;
         rx.await.unwrap_or(Err(TwinError::Closed))
@@ -321,19 +344,19 @@ impl HubClient {
     /// The current connection state.
     #[must_use]
     pub fn connection_state(&self) -> Option<ConnectionState> {
-        *self.shared.lock().app.state.borrow()
+        self.core.read(|_, app| *app.state.borrow())
     }
 
     /// Closes the client: new work is refused, what is queued is still sent (for up to the
     /// drain timeout, 5 s by default), then the connection is closed and every stream ends.
     pub async fn close(&self) {
-        self.shared.with(|inner, now| inner.machine.close(now));
+        self.core.call(|host, _, now| host.close(now));
         let task = lock(&self.handle.task).take();
         if let Some(task) = task {
             let _ = task.await;
             return;
         }
-        let mut state = self.shared.lock().app.state.subscribe();
+        let mut state = self.core.read(|_, app| app.state.subscribe());
         let _ = state.wait_for(|s| s.is_some_and(|s| s.is_stopped())).await;
     }
 }
@@ -730,31 +753,13 @@ impl HubClientBuilder {
         );
         let seed = self.entropy.seed();
         let session = HubSession::new(config, self.clock.now(), seed);
-        let capacity = self.stream_capacity;
-        let (c2d, c2d_rx) = mpsc::channel(capacity);
-        let (inputs, inputs_rx) = mpsc::channel(capacity);
-        let (desired, desired_rx) = mpsc::channel(capacity);
-        let (methods, methods_rx) = mpsc::channel(capacity);
-        let (states, states_rx) = mpsc::channel(capacity);
-        let app = HubApp::new(Outlets {
-            c2d,
-            inputs,
-            desired,
-            methods,
-            states,
-        })
-        .manual_completion(self.manual_completion);
+        let (outlets, receivers) = streams(self.stream_capacity);
+        let app = HubApp::new(outlets).manual_completion(self.manual_completion);
         let mut state = app.state.subscribe();
         let shared = Arc::new(HubShared::new(session, app, self.clock));
         let task = tokio::spawn(dps_runtime::run(Arc::clone(&shared), link).instrument(span));
         let handle = Arc::new(Handle {
-            receivers: Mutex::new(Receivers {
-                c2d: Some(c2d_rx),
-                inputs: Some(inputs_rx),
-                desired: Some(desired_rx),
-                methods: Some(methods_rx),
-                states: Some(states_rx),
-            }),
+            receivers: Mutex::new(receivers),
             task: Mutex::new(Some(task)),
         });
 
@@ -798,14 +803,13 @@ impl HubClientBuilder {
                 (reason, _) => HubError::Stopped(reason),
             });
         }
-        Ok(HubClient {
-            _close: Arc::new(CloseOnDrop(Arc::clone(&shared))),
+        Ok(HubClient::from_parts(
             shared,
             handle,
-            device_id: Arc::from(self.device_id),
-            module_id: self.module_id.map(Arc::from),
+            Arc::from(self.device_id),
+            self.module_id.map(Arc::from),
             #[cfg(feature = "file-upload")]
-            file_upload,
-        })
+            Arc::new(move || file_upload.clone()),
+        ))
     }
 }

@@ -2,23 +2,13 @@
 //! example once the message is in its own store), for at-least-once into that store.
 
 use std::fmt;
-use std::sync::{Arc, Weak};
+use std::sync::Weak;
 
 use dps_core::hub::Delivery;
-
-use crate::app::HubShared;
 
 /// Accepts a delivery on the session it came from.
 pub(crate) trait Accept: Send + Sync {
     fn accept(&self, delivery: Delivery);
-}
-
-impl Accept for HubShared {
-    fn accept(&self, delivery: Delivery) {
-        // A delivery of an earlier connection is ignored by the session: the hub redelivers it
-        // on the current one.
-        self.with(|inner, now| inner.machine.accept(now, delivery));
-    }
 }
 
 /// The acknowledgement of one delivery, sent by [`complete`](Self::complete).
@@ -99,10 +89,4 @@ impl<T> Delivered<T> {
         self.completion.complete();
         self.item
     }
-}
-
-/// A weak handle to the session, to build completions with.
-pub(crate) fn weak(shared: &Arc<HubShared>) -> Weak<dyn Accept> {
-    let weak: Weak<HubShared> = Arc::downgrade(shared);
-    weak
 }

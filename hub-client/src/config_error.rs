@@ -14,6 +14,19 @@ pub enum ConfigProblem {
     DeviceId(IdError),
     /// The module id breaks the hub's rules.
     ModuleId(IdError),
+    /// The DPS id scope is empty (a device client).
+    EmptyIdScope,
+    /// The registration id breaks DPS's rules (a device client).
+    RegistrationId(IdError),
+    /// No credential was given (a device client).
+    NoCredential,
+    /// More credentials than a device client can order (255).
+    TooManyCredentials {
+        /// How many were given.
+        count: usize,
+    },
+    /// The DPS payload is not JSON text (a device client).
+    Payload,
 }
 
 impl fmt::Display for ConfigProblem {
@@ -22,6 +35,16 @@ impl fmt::Display for ConfigProblem {
             Self::EmptyHost => f.write_str("the hub host name is empty"),
             Self::DeviceId(e) => write!(f, "the device id is not valid: {e}"),
             Self::ModuleId(e) => write!(f, "the module id is not valid: {e}"),
+            Self::EmptyIdScope => f.write_str("the DPS id scope is empty"),
+            Self::RegistrationId(e) => write!(f, "the registration id is not valid: {e}"),
+            Self::NoCredential => f.write_str("no credential was given"),
+            Self::TooManyCredentials { count } => {
+                write!(
+                    f,
+                    "{count} credentials were given; at most 255 can be ordered"
+                )
+            }
+            Self::Payload => f.write_str("the DPS payload is not JSON text"),
         }
     }
 }

@@ -83,6 +83,9 @@ pub enum DisconnectReason {
     SubscribeFailed,
     /// A publish waited longer than the ack timeout for its PUBACK: the connection was dead.
     AckTimeout,
+    /// The device is provisioning (again) and connects to the hub DPS assigns next
+    /// (`dps_core::device`).
+    Reprovisioning,
 }
 
 /// Why the session stopped for good.
@@ -158,6 +161,7 @@ impl fmt::Display for DisconnectReason {
             ),
             Self::SubscribeFailed => f.write_str("the subscription failed or was refused"),
             Self::AckTimeout => f.write_str("a publish waited too long for its PUBACK"),
+            Self::Reprovisioning => f.write_str("the device is provisioning again"),
         }
     }
 }
