@@ -270,3 +270,172 @@ async fn key_rotation_is_survived_with_the_secondary_key_over_mqtt() {
 async fn key_rotation_is_survived_with_the_secondary_key_over_websocket() {
     key_rotation(Kind::Ws).await;
 }
+
+const HUB_A: &str = "hub-a.azure-devices.net";
+const HUB_B: &str = "hub-b.azure-devices.net";
+
+/// Points `registration_id`'s enrollment at `hub` (the next registration lands there).
+async fn enroll_on(emu: &TestEmulator, registration_id: &str, hub: &str) {
+    let mut enrollment = emu.enrollment(registration_id).unwrap();
+    enrollment.settings.iot_hubs = Some(vec![hub.to_owned()]);
+    emu.put_enrollment(enrollment, None).await.unwrap();
+}
+
+fn telemetry_on(emu: &TestEmulator, hub: &str, device_id: &str) -> Vec<String> {
+    emu.hub_events(hub, 0)
+        .into_iter()
+        .filter(|e| e.device_id == device_id && e.kind == dps_emulator::HubEventKind::Telemetry)
+        .map(|e| String::from_utf8_lossy(&e.body).into_owned())
+        .collect()
+}
+
+async fn moved_device(kind: Kind) {
+    let emu = TestEmulator::start_with(|c| c.linked_hubs([HUB_A, HUB_B])).await;
+    let id = format!("moved-{kind:?}").to_lowercase();
+    let key = emu.enroll_symmetric(&id).await;
+    enroll_on(&emu, &id, HUB_A).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("assignment.json");
+    let device = builder(&emu, kind, &id)
+        .credential(key.clone())
+        .store(FileStore::new(&path))
+        .start()
+        .unwrap();
+    until_connected(&mut device.lifecycle_events()).await;
+    assert_eq!(device.assignment().unwrap().assigned_hub, HUB_A);
+    device.hub().send(Message::new("on a")).await.unwrap();
+    let requests = emu.device_requests(&id);
+
+    // The operator moves the device while it is connected: the enrollment now allocates hub
+    // B, and the identity leaves hub A (which drops the connection and refuses it from now on).
+    let mut events = device.lifecycle_events();
+    enroll_on(&emu, &id, HUB_B).await;
+    emu.delete_device(HUB_A, &id, None).await.unwrap();
+    let receipt = device
+        .hub()
+        .try_send(Message::new("after the move"))
+        .unwrap();
+    let seen = until_connected(&mut events).await;
+    assert!(
+        seen.iter().any(|e| matches!(
+            e,
+            LifecycleEvent::Reprovisioning {
+                reason: ReprovisionReason::HubRefused { .. },
+                ..
+            }
+        )),
+        "{seen:?}"
+    );
+    assert!(seen.iter().any(|e| matches!(e, LifecycleEvent::Provisioned { source: Source::Dps, hub, .. } if hub == HUB_B)));
+    tokio::time::timeout(LIMIT, receipt).await.unwrap().unwrap();
+    assert_eq!(device.assignment().unwrap().assigned_hub, HUB_B);
+    assert!(emu.device_requests(&id) > requests);
+    assert_eq!(telemetry_on(&emu, HUB_A, &id), ["on a"]);
+    assert_eq!(telemetry_on(&emu, HUB_B, &id), ["after the move"]);
+    device.close().await;
+
+    // The saved record points at hub B: the next start goes there with no DPS call.
+    let requests = emu.device_requests(&id);
+    let device = builder(&emu, kind, &id)
+        .credential(key)
+        .store(FileStore::new(&path))
+        .start()
+        .unwrap();
+    let seen = until_connected(&mut device.lifecycle_events()).await;
+    assert!(
+        matches!(&seen[0], LifecycleEvent::Provisioned { source: Source::Cache, hub, .. } if hub == HUB_B)
+    );
+    assert_eq!(emu.device_requests(&id), requests);
+    device.close().await;
+    emu.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_moved_device_provisions_again_to_its_new_hub_over_mqtt() {
+    moved_device(Kind::Mqtt).await;
+}
+
+#[tokio::test]
+async fn a_moved_device_provisions_again_to_its_new_hub_over_websocket() {
+    moved_device(Kind::Ws).await;
+}
+
+async fn hub_down_then_back(kind: Kind) {
+    let emu = TestEmulator::start().await;
+    let id = format!("outage-{kind:?}").to_lowercase();
+    let key = emu.enroll_symmetric(&id).await;
+    let addr = match kind {
+        Kind::Mqtt => emu.mqtt_addr(),
+        Kind::Ws => emu.https_addr(),
+    };
+    // The hub is reached through a relay that can fail; DPS directly.
+    let relay = common::Relay::start(addr).await;
+    let hub_endpoint = relay.endpoint();
+    let device = builder(&emu, kind, &id)
+        .hub_endpoint(move |_| hub_endpoint.clone())
+        .credential(key)
+        .hub_attempts(3)
+        .session_config(|c| {
+            c.backoff(
+                hub_client::Backoff::default()
+                    .base(Duration::from_millis(50))
+                    .max(Duration::from_millis(200))
+                    .max_jitter(Duration::from_millis(10)),
+            )
+        })
+        .start()
+        .unwrap();
+    let mut events = device.lifecycle_events();
+    until_connected(&mut events).await;
+    let requests = emu.device_requests(&id);
+
+    // The hub goes away: connections cut, new ones refused.
+    relay.block(true);
+    relay.cut();
+    let receipts: Vec<_> = (0..5)
+        .map(|i| {
+            device
+                .hub()
+                .try_send(Message::new(format!("during {i}")))
+                .unwrap()
+        })
+        .collect();
+    let mut reasons = Vec::new();
+    while reasons.len() < 2 {
+        let event = tokio::time::timeout(LIMIT, events.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        if let LifecycleEvent::Reprovisioning { reason, .. } = event {
+            reasons.push(reason);
+        }
+    }
+    assert_eq!(
+        reasons[0],
+        ReprovisionReason::HubUnreachable { attempts: 3 },
+        "{reasons:?}"
+    );
+    assert!(emu.device_requests(&id) > requests, "provisioned again");
+
+    // The hub comes back: the device connects, and everything queued arrives, once.
+    relay.block(false);
+    until_connected(&mut events).await;
+    for receipt in receipts {
+        tokio::time::timeout(LIMIT, receipt).await.unwrap().unwrap();
+    }
+    let got = telemetry(&emu, &id);
+    let expected: Vec<String> = (0..5).map(|i| format!("during {i}")).collect();
+    assert_eq!(got, expected);
+    device.close().await;
+    emu.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_hub_down_then_back_loses_no_telemetry_over_mqtt() {
+    hub_down_then_back(Kind::Mqtt).await;
+}
+
+#[tokio::test]
+async fn a_hub_down_then_back_loses_no_telemetry_over_websocket() {
+    hub_down_then_back(Kind::Ws).await;
+}
