@@ -44,13 +44,12 @@ mod store;
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use dps_core::device::{AssignmentRecord, LifecycleEvent};
 use tokio::sync::broadcast;
 
 pub use builder::DeviceClientBuilder;
 pub use dps_core::device::{
-    CertificateRenewal, CredentialSlot, DeviceStopReason, RecoveryBackoff, ReprovisionReason,
-    Source,
+    AssignmentRecord, AssignmentStore, CertificateRenewal, CredentialSlot, DeviceStopReason,
+    Issuer, LifecycleEvent, RecoveryBackoff, RenewError, ReprovisionReason, Source, StoreAction,
 };
 pub use store::{FileStore, FileStoreError, NoStore};
 
