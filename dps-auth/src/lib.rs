@@ -84,6 +84,8 @@ mod x509;
 
 #[cfg(feature = "pkcs11")]
 pub mod pkcs11;
+#[cfg(feature = "renewal")]
+mod renewable;
 
 pub use authenticator::{Authenticator, Credentials, SasAuthenticator};
 pub use error::{AuthError, BoxError, KeyError, SignError};
@@ -92,6 +94,8 @@ pub use token::generate_sas;
 
 #[cfg(feature = "sas")]
 pub use group::GroupKey;
+#[cfg(feature = "renewal")]
+pub use renewable::{RenewableIdentity, RenewalError};
 #[cfg(feature = "sas")]
 pub use symmetric::SymmetricKey;
 #[cfg(feature = "sas")]

@@ -44,18 +44,26 @@ enum Dps {
     Throttled(u32),
 }
 
-fn dps_body(answer: &Dps) -> (u16, String) {
+fn dps_body(answer: &Dps, csr: bool) -> (u16, String) {
     match answer {
         Dps::Throttled(_) => (
             429,
             r#"{"errorCode":429001,"trackingId":"t","message":"m","timestampUtc":"2024-01-01T00:00:00.0000000Z"}"#.into(),
         ),
-        Dps::Assign(hub) => (
-            200,
-            format!(
-                r#"{{"operationId":"op","status":"assigned","registrationState":{{"registrationId":"dev-1","assignedHub":"{hub}","deviceId":"dev-1","status":"assigned","substatus":"initialAssignment"}}}}"#
-            ),
-        ),
+        Dps::Assign(hub) => {
+            // A CSR gets a chain back (service-behaviour §1.16).
+            let issued = if csr {
+                r#","issuedCertificateChain":["ZHBz"]"#
+            } else {
+                ""
+            };
+            (
+                200,
+                format!(
+                    r#"{{"operationId":"op","status":"assigned","registrationState":{{"registrationId":"dev-1","assignedHub":"{hub}","deviceId":"dev-1","status":"assigned","substatus":"initialAssignment"{issued}}}}}"#
+                ),
+            )
+        }
         Dps::Disabled => (
             200,
             r#"{"operationId":"op","status":"disabled","registrationState":{"registrationId":"dev-1","status":"disabled"}}"#.into(),
@@ -219,8 +227,9 @@ impl World {
                     }
                     return;
                 };
-                self.dps_bodies
-                    .push(String::from_utf8(payload.to_vec()).expect("text"));
+                let body = String::from_utf8(payload.to_vec()).expect("text");
+                let csr = body.contains(r#""csr""#);
+                self.dps_bodies.push(body);
                 let (path, query) = topic.split_once('?').expect("a query");
                 assert_eq!(path, "$dps/registrations/PUT/iotdps-register/");
                 let rid = Params::new(query)
@@ -238,7 +247,7 @@ impl World {
                     credential,
                 });
                 let answer = (self.dps)(n, credential);
-                let (status, body) = dps_body(&answer);
+                let (status, body) = dps_body(&answer, csr);
                 let retry_after = match answer {
                     Dps::Throttled(after) => Some(after),
                     _ => None,
@@ -857,11 +866,19 @@ fn renewal_over_the_hub_saves_the_new_chain_with_no_dps_call() {
             .iter()
             .any(|e| matches!(e, LifecycleEvent::CertificateRenewed { .. }))
     );
+    let connects = w.hub_connects().len();
     credentials_reply(&mut w, 200, "1", r#"["bGVhZg==","aW50ZXJt"]"#);
+    let events = w.events();
     assert_eq!(
-        w.events().last(),
-        Some(&LifecycleEvent::CertificateRenewed { via: Issuer::Hub })
+        events[events.len() - 2..],
+        [
+            LifecycleEvent::CertificateRenewed { via: Issuer::Hub },
+            LifecycleEvent::Connected { credential: X509 },
+        ],
+        "the connection moves to the new certificate at once"
     );
+    assert_eq!(w.hub_connects().len(), connects + 1);
+    assert_eq!(w.hub_connects().last().unwrap().0, w.now);
     let Some(StoreAction::Save(record)) = w.store.last() else {
         panic!("a save: {:?}", w.store)
     };
@@ -916,9 +933,9 @@ fn renewal_over_the_hub_waits_out_409004() {
             .any(|e| matches!(e, LifecycleEvent::CertificateRenewed { .. }))
     );
     credentials_reply(&mut w, 200, "2", r#"["bmV3"]"#);
-    assert_eq!(
-        w.events().last(),
-        Some(&LifecycleEvent::CertificateRenewed { via: Issuer::Hub })
+    assert!(
+        w.events()
+            .contains(&LifecycleEvent::CertificateRenewed { via: Issuer::Hub })
     );
 }
 
@@ -1075,9 +1092,9 @@ fn a_renewal_interrupted_by_a_drop_is_sent_again_after_the_reconnect() {
         2
     );
     credentials_reply(&mut w, 200, "2", r#"["bmV3"]"#);
-    assert_eq!(
-        w.events().last(),
-        Some(&LifecycleEvent::CertificateRenewed { via: Issuer::Hub })
+    assert!(
+        w.events()
+            .contains(&LifecycleEvent::CertificateRenewed { via: Issuer::Hub })
     );
     assert!(w.dps_requests().is_empty());
 }
@@ -1210,4 +1227,27 @@ fn a_stopped_device_abandons_queued_telemetry() {
         .collect();
     assert_eq!(abandoned, [id.get()]);
     assert!(w.device.send_telemetry(w.now, Message::new("y")).is_err());
+}
+
+/// A CSR in the registration template is the first issuance: sent once, its chain reported as
+/// issued by DPS; a later re-provisioning does not send it again.
+#[test]
+fn a_first_issuance_csr_is_sent_once() {
+    let mut config = config();
+    config.registration = RegistrationConfig::new("dev-1").csr(CSR);
+    let mut w = World::new(config, None, assign(HUB_A), hub_ok());
+    w.run_until(at(10));
+    assert!(w.dps_bodies[0].contains(CSR), "{}", w.dps_bodies[0]);
+    assert!(
+        w.events()
+            .contains(&LifecycleEvent::CertificateRenewed { via: Issuer::Dps })
+    );
+    let Some(StoreAction::Save(record)) = w.store.last() else {
+        panic!("a save: {:?}", w.store)
+    };
+    assert_eq!(record.issued_certificate_chain, ["ZHBz"]);
+    w.device.reprovision(w.now);
+    w.run_until(at(20));
+    assert_eq!(w.dps_bodies.len(), 2);
+    assert!(!w.dps_bodies[1].contains("csr"), "{}", w.dps_bodies[1]);
 }

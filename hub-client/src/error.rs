@@ -51,6 +51,10 @@ pub enum HubError {
     /// problem found, not only the first.
     #[error("invalid configuration: {0}")]
     Config(#[source] ConfigError),
+    /// The device's renewable certificate could not be prepared (a new key or its CSR, at
+    /// [`DeviceClientBuilder::start`](crate::device::DeviceClientBuilder::start)).
+    #[error("the device certificate could not be prepared: {0}")]
+    Renewal(#[source] dps_auth::RenewalError),
 }
 
 impl HubError {

@@ -439,3 +439,86 @@ async fn a_hub_down_then_back_loses_no_telemetry_over_mqtt() {
 async fn a_hub_down_then_back_loses_no_telemetry_over_websocket() {
     hub_down_then_back(Kind::Ws).await;
 }
+
+async fn issued_certificate(kind: Kind) {
+    let emu = TestEmulator::start().await;
+    let id = format!("issued-{kind:?}").to_lowercase();
+    let key = emu.enroll_symmetric(&id).await;
+    let dir = tempfile::tempdir().unwrap();
+    let identity = std::sync::Arc::new(
+        dps_auth::RenewableIdentity::open(&id, dir.path().join("identity.pem")).unwrap(),
+    );
+    let device = builder(&emu, kind, &id)
+        .credential(key)
+        .issued_certificate(std::sync::Arc::clone(&identity))
+        .store(FileStore::new(dir.path().join("assignment.json")))
+        .start()
+        .unwrap();
+    let seen = until_connected(&mut device.lifecycle_events()).await;
+    assert!(
+        seen.contains(&LifecycleEvent::CertificateRenewed {
+            via: hub_client::device::Issuer::Dps
+        }),
+        "{seen:?}"
+    );
+    assert!(
+        identity.has_certificate(),
+        "installed before the hub connect"
+    );
+    let record = device.assignment().unwrap();
+    assert!(!record.issued_certificate_chain.is_empty());
+    device
+        .hub()
+        .send(Message::new("with the issued certificate"))
+        .await
+        .unwrap();
+
+    // Renewal where the hub does not issue (the default policy when asked directly without
+    // a hub renewal policy): by provisioning again with a CSR for a new key.
+    let mut events = device.lifecycle_events();
+    device.renew_certificate().unwrap();
+    let queued = device
+        .hub()
+        .try_send(Message::new("across the renewal"))
+        .unwrap();
+    let seen = until_connected(&mut events).await;
+    assert!(
+        seen.iter().any(|e| matches!(
+            e,
+            LifecycleEvent::Reprovisioning {
+                reason: ReprovisionReason::CertificateRenewal,
+                ..
+            }
+        )),
+        "{seen:?}"
+    );
+    assert!(seen.contains(&LifecycleEvent::CertificateRenewed {
+        via: hub_client::device::Issuer::Dps
+    }));
+    let renewed = device.assignment().unwrap();
+    assert_ne!(
+        renewed.issued_certificate_chain, record.issued_certificate_chain,
+        "a new certificate"
+    );
+    tokio::time::timeout(LIMIT, queued).await.unwrap().unwrap();
+    assert_eq!(
+        telemetry(&emu, &id),
+        ["with the issued certificate", "across the renewal"]
+    );
+    device.close().await;
+
+    // The renewed identity is on disk: a restart connects with it, from the cache.
+    let reopened = dps_auth::RenewableIdentity::open(&id, dir.path().join("identity.pem")).unwrap();
+    assert_eq!(reopened.validity(), identity.validity());
+    emu.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_first_registration_gets_a_certificate_for_the_hub_over_mqtt() {
+    issued_certificate(Kind::Mqtt).await;
+}
+
+#[tokio::test]
+async fn the_first_registration_gets_a_certificate_for_the_hub_over_websocket() {
+    issued_certificate(Kind::Ws).await;
+}

@@ -278,7 +278,9 @@ impl Device {
         }
         self.timers.stop(Timer::Renew);
         self.csr = Some(csr);
-        let over_hub = self.config.renewal.unwrap_or_default().over_hub;
+        // Over the hub only with a policy that says so: its replies need the credentials
+        // filter, which only such a policy subscribes.
+        let over_hub = self.config.renewal.is_some_and(|r| r.over_hub);
         if over_hub && matches!(&self.inner, Inner::Hub(_)) {
             self.send_renewal();
         } else {
@@ -459,6 +461,11 @@ impl Device {
                     self.store.push_back(StoreAction::Save(record.clone()));
                 }
                 self.lifecycle(LifecycleEvent::CertificateRenewed { via: Issuer::Hub });
+                // The driver installs the new certificate on that event; the connection moves
+                // to it now, its in-flight telemetry sent again on the new one.
+                if let Inner::Hub(s) = &mut self.inner {
+                    s.reconnect();
+                }
             }
             Some(Reply::AlreadyActive(retry_in)) => {
                 self.renew_rid = None;
@@ -553,7 +560,12 @@ impl Device {
                     device_id: record.device_id.clone(),
                 });
                 self.fresh_from_dps = true;
-                if self.csr.take().is_some() {
+                // A CSR in the registration template is the first issuance: one-shot, like a
+                // renewal's.
+                let first = self.config.registration.request.csr.take().is_some();
+                if (self.csr.take().is_some() || first)
+                    && !record.issued_certificate_chain.is_empty()
+                {
                     self.lifecycle(LifecycleEvent::CertificateRenewed { via: Issuer::Dps });
                 }
                 self.start_hub(now, record);

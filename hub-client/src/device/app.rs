@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use dps_auth::RenewableIdentity;
 use dps_core::Timestamp;
 use dps_core::device::{Device, Event, LifecycleEvent};
 use dps_core::hub::{ConnectionState, StopReason};
@@ -21,14 +22,51 @@ pub(crate) struct DeviceApp {
     pub(crate) hub: HubApp,
     store: Box<dyn AnyStore>,
     pub(crate) lifecycle: broadcast::Sender<LifecycleEvent>,
+    /// The certificate the device renews itself, if any.
+    issued: Option<Arc<RenewableIdentity>>,
 }
 
 impl DeviceApp {
-    pub(crate) fn new(hub: HubApp, store: Box<dyn AnyStore>) -> Self {
+    pub(crate) fn new(
+        hub: HubApp,
+        store: Box<dyn AnyStore>,
+        issued: Option<Arc<RenewableIdentity>>,
+    ) -> Self {
         Self {
             hub,
             store,
             lifecycle: broadcast::channel(64).0,
+            issued,
+        }
+    }
+
+    /// The renewal is due: a new key and its CSR, handed to the machine.
+    fn new_csr(&self, device: &mut Device, now: Timestamp) {
+        let Some(issued) = &self.issued else {
+            tracing::warn!("a certificate renewal is due but the device has no renewable identity");
+            return;
+        };
+        let outcome = issued
+            .new_csr()
+            .map_err(|e| e.to_string())
+            .and_then(|csr| device.renew_with_csr(now, csr).map_err(|e| e.to_string()));
+        if let Err(error) = outcome {
+            tracing::warn!(%error, "the certificate renewal could not start");
+        }
+    }
+
+    /// A certificate was issued: install it with its key (before the next connect, which the
+    /// driver performs after this drain), then schedule the next renewal.
+    fn install(&self, device: &mut Device, now: Timestamp) {
+        let (Some(issued), Some(record)) = (&self.issued, device.record()) else {
+            return;
+        };
+        if let Err(error) = issued.install(&record.issued_certificate_chain) {
+            tracing::warn!(%error, "the issued certificate could not be installed");
+            return;
+        }
+        if let Some((not_before, not_after)) = issued.validity() {
+            device.certificate_validity(now, not_before, not_after);
         }
     }
 
@@ -65,6 +103,8 @@ impl Application<Device> for DeviceApp {
             Event::Lifecycle(event) => {
                 log(&event);
                 match &event {
+                    LifecycleEvent::CsrNeeded => self.new_csr(device, now),
+                    LifecycleEvent::CertificateRenewed { .. } => self.install(device, now),
                     LifecycleEvent::Reprovisioning { delay, attempt, .. } => {
                         self.hub.set_state(ConnectionState::Disconnected {
                             reason: dps_core::hub::DisconnectReason::Reprovisioning,

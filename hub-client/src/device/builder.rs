@@ -4,7 +4,7 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use dps_auth::Authenticator;
+use dps_auth::{Authenticator, RenewableIdentity};
 use dps_core::device::{CertificateRenewal, CredentialSlot, Device, DeviceConfig, RecoveryBackoff};
 use dps_core::dps::registration::{RegistrationConfig, Timing};
 use dps_core::dps::{DpsConnectInfo, GLOBAL_ENDPOINT};
@@ -47,6 +47,7 @@ pub struct DeviceClientBuilder {
     entropy: Arc<dyn Entropy>,
     stream_capacity: usize,
     manual_completion: bool,
+    issued: Option<Arc<RenewableIdentity>>,
 }
 
 impl fmt::Debug for DeviceClientBuilder {
@@ -86,6 +87,7 @@ impl DeviceClientBuilder {
             entropy: Arc::new(OsEntropy),
             stream_capacity: 64,
             manual_completion: false,
+            issued: None,
         }
     }
 
@@ -195,6 +197,17 @@ impl DeviceClientBuilder {
         self
     }
 
+    /// The certificate DPS issues to this device (certificate issuance, service-behaviour
+    /// §1.16): the device's hub identity, while its [`credential`](Self::credential)s onboard
+    /// it with DPS. Without a certificate yet, the first registration carries a CSR for a new
+    /// key; with [`renewal`](Self::renewal), the certificate is renewed before it expires
+    /// (over the hub's credentials topic, or by provisioning again) and the connection moves
+    /// to it, its queued telemetry kept.
+    pub fn issued_certificate(mut self, identity: Arc<RenewableIdentity>) -> Self {
+        self.issued = Some(identity);
+        self
+    }
+
     /// Bound on one connection attempt (default 30 s).
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
@@ -267,6 +280,22 @@ impl DeviceClientBuilder {
                 RegistrationConfig::new(&self.registration_id).timing(self.timing)
             });
         }
+        let mut loaded = match self.store.load() {
+            Ok(record) => record,
+            Err(error) => {
+                tracing::warn!(%error, "the stored assignment could not be read");
+                None
+            }
+        };
+        if let Some(issued) = &self.issued {
+            if !issued.has_certificate() {
+                // Issued nothing yet: the first registration asks for a certificate, whatever
+                // the cache says (the hub would refuse a device without its certificate).
+                loaded = None;
+                let csr = issued.new_csr().map_err(HubError::Renewal)?;
+                registration = registration.csr(csr);
+            }
+        }
         let slots = (0..self.credentials.len())
             .filter_map(|i| u8::try_from(i).ok().map(CredentialSlot))
             .collect();
@@ -277,18 +306,15 @@ impl DeviceClientBuilder {
             .max_assignment_age(self.max_assignment_age)
             .recovery(self.recovery)
             .renewal(self.renewal);
-        let loaded = match self.store.load() {
-            Ok(record) => record,
-            Err(error) => {
-                tracing::warn!(%error, "the stored assignment could not be read");
-                None
-            }
-        };
         // The model id reaches DPS in the registration payload's `modelId` when the
         // application puts it there; the hub's user name carries it below.
-        let dps =
+        let mut dps =
             DpsConnectInfo::new(&self.id_scope, &self.registration_id).client_version(USER_AGENT);
-        let connector = DeviceConnector::new(
+        if self.issued.is_some() {
+            // A registration with a CSR needs the api-version that knows the field.
+            dps = dps.api_version(dps_core::dps::CSR_API_VERSION);
+        }
+        let mut connector = DeviceConnector::new(
             Arc::clone(&self.transport),
             self.credentials.clone(),
             dps,
@@ -299,17 +325,24 @@ impl DeviceClientBuilder {
             self.session.keep_alive,
             self.connect_timeout,
         );
-        let device = Device::new(
+        connector.issued = self.issued.clone();
+        if self.renewal.is_some_and(|r| r.over_hub) {
+            connector.hub_api_version = dps_core::hub::CREDENTIALS_API_VERSION;
+        }
+        let mut device = Device::new(
             config,
             self.clock.now(),
             self.clock.unix_now(),
             loaded,
             self.entropy.seed(),
         );
+        if let Some((not_before, not_after)) = self.issued.as_ref().and_then(|i| i.validity()) {
+            device.certificate_validity(self.clock.now(), not_before, not_after);
+        }
         let (outlets, receivers) = streams(self.stream_capacity);
         let hub = HubApp::new(outlets).manual_completion(self.manual_completion);
         let store = std::mem::replace(&mut self.store, Box::new(NoStore));
-        let app = DeviceApp::new(hub, store);
+        let app = DeviceApp::new(hub, store, self.issued.clone());
         let first_events = app.lifecycle.subscribe();
         let shared = Arc::new(DeviceShared::new(device, app, Arc::clone(&self.clock)));
         let span = tracing::info_span!(
@@ -366,6 +399,7 @@ impl DeviceClientBuilder {
         Ok(DeviceClient {
             shared,
             hub: client,
+            issued: self.issued.clone(),
             first_events: Arc::new(Mutex::new(Some(first_events))),
         })
     }

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use dps_auth::{Authenticator, SasResource};
+use dps_auth::{Authenticator, RenewableIdentity, SasResource};
 use dps_core::device::{Device, Target};
 use dps_core::dps::DpsConnectInfo;
 use dps_core::hub::HubConnectInfo;
@@ -29,8 +29,13 @@ pub(crate) struct DeviceConnector {
     pub(crate) keep_alive: Duration,
     pub(crate) connect_timeout: Duration,
     pub(crate) subscribe_timeout: Duration,
-    /// The link of the current target, rebuilt when the target changes.
-    current: Option<(Target, Link)>,
+    /// The certificate the service issued: presented to the hub once there is one.
+    pub(crate) issued: Option<Arc<RenewableIdentity>>,
+    /// The hub api-version (the credentials topic needs a newer one).
+    pub(crate) hub_api_version: &'static str,
+    /// The link of the current target (and whether an issued certificate was in use), rebuilt
+    /// when either changes.
+    current: Option<(Target, bool, Link)>,
 }
 
 impl DeviceConnector {
@@ -57,6 +62,8 @@ impl DeviceConnector {
             keep_alive,
             connect_timeout,
             subscribe_timeout: Duration::from_secs(30),
+            issued: None,
+            hub_api_version: dps_core::hub::DEFAULT_API_VERSION,
             current: None,
         }
     }
@@ -79,14 +86,24 @@ impl DeviceConnector {
                 device_id,
                 credential,
             } => {
-                let auth = self.credentials.get(usize::from(credential.0))?;
-                let mut info = HubConnectInfo::new(hub, device_id).device_client_type(USER_AGENT);
+                // An issued certificate is the device's hub identity (its onboarding
+                // credentials are for DPS; service-behaviour §1.16).
+                let auth = match &self.issued {
+                    Some(issued) if issued.has_certificate() => {
+                        &(Arc::clone(issued) as Arc<dyn Authenticator>)
+                    }
+                    _ => self.credentials.get(usize::from(credential.0))?,
+                };
+                let auth = Arc::clone(auth);
+                let mut info = HubConnectInfo::new(hub, device_id)
+                    .device_client_type(USER_AGENT)
+                    .api_version(self.hub_api_version);
                 if let Some(model) = &self.model_id {
                     info = info.model_id(model);
                 }
                 Link::new(
                     Arc::clone(&self.transport),
-                    Arc::clone(auth),
+                    auth,
                     SasResource::hub_device(hub, device_id),
                     (self.hub_endpoint)(hub),
                     info.client_id().to_string(),
@@ -106,12 +123,16 @@ impl DeviceConnector {
 impl Connector<Device> for DeviceConnector {
     fn link(&mut self, machine: &Device) -> Option<&Link> {
         let target = machine.target()?;
-        let stale = self.current.as_ref().is_none_or(|(t, _)| *t != target);
+        let issued = self.issued.as_ref().is_some_and(|i| i.has_certificate());
+        let stale = self
+            .current
+            .as_ref()
+            .is_none_or(|(t, i, _)| *t != target || *i != issued);
         if stale {
             let link = self.build(&target)?;
-            tracing::debug!(?target, "connection target");
-            self.current = Some((target, link));
+            tracing::debug!(?target, issued, "connection target");
+            self.current = Some((target, issued, link));
         }
-        self.current.as_ref().map(|(_, link)| link)
+        self.current.as_ref().map(|(_, _, link)| link)
     }
 }

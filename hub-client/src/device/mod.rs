@@ -56,6 +56,22 @@ pub use store::{FileStore, FileStoreError, NoStore};
 use crate::HubClient;
 use app::DeviceShared;
 
+/// Why [`DeviceClient::renew_certificate`] could not start a renewal.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RenewNowError {
+    /// The device has no issued certificate to renew
+    /// ([`DeviceClientBuilder::issued_certificate`]).
+    #[error("the device has no issued certificate to renew")]
+    NoIdentity,
+    /// The new key or its CSR could not be generated.
+    #[error("the new key could not be prepared: {0}")]
+    Key(#[source] dps_auth::RenewalError),
+    /// The device refused the CSR (too large, or the device stopped).
+    #[error("the renewal could not start: {0}")]
+    Device(#[source] RenewError),
+}
+
 /// A device that provisions with DPS when it must, and otherwise stays connected to its hub.
 ///
 /// Cheap to clone; every clone drives the same device. One tokio task does all the I/O.
@@ -64,6 +80,7 @@ use app::DeviceShared;
 pub struct DeviceClient {
     shared: Arc<DeviceShared>,
     hub: HubClient,
+    issued: Option<Arc<dps_auth::RenewableIdentity>>,
     /// Subscribed before the driver started, for the first caller: it sees every event.
     first_events: Arc<Mutex<Option<broadcast::Receiver<LifecycleEvent>>>>,
 }
@@ -121,14 +138,29 @@ impl DeviceClient {
             .with(|inner, now| inner.machine.reprovision(now));
     }
 
-    /// Renews the device certificate with `csr` (base64 DER of a CSR for a new key the
-    /// application generated): over the hub when it offers it, by provisioning again
-    /// otherwise. [`LifecycleEvent::CsrNeeded`] says when; [`LifecycleEvent::CertificateRenewed`]
-    /// reports the result, and [`assignment`](Self::assignment) then holds the new chain.
+    /// Renews the device's [issued certificate](DeviceClientBuilder::issued_certificate) now,
+    /// with a new key: over the hub when the renewal policy says so and the hub is connected,
+    /// by provisioning again otherwise. [`LifecycleEvent::CertificateRenewed`] reports it; the
+    /// connection then moves to the new certificate. (Without a call, the renewal runs by
+    /// itself at the configured share of the certificate's lifetime.)
+    ///
+    /// # Errors
+    /// No issued certificate configured, a key or CSR that could not be generated, or a
+    /// stopped device.
+    pub fn renew_certificate(&self) -> Result<(), RenewNowError> {
+        let identity = self.issued.as_ref().ok_or(RenewNowError::NoIdentity)?;
+        let csr = identity.new_csr().map_err(RenewNowError::Key)?;
+        self.renew_certificate_with_csr(csr)
+            .map_err(RenewNowError::Device)
+    }
+
+    /// Renews with `csr` (base64 DER of a CSR for a key the application keeps, for example in
+    /// a secure element); the application installs the chain from
+    /// [`assignment`](Self::assignment) on [`LifecycleEvent::CertificateRenewed`].
     ///
     /// # Errors
     /// A CSR over 8 KB or empty, or a stopped device.
-    pub fn renew_certificate(&self, csr: String) -> Result<(), dps_core::device::RenewError> {
+    pub fn renew_certificate_with_csr(&self, csr: String) -> Result<(), RenewError> {
         self.shared
             .with(|inner, now| inner.machine.renew_with_csr(now, csr))
     }

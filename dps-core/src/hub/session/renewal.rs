@@ -19,6 +19,13 @@ impl HubSession {
             .max(renewal.min_interval)
     }
 
+    /// Reconnects now with fresh credentials (a renewed certificate), when connected.
+    pub(crate) fn reconnect(&mut self) {
+        if self.conn == Conn::Up {
+            self.renew();
+        }
+    }
+
     /// Proactive renewal: reconnect now with fresh credentials.
     pub(super) fn renew(&mut self) {
         self.transmits.push_back(Transmit::Disconnect);

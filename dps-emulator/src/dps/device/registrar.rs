@@ -277,7 +277,17 @@ impl Registrar {
         };
 
         let policy = settings.reprovision_policy.unwrap_or_default();
-        let auth = hub_authentication(identity, settings, &registration_id);
+        // A device DPS issued a certificate to presents it to the hub, which trusts the issuing
+        // CA (service-behaviour §1.16): the onboarding credential is for DPS only.
+        let auth = if issued.is_some() {
+            HubAuthentication {
+                kind: HubAuthType::CertificateAuthority,
+                symmetric_key: None,
+                x509_thumbprint: None,
+            }
+        } else {
+            hub_authentication(identity, settings, &registration_id)
+        };
         let now = time::now_utc();
         // Durable before acknowledged: the device is told "assigned" only once the record
         // and the hub device are on disk, or a crash could leave it assigned to a hub that
