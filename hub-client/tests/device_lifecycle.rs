@@ -522,3 +522,69 @@ async fn the_first_registration_gets_a_certificate_for_the_hub_over_mqtt() {
 async fn the_first_registration_gets_a_certificate_for_the_hub_over_websocket() {
     issued_certificate(Kind::Ws).await;
 }
+
+/// Disabled on the hub: the cached identity is refused, DPS assigns the same (still disabled)
+/// device, the hub refuses it again: the device stops and says why, after exactly one
+/// registration, instead of provisioning in a loop.
+#[tokio::test]
+async fn a_disabled_device_is_reported_not_retried() {
+    let emu = TestEmulator::start().await;
+    let id = "disabled-device";
+    let key = emu.enroll_symmetric(id).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("assignment.json");
+    let device = builder(&emu, Kind::Mqtt, id)
+        .credential(key.clone())
+        .store(FileStore::new(&path))
+        .start()
+        .unwrap();
+    until_connected(&mut device.lifecycle_events()).await;
+    device.close().await;
+    let mut identity = emu.device(emu.hub(), id).unwrap();
+    identity.status = dps_emulator::model::DeviceStatus::Disabled;
+    emu.update_device(emu.hub(), identity, None).await.unwrap();
+    let requests = emu.device_requests(id);
+
+    let device = builder(&emu, Kind::Mqtt, id)
+        .credential(key)
+        .store(FileStore::new(&path))
+        .start()
+        .unwrap();
+    let mut events = device.lifecycle_events();
+    let mut seen = Vec::new();
+    loop {
+        let event = tokio::time::timeout(LIMIT, events.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        let stopped = matches!(event, LifecycleEvent::Stopped(_));
+        seen.push(event);
+        if stopped {
+            break;
+        }
+    }
+    assert_eq!(
+        seen.last(),
+        Some(&LifecycleEvent::Stopped(
+            hub_client::device::DeviceStopReason::DeviceDisabled { code: 5 }
+        )),
+        "{seen:?}"
+    );
+    assert_eq!(
+        seen.iter()
+            .filter(|e| matches!(e, LifecycleEvent::Reprovisioning { .. }))
+            .count(),
+        1,
+        "{seen:?}"
+    );
+    // Register plus its status polls: one registration's worth, then nothing more.
+    let after = emu.device_requests(id);
+    assert!(after > requests);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(emu.device_requests(id), after, "no loop");
+    assert!(matches!(
+        device.hub().send(Message::new("x")).await,
+        Err(hub_client::SendError::Closed)
+    ));
+    emu.shutdown().await;
+}
