@@ -151,9 +151,8 @@ impl HubApp {
         event: Event,
         shared: &Arc<S>,
     ) {
-        let (accept, responder) = back_refs(shared);
         if let Some(session @ None) = &mut self.manual {
-            *session = Some(accept);
+            *session = Some(back_refs(shared).0);
         }
         match event {
             Event::ConnectionState(state) => {
@@ -211,7 +210,7 @@ impl HubApp {
             }
             Event::MethodRequest { request, delivery } => {
                 tracing::debug!(method = %request.name, "method request");
-                let request = MethodRequest::new(request, responder);
+                let request = MethodRequest::new(request, back_refs(shared).1);
                 self.deliver(host, now, Item::Method(request), delivery);
             }
             Event::MethodResponded { request, result } => {
