@@ -588,3 +588,29 @@ async fn a_disabled_device_is_reported_not_retried() {
     ));
     emu.shutdown().await;
 }
+
+/// Every configuration problem at once, typed, before anything starts.
+#[tokio::test]
+async fn a_bad_configuration_lists_every_problem() {
+    let error = DeviceClient::builder("", "bad id!")
+        .payload_json("{not json")
+        .start()
+        .unwrap_err();
+    let hub_client::HubError::Config(config) = &error else {
+        panic!("{error}")
+    };
+    let problems = config.problems();
+    assert!(problems.contains(&hub_client::ConfigProblem::EmptyIdScope));
+    assert!(problems.contains(&hub_client::ConfigProblem::NoCredential));
+    assert!(problems.contains(&hub_client::ConfigProblem::Payload));
+    assert!(
+        problems
+            .iter()
+            .any(|p| matches!(p, hub_client::ConfigProblem::RegistrationId(_)))
+    );
+    let text = error.to_string();
+    assert!(
+        text.contains("id scope is empty") && text.contains("no credential"),
+        "{text}"
+    );
+}

@@ -250,7 +250,11 @@ impl DeviceClientBuilder {
             problems.push(ConfigProblem::NoCredential);
         }
         if let Some(payload) = &self.payload {
-            if serde_json::from_str::<serde_json::Value>(payload).is_err() {
+            // The same check `start` runs.
+            if RegistrationConfig::new(&self.registration_id)
+                .payload_json(payload)
+                .is_err()
+            {
                 problems.push(ConfigProblem::Payload);
             }
         }
