@@ -2,14 +2,14 @@
 //!
 //! [`DeviceClient`] owns provisioning and the hub connection. It drives the sans-IO lifecycle
 //! machine of [`dps_core::device`] (whose module docs list every rule) on the one tokio driver,
-//! keeps the assignment in an [`AssignmentStore`](dps_core::device::AssignmentStore) ([`FileStore`]
+//! keeps the assignment in an [`AssignmentStore`] ([`FileStore`]
 //! by default), and exposes the hub through the same [`HubClient`] handle a plain hub client
 //! has: telemetry, cloud-to-device messages, twin, methods, connection states.
 //!
 //! - A start with a valid stored assignment connects to its hub with **no DPS call**.
 //! - The hub refusing the credentials (CONNACK 4/5: the device was deleted or moved), staying
 //!   unreachable, an assignment too old, or [`DeviceClient::reprovision`]: provision again,
-//!   each with a typed [`ReprovisionReason`](dps_core::device::ReprovisionReason), never
+//!   each with a typed [`ReprovisionReason`], never
 //!   storming (the identity-recovery backoff, 5 minutes to 1 hour by default).
 //! - Several credentials in order of preference ([`DeviceClientBuilder::credential`]): a
 //!   refusal moves to the next one ([`LifecycleEvent::CredentialSwitched`]).
