@@ -56,6 +56,7 @@
 
 pub mod azurite;
 pub mod blob;
+mod certificates;
 pub mod cli;
 pub mod config;
 mod dps;

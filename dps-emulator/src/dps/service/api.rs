@@ -7,7 +7,9 @@ use http::{HeaderName, HeaderValue, Method, StatusCode};
 use serde::Deserialize;
 
 use super::enrollments::{self, Kind};
+use crate::certificates::CaIssuer;
 use crate::dps::device::faults::Faults;
+use crate::hub::runtime::HubRuntime;
 use crate::dps::device::runtime::DpsRuntime;
 use crate::model::{EnrollmentGroup, IndividualEnrollment};
 use crate::net::{HttpRequest, HttpResponse};
@@ -27,6 +29,10 @@ pub(crate) struct ServiceApi {
     pub(crate) hostname: String,
     pub(crate) key: dps_auth::SymmetricKey,
     pub(crate) dps: Arc<DpsRuntime>,
+    /// The hubs, whose identities a device move deletes (#12).
+    pub(crate) hub: Arc<HubRuntime>,
+    /// The CA issuing certificates, whose lifetime is a knob (#12).
+    pub(crate) issuer: Arc<CaIssuer>,
 }
 
 impl ServiceApi {
