@@ -1,5 +1,8 @@
 //! The emulator as one object: start it, read its endpoints, manage it, stop it.
 
+// The knobs of the device lifecycle paths (#12).
+mod lifecycle;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
