@@ -42,8 +42,7 @@ impl Emulator {
         registration_id: &str,
         slot: KeySlot,
     ) -> Result<AttestationMechanism, ServiceFailure> {
-        keys::regenerate_enrollment_keys(&self.store, Kind::Individual, registration_id, slot)
-            .await
+        keys::regenerate_enrollment_keys(&self.store, Kind::Individual, registration_id, slot).await
     }
 
     /// Regenerates an enrollment group's symmetric keys (so every member's derived key
@@ -130,7 +129,11 @@ impl Emulator {
     ///
     /// # Errors
     /// As [`Emulator::set_hub_faults`].
-    pub fn make_hub_unreachable(&self, hub: &str, duration: Duration) -> Result<(), ServiceFailure> {
+    pub fn make_hub_unreachable(
+        &self,
+        hub: &str,
+        duration: Duration,
+    ) -> Result<(), ServiceFailure> {
         let mut faults = self.hub_faults(hub)?;
         faults.unreachable_for_ms = Some(u64::try_from(duration.as_millis()).unwrap_or(u64::MAX));
         self.set_hub_faults(hub, faults)

@@ -209,7 +209,12 @@ mod tests {
         assert!(table.set("h", down).unwrap());
         assert_eq!(table.connect_verdict("h"), ConnectVerdict::Unreachable);
         assert_eq!(table.connect_verdict("other"), ConnectVerdict::Pass);
-        assert!(table.get("h").unreachable_for_ms.is_some_and(|ms| ms <= 60_000));
+        assert!(
+            table
+                .get("h")
+                .unreachable_for_ms
+                .is_some_and(|ms| ms <= 60_000)
+        );
         assert!(!table.set("h", HubFaults::default()).unwrap());
         assert_eq!(table.connect_verdict("h"), ConnectVerdict::Pass);
         assert_eq!(table.get("h").unreachable_for_ms, None);

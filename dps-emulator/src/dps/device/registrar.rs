@@ -14,8 +14,8 @@ use dps_core::dps::{
 };
 
 use super::allocation;
-use super::placement::{hub_authentication, upsert_device};
 use super::auth::{DpsIdentity, EnrollmentRef, Proof};
+use super::placement::{hub_authentication, upsert_device};
 use super::reply::Reply;
 use super::webhook;
 use crate::model::{
@@ -231,9 +231,7 @@ impl Registrar {
         let mut returned_payload = None;
         // A device moved to another hub (#12) goes there, whatever the allocation policy; the
         // reprovision policy still decides whether it moves (service-behaviour.md §1.12).
-        let moved_to = self
-            .store
-            .read(|data| data.moved_to.get(&lower).cloned());
+        let moved_to = self.store.read(|data| data.moved_to.get(&lower).cloned());
         let chosen = if moved_to.is_some() {
             moved_to
         } else if settings.allocation_policy == Some(AllocationPolicy::Custom) {

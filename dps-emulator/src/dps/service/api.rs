@@ -11,8 +11,8 @@ use super::keys::{self, RegenerateKeys};
 use super::moves;
 use crate::certificates::CaIssuer;
 use crate::dps::device::faults::Faults;
-use crate::hub::runtime::HubRuntime;
 use crate::dps::device::runtime::DpsRuntime;
+use crate::hub::runtime::HubRuntime;
 use crate::model::{EnrollmentGroup, IndividualEnrollment};
 use crate::net::{HttpRequest, HttpResponse};
 use crate::rest::ServiceFailure;
@@ -188,8 +188,8 @@ impl ServiceApi {
             // Emulator-only: the device lifecycle paths (#12).
             (&Method::POST, ["emulator", "enrollments", id, "regenerateKeys"]) => {
                 let slot = RegenerateKeys::parse(&request.body)?;
-                let keys = keys::regenerate_enrollment_keys(store, Kind::Individual, id, slot)
-                    .await?;
+                let keys =
+                    keys::regenerate_enrollment_keys(store, Kind::Individual, id, slot).await?;
                 Ok(HttpResponse::json(StatusCode::OK, &keys))
             }
             (&Method::POST, ["emulator", "enrollmentGroups", id, "regenerateKeys"]) => {
@@ -199,8 +199,8 @@ impl ServiceApi {
             }
             (&Method::POST, ["emulator", "registrations", id, "move"]) => {
                 let target: MoveTarget = body(request)?;
-                let from = moves::move_device(store, &self.hub, id, &target.iot_hub_host_name)
-                    .await?;
+                let from =
+                    moves::move_device(store, &self.hub, id, &target.iot_hub_host_name).await?;
                 Ok(HttpResponse::json(
                     StatusCode::OK,
                     &serde_json::json!({

@@ -163,8 +163,8 @@ impl HubRuntime {
                 "This hub does not issue certificates over $iothub/credentials (api-version 2025-08-01-preview); provision again with a CSR.",
             ));
         }
-        let request: IssueCertificateRequest<'_> = serde_json::from_slice(payload)
-            .map_err(|e| {
+        let request: IssueCertificateRequest<'_> =
+            serde_json::from_slice(payload).map_err(|e| {
                 refusal(
                     400,
                     400_004,
@@ -334,7 +334,9 @@ mod tests {
         assert!(offers_credentials(
             "h/d/?api-version=2025-08-01-preview&DeviceClientType=x"
         ));
-        assert!(offers_credentials("h/d/?DeviceClientType=x&api-version=2026-01-01"));
+        assert!(offers_credentials(
+            "h/d/?DeviceClientType=x&api-version=2026-01-01"
+        ));
         for old in [
             "h/d/?api-version=2021-04-12",
             "h/d/?api-version=2025-07-31-preview",

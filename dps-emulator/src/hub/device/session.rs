@@ -6,9 +6,10 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bytes::Bytes;
 use dps_core::hub::{
-    CREDENTIALS_RESPONSE_SUBSCRIPTION, MAX_TELEMETRY_MESSAGE_SIZE, METHODS_SUBSCRIPTION, TWIN_DESIRED_SUBSCRIPTION,
-    TWIN_RESPONSE_SUBSCRIPTION, TopicError, TwinRequest, TwinResponseTopic, parse_method_response,
-    parse_issue_certificate_topic, parse_telemetry_topic, parse_twin_request,
+    CREDENTIALS_RESPONSE_SUBSCRIPTION, MAX_TELEMETRY_MESSAGE_SIZE, METHODS_SUBSCRIPTION,
+    TWIN_DESIRED_SUBSCRIPTION, TWIN_RESPONSE_SUBSCRIPTION, TopicError, TwinRequest,
+    TwinResponseTopic, parse_issue_certificate_topic, parse_method_response, parse_telemetry_topic,
+    parse_twin_request,
 };
 use tokio::task::JoinHandle;
 
