@@ -111,7 +111,8 @@ fn api_date(version: &str) -> Option<&str> {
 /// An error answer: status and its body.
 struct Refusal {
     status: u16,
-    body: CredentialErrorBody,
+    /// Boxed: the error path stays small on the success path's stack.
+    body: Box<CredentialErrorBody>,
 }
 
 fn refusal(status: u16, code: u32, credential_error: &str, message: &str) -> Refusal {
@@ -124,7 +125,10 @@ fn refusal(status: u16, code: u32, credential_error: &str, message: &str) -> Ref
     body.tracking_id = ids::tracking_id();
     body.timestamp_utc = time::now_utc();
     body.info = Some(info);
-    Refusal { status, body }
+    Refusal {
+        status,
+        body: Box::new(body),
+    }
 }
 
 impl HubRuntime {
