@@ -27,6 +27,9 @@ pub struct Behaviour {
     /// Resource limits that keep unauthenticated or misbehaving clients from exhausting the
     /// emulator.
     pub limits: Limits,
+    /// The lifetime of certificates the emulator issues, by DPS for a CSR and by the hubs over
+    /// `$iothub/credentials`, in seconds (default 365 days).
+    pub certificate_lifetime_seconds: u64,
 }
 
 impl Default for Behaviour {
@@ -36,6 +39,7 @@ impl Default for Behaviour {
             polls_before_assignment: 1,
             faults: Faults::default(),
             limits: Limits::default(),
+            certificate_lifetime_seconds: crate::certificates::DEFAULT_LIFETIME.as_secs(),
         }
     }
 }

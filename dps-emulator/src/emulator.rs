@@ -1,5 +1,8 @@
 //! The emulator as one object: start it, read its endpoints, manage it, stop it.
 
+// The knobs of the device lifecycle paths (#12).
+mod lifecycle;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -8,6 +11,7 @@ use async_trait::async_trait;
 use http::StatusCode;
 use serde::Serialize;
 
+use crate::certificates::CaIssuer;
 use crate::config::EmulatorConfig;
 use crate::dps::device::faults::Faults;
 use crate::dps::device::registrar::{CertificateIssuer, Registrar};
@@ -32,8 +36,6 @@ use crate::tls::{CA_KEY_FILE, SERVER_KEY_FILE, TlsError, TlsMaterial};
 
 const STORE_FILE: &str = "state.json";
 const SERVICE_KEY_FILE: &str = "service-key";
-/// Validity of certificates issued for CSRs.
-const ISSUED_CERT_DAYS: u32 = 365;
 
 /// Why the emulator could not start.
 #[derive(Debug, thiserror::Error)]
@@ -111,6 +113,7 @@ pub struct Emulator {
     store: Store,
     dps: Arc<DpsRuntime>,
     hub: Arc<HubRuntime>,
+    issuer: Arc<CaIssuer>,
     files: Arc<FileUploadApi>,
     servers: Servers,
     mqtt_addr: SocketAddr,
@@ -157,8 +160,15 @@ impl Emulator {
         }
 
         let hubs = config.hubs();
-        let issuer: Arc<dyn CertificateIssuer> = Arc::new(CaIssuer(Arc::clone(&tls)));
-        let registrar = Registrar::new(store.clone(), hubs.clone(), issuer);
+        let issuer = Arc::new(CaIssuer::new(
+            Arc::clone(&tls),
+            std::time::Duration::from_secs(config.file.behaviour.certificate_lifetime_seconds),
+        ));
+        let registrar = Registrar::new(
+            store.clone(),
+            hubs.clone(),
+            Arc::clone(&issuer) as Arc<dyn CertificateIssuer>,
+        );
         let dps = Arc::new(DpsRuntime::new(
             config.id_scope.clone(),
             registrar,
@@ -169,6 +179,7 @@ impl Emulator {
             hubs.clone(),
             vec![tls.ca_certificate().clone()],
         );
+        hub.set_issuer(Arc::clone(&issuer));
         let hub_api = Arc::new(HubServiceApi {
             runtime: Arc::clone(&hub),
             hostname: config.hostname.clone(),
@@ -186,6 +197,8 @@ impl Emulator {
             hostname: config.hostname.clone(),
             key,
             dps: Arc::clone(&dps),
+            hub: Arc::clone(&hub),
+            issuer: Arc::clone(&issuer),
         });
 
         let mut options = ServerOptions::new(
@@ -245,6 +258,7 @@ impl Emulator {
             store,
             dps,
             hub,
+            issuer,
             files,
             servers,
             mqtt_addr,
@@ -705,18 +719,6 @@ fn create_private_dir(dir: &Path) -> std::io::Result<()> {
 #[cfg(not(unix))]
 fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)
-}
-
-struct CaIssuer(Arc<TlsMaterial>);
-
-impl CertificateIssuer for CaIssuer {
-    fn issue(&self, csr_der: &[u8]) -> Result<Vec<Vec<u8>>, String> {
-        let leaf = self
-            .0
-            .sign_csr(csr_der, ISSUED_CERT_DAYS)
-            .map_err(|e| e.to_string())?;
-        Ok(vec![leaf.to_vec(), self.0.ca_certificate().to_vec()])
-    }
 }
 
 /// Sends each MQTT connection to DPS or to the hub by its username.

@@ -42,6 +42,16 @@
 //! through [`Emulator`] (`create_device`, `update_twin`, `invoke_method`, `send_c2d`,
 //! `hub_events`, ...) or through the service REST APIs with the official service SDKs.
 //!
+//! Every path of a device's life can be played through [`Emulator`]: a device moved to
+//! another hub ([`Emulator::move_device`]), disabled or deleted
+//! ([`Emulator::set_device_status`], [`Emulator::delete_device`]), keys rotated
+//! ([`Emulator::regenerate_enrollment_keys`], [`Emulator::regenerate_group_keys`],
+//! [`Emulator::regenerate_device_keys`]), a hub refusing or unreachable
+//! ([`Emulator::set_hub_faults`] with [`HubFaults`]), certificates issued with a chosen
+//! lifetime ([`Emulator::set_certificate_lifetime`]) and renewed over the hub's
+//! `$iothub/credentials` topic (202 then 200, 409004 while a request is active, CSR at most
+//! 8 KB). Each knob is also an emulator-only REST endpoint.
+//!
 //! Logs go through `tracing`; the emulator never logs a key, token or signature. Its WebSocket
 //! layer (tungstenite) traces frame payloads, which carry devices' SAS tokens: a program that
 //! embeds the emulator and logs at `trace` should filter with [`cli::log_filter`], which turns
@@ -56,6 +66,7 @@
 
 pub mod azurite;
 pub mod blob;
+mod certificates;
 pub mod cli;
 pub mod config;
 mod dps;
@@ -75,11 +86,13 @@ mod util;
 pub use blob::{FileUploadConfig, StorageAccount};
 pub use config::{Behaviour, ConfigError, ConfigFile, DEFAULT_ID_SCOPE, EmulatorConfig, Limits};
 pub use dps::device::faults::{Faults, InjectStatus, RateLimit};
+pub use dps::service::keys::KeySlot;
 pub use emulator::{Emulator, EmulatorError, EmulatorInfo};
 pub use fixture::{ClientEndpoints, DeviceCredentials, EmulatorFixture, FixtureError};
 pub use hub::{
     DeviceConnectionState, DeviceIdentity, DeviceTwin, EVENT_FEED_CAPACITY, FileUploadNotification,
-    HubEvent, HubEventKind, MethodInvocation, MethodResult, ModuleIdentity, TwinProperties,
+    HubEvent, HubEventKind, HubFaults, MethodInvocation, MethodResult, ModuleIdentity,
+    RefuseConnect, TwinProperties,
 };
 pub use model::CloudToDeviceMessage;
 pub use rest::ServiceFailure;

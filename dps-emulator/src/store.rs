@@ -40,6 +40,14 @@ pub(crate) struct StoreData {
     /// Import and export jobs by `{hub}/{jobId}` (#15).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub(crate) hub_jobs: BTreeMap<String, crate::model::Job>,
+    /// Devices moved to another hub (#12), by lower-case registration id: the hub their next
+    /// registrations are allocated to, whatever the enrollment's allocation policy.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub(crate) moved_to: BTreeMap<String, String>,
+    /// The twins of moved devices, by device id, from the identity deleted on the old hub
+    /// until the device registers again (then migrated per the reprovision policy).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub(crate) moved_twins: BTreeMap<String, serde_json::Value>,
 }
 
 impl StoreData {

@@ -84,8 +84,8 @@ pub enum TlsError {
     /// extension that is not supported.
     #[error("invalid certificate signing request: {0}")]
     InvalidCsr(rcgen::Error),
-    /// A validity period of zero days was requested.
-    #[error("a certificate validity of zero days was requested")]
+    /// A validity period of zero was requested.
+    #[error("a certificate validity of zero was requested")]
     ZeroValidity,
     /// rustls rejected the configuration.
     #[error("TLS configuration error: {0}")]
@@ -211,7 +211,41 @@ impl TlsMaterial {
         let csr =
             CertificateSigningRequestParams::from_der(&CertificateSigningRequestDer::from(csr_der))
                 .map_err(TlsError::InvalidCsr)?;
-        let mut params = leaf_params(i64::from(validity_days))?;
+        let params = leaf_params(i64::from(validity_days))?;
+        self.sign_client(&csr, params)
+    }
+
+    /// Signs a certificate signing request as [`TlsMaterial::sign_csr`] does, valid for exactly
+    /// `lifetime` (whole seconds, at least one) from now, with no back-dating: a device that
+    /// renews at a share of the lifetime sees the lifetime it asked the emulator for (#12).
+    pub fn sign_csr_for(
+        &self,
+        csr_der: &[u8],
+        lifetime: std::time::Duration,
+    ) -> Result<CertificateDer<'static>, TlsError> {
+        let seconds = i64::try_from(lifetime.as_secs())
+            .ok()
+            .filter(|&s| s > 0)
+            .ok_or(TlsError::ZeroValidity)?;
+        let csr =
+            CertificateSigningRequestParams::from_der(&CertificateSigningRequestDer::from(csr_der))
+                .map_err(TlsError::InvalidCsr)?;
+        let mut params = leaf_params(0)?;
+        // Whole seconds: X.509 times have no fraction, and the lifetime must come out exact.
+        let now = OffsetDateTime::now_utc()
+            .replace_nanosecond(0)
+            .unwrap_or_else(|_| OffsetDateTime::now_utc());
+        params.not_before = now;
+        params.not_after = now + Duration::seconds(seconds);
+        self.sign_client(&csr, params)
+    }
+
+    /// Signs a client certificate for `csr` with the validity already in `params`.
+    fn sign_client(
+        &self,
+        csr: &CertificateSigningRequestParams,
+        mut params: CertificateParams,
+    ) -> Result<CertificateDer<'static>, TlsError> {
         params.distinguished_name = csr.params.distinguished_name.clone();
         params.subject_alt_names = csr.params.subject_alt_names.clone();
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];

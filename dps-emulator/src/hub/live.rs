@@ -60,6 +60,8 @@ pub(crate) struct Subscriptions {
     pub(crate) desired: Option<QoS>,
     pub(crate) methods: Option<QoS>,
     pub(crate) inputs: Option<QoS>,
+    /// `$iothub/credentials/res/#` (#12).
+    pub(crate) credentials: Option<QoS>,
 }
 
 /// One live connection.
@@ -169,6 +171,16 @@ impl Live {
         }
         drop(conns);
         lock(&self.saved).retain(|key, _| !(key.hub == hub && key.device_id == device_id));
+    }
+
+    /// Closes every connection to `hub` (a hub going down); their sessions are kept, as a
+    /// network failure keeps them.
+    pub(crate) fn close_hub(&self, hub: &str) {
+        for (key, conn) in lock(&self.conns).iter() {
+            if key.hub.eq_ignore_ascii_case(hub) {
+                conn.outbox.close();
+            }
+        }
     }
 
     /// Closes one identity's connection.

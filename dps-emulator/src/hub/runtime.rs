@@ -1,12 +1,15 @@
 //! The hub runtime shared by every hub connection and by the service APIs: the linked hubs,
 //! the store, the live connections, the events feed and the pending method calls.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use rustls_pki_types::CertificateDer;
 
+use crate::certificates::CaIssuer;
+use crate::hub::device::credentials::CredentialRequests;
 use crate::hub::events::EventFeed;
+use crate::hub::faults::HubFaultTable;
 use crate::hub::lifecycle::Lifecycle;
 use crate::hub::live::{IdentityKey, Live};
 use crate::hub::methods::PendingMethods;
@@ -28,6 +31,13 @@ pub(crate) struct HubRuntime {
     pub(crate) events: EventFeed,
     pub(crate) methods: PendingMethods,
     pub(crate) lifecycle: Lifecycle,
+    /// Per-hub fault knobs (#12).
+    pub(crate) faults: HubFaultTable,
+    /// The CA that issues renewed certificates over `$iothub/credentials` (#12); set once by
+    /// the emulator at start.
+    issuer: OnceLock<Arc<CaIssuer>>,
+    /// Certificate requests in progress, by identity (#12).
+    pub(crate) credential_requests: CredentialRequests,
 }
 
 impl HubRuntime {
@@ -45,7 +55,20 @@ impl HubRuntime {
             events: EventFeed::default(),
             methods: PendingMethods::default(),
             lifecycle,
+            faults: HubFaultTable::default(),
+            issuer: OnceLock::new(),
+            credential_requests: CredentialRequests::default(),
         })
+    }
+
+    /// Sets the CA that issues renewed certificates (once; later calls are ignored).
+    pub(crate) fn set_issuer(&self, issuer: Arc<CaIssuer>) {
+        let _ = self.issuer.set(issuer);
+    }
+
+    /// The CA that issues renewed certificates, once set.
+    pub(crate) fn issuer(&self) -> Option<&Arc<CaIssuer>> {
+        self.issuer.get()
     }
 
     /// The linked hub called `host` (any case, any `:port` ignored), as configured.

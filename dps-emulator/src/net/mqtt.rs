@@ -267,6 +267,8 @@ pub trait MqttHandler: Send + Sync + 'static {
     /// packets; `Err(code)` answers CONNACK with that code and closes the connection (an
     /// `Err(ConnectReturnCode::Success)` is sent as "server unavailable"). The client's
     /// [`Outbox`] may be kept and used at any time; messages queued here follow the CONNACK.
+    /// An `Err` after [`Outbox::close`] closes the connection with no CONNACK at all (a server
+    /// that is unreachable).
     ///
     /// The frame has already refused protocol levels other than MQTT 3.1.1 (CONNACK 1).
     async fn connect(

@@ -156,7 +156,7 @@ pub(crate) async fn run_connection<T: PacketIo>(mut io: T, mut ctx: ConnectionCo
     }
 
     let keep_alive = connect.keep_alive;
-    let (outbox, outgoing) = Outbox::channel();
+    let (outbox, mut outgoing) = Outbox::channel();
     let request = connect_request(connect, &ctx);
     tracing::debug!(%peer, ?transport, client_id = %request.client_id, keep_alive, "CONNECT");
 
@@ -164,6 +164,12 @@ pub(crate) async fn run_connection<T: PacketIo>(mut io: T, mut ctx: ConnectionCo
         Ok(session) => {
             ctx.unauthenticated.authenticated();
             session
+        }
+        Err(_) if matches!(outgoing.try_recv(), Ok(Outgoing::Close)) => {
+            // The handler closed the outbox: no CONNACK at all (a server that is unreachable).
+            tracing::debug!(%peer, "CONNECT dropped without CONNACK");
+            io.close().await;
+            return;
         }
         Err(code) => {
             let code = match code {

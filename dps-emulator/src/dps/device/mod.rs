@@ -4,6 +4,7 @@
 pub(crate) mod allocation;
 pub(crate) mod auth;
 pub(crate) mod faults;
+pub(crate) mod placement;
 pub(crate) mod registrar;
 pub(crate) mod reply;
 pub(crate) mod runtime;

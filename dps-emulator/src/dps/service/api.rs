@@ -7,8 +7,12 @@ use http::{HeaderName, HeaderValue, Method, StatusCode};
 use serde::Deserialize;
 
 use super::enrollments::{self, Kind};
+use super::keys::{self, RegenerateKeys};
+use super::moves;
+use crate::certificates::CaIssuer;
 use crate::dps::device::faults::Faults;
 use crate::dps::device::runtime::DpsRuntime;
+use crate::hub::runtime::HubRuntime;
 use crate::model::{EnrollmentGroup, IndividualEnrollment};
 use crate::net::{HttpRequest, HttpResponse};
 use crate::rest::ServiceFailure;
@@ -27,6 +31,10 @@ pub(crate) struct ServiceApi {
     pub(crate) hostname: String,
     pub(crate) key: dps_auth::SymmetricKey,
     pub(crate) dps: Arc<DpsRuntime>,
+    /// The hubs, whose identities a device move deletes (#12).
+    pub(crate) hub: Arc<HubRuntime>,
+    /// The CA issuing certificates, whose lifetime is a knob (#12).
+    pub(crate) issuer: Arc<CaIssuer>,
 }
 
 impl ServiceApi {
@@ -177,6 +185,43 @@ impl ServiceApi {
                     .set_timing(timing.retry_after_seconds, timing.polls_before_assignment);
                 Ok(HttpResponse::empty(StatusCode::NO_CONTENT))
             }
+            // Emulator-only: the device lifecycle paths (#12).
+            (&Method::POST, ["emulator", "enrollments", id, "regenerateKeys"]) => {
+                let slot = RegenerateKeys::parse(&request.body)?;
+                let keys =
+                    keys::regenerate_enrollment_keys(store, Kind::Individual, id, slot).await?;
+                Ok(HttpResponse::json(StatusCode::OK, &keys))
+            }
+            (&Method::POST, ["emulator", "enrollmentGroups", id, "regenerateKeys"]) => {
+                let slot = RegenerateKeys::parse(&request.body)?;
+                let keys = keys::regenerate_enrollment_keys(store, Kind::Group, id, slot).await?;
+                Ok(HttpResponse::json(StatusCode::OK, &keys))
+            }
+            (&Method::POST, ["emulator", "registrations", id, "move"]) => {
+                let target: MoveTarget = body(request)?;
+                let from =
+                    moves::move_device(store, &self.hub, id, &target.iot_hub_host_name).await?;
+                Ok(HttpResponse::json(
+                    StatusCode::OK,
+                    &serde_json::json!({
+                        "registrationId": id,
+                        "from": from,
+                        "iotHubHostName": target.iot_hub_host_name,
+                    }),
+                ))
+            }
+            (&Method::GET, ["emulator", "certificates"]) => Ok(HttpResponse::json(
+                StatusCode::OK,
+                &CertificateSettings {
+                    lifetime_seconds: self.issuer.lifetime().as_secs(),
+                },
+            )),
+            (&Method::PUT, ["emulator", "certificates"]) => {
+                let settings: CertificateSettings = body(request)?;
+                self.issuer
+                    .set_lifetime(std::time::Duration::from_secs(settings.lifetime_seconds))?;
+                Ok(HttpResponse::json(StatusCode::OK, &settings))
+            }
             (
                 _,
                 [
@@ -275,6 +320,20 @@ impl ServiceApi {
         }
         Ok(bulk_result(errors))
     }
+}
+
+/// The body of `POST /emulator/registrations/{id}/move`.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct MoveTarget {
+    iot_hub_host_name: String,
+}
+
+/// The body of `GET`/`PUT /emulator/certificates`.
+#[derive(serde::Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct CertificateSettings {
+    lifetime_seconds: u64,
 }
 
 #[derive(Deserialize)]

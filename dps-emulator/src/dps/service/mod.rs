@@ -3,3 +3,6 @@
 
 pub(crate) mod api;
 pub(crate) mod enrollments;
+// The lifecycle knobs (#12): key rotation, moving a device.
+pub(crate) mod keys;
+pub(crate) mod moves;

@@ -6,6 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::hub::device::connect::{self, AuthContext, Refusal};
 use crate::hub::device::session::HubDeviceSession;
+use crate::hub::faults::ConnectVerdict;
 use crate::hub::runtime::HubRuntime;
 use crate::net::{ConnectRequest, ConnectReturnCode, MqttSession, Outbox};
 use crate::util::time;
@@ -40,6 +41,21 @@ impl HubRuntime {
                 parsed.host
             )))
         })?;
+        // Fault knobs (#12), before any credential is checked: a hub that is down, or one that
+        // refuses with a chosen CONNACK code.
+        match self.faults.connect_verdict(hub) {
+            ConnectVerdict::Pass => {}
+            ConnectVerdict::Refuse(code) => {
+                tracing::info!(client_id = %request.client_id, %hub, ?code, "IoT Hub CONNECT refused (fault)");
+                return Err(code);
+            }
+            ConnectVerdict::Unreachable => {
+                tracing::info!(client_id = %request.client_id, %hub, "IoT Hub unreachable (fault): closing without CONNACK");
+                // A closed outbox tells the frame to send no CONNACK.
+                outbox.close();
+                return Err(ConnectReturnCode::ServiceUnavailable);
+            }
+        }
         let password = match request.password.as_deref().map(std::str::from_utf8) {
             None => None,
             Some(Ok(text)) => Some(text),
@@ -51,7 +67,7 @@ impl HubRuntime {
         };
         // A device DPS created gets its lifecycle event before anything it sends.
         self.ensure_announced(hub, parsed.device_id);
-        let identity = self
+        let mut identity = self
             .store
             .read(|data| {
                 let ctx = AuthContext {
@@ -69,6 +85,7 @@ impl HubRuntime {
                 )
             })
             .map_err(refuse)?;
+        identity.credentials_api = crate::hub::device::credentials::offers_credentials(username);
 
         let (conn_id, restored) =
             self.live

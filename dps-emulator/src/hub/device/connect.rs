@@ -37,6 +37,8 @@ pub(crate) struct HubIdentity {
     pub(crate) sas_expiry: Option<u64>,
     /// How it authenticated, for the `iothub-connection-auth-method` property.
     pub(crate) method: &'static str,
+    /// Whether its api-version offers `$iothub/credentials` (set once accepted, #12).
+    pub(crate) credentials_api: bool,
 }
 
 /// Splits a hub username. The query part (api-version, DeviceClientType, model-id) is not
@@ -132,6 +134,7 @@ pub(crate) fn authenticate(
                 key,
                 sas_expiry: Some(expiry),
                 method: "sas",
+                credentials_api: false,
             })
         }
         None if !chain.is_empty() => {
@@ -140,6 +143,7 @@ pub(crate) fn authenticate(
                 key,
                 sas_expiry: None,
                 method,
+                credentials_api: false,
             })
         }
         None => Err(Refusal::NotAuthorized(

@@ -3,6 +3,8 @@
 
 pub(crate) mod accept;
 pub(crate) mod connect;
+// Certificate renewal over `$iothub/credentials` (#12).
+pub(crate) mod credentials;
 // File upload (#14): the device-facing REST endpoints.
 pub(crate) mod files;
 pub(crate) mod session;

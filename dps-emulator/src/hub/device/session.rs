@@ -6,9 +6,10 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bytes::Bytes;
 use dps_core::hub::{
-    MAX_TELEMETRY_MESSAGE_SIZE, METHODS_SUBSCRIPTION, TWIN_DESIRED_SUBSCRIPTION,
-    TWIN_RESPONSE_SUBSCRIPTION, TopicError, TwinRequest, TwinResponseTopic, parse_method_response,
-    parse_telemetry_topic, parse_twin_request,
+    CREDENTIALS_RESPONSE_SUBSCRIPTION, MAX_TELEMETRY_MESSAGE_SIZE, METHODS_SUBSCRIPTION,
+    TWIN_DESIRED_SUBSCRIPTION, TWIN_RESPONSE_SUBSCRIPTION, TopicError, TwinRequest,
+    TwinResponseTopic, parse_issue_certificate_topic, parse_method_response, parse_telemetry_topic,
+    parse_twin_request,
 };
 use tokio::task::JoinHandle;
 
@@ -28,6 +29,7 @@ enum Feature {
     Desired,
     Methods,
     Inputs,
+    Credentials,
 }
 
 /// Which documented subscription `filter` is, for this identity; `None` for anything else.
@@ -36,6 +38,9 @@ fn classify(filter: &str, key: &IdentityKey) -> Option<Feature> {
         TWIN_RESPONSE_SUBSCRIPTION => return Some(Feature::TwinResponses),
         TWIN_DESIRED_SUBSCRIPTION => return Some(Feature::Desired),
         METHODS_SUBSCRIPTION => return Some(Feature::Methods),
+        // Certificate renewal (#12): the filter is accepted on any api-version; requests on an
+        // older one are answered 404 so the device falls back to DPS.
+        CREDENTIALS_RESPONSE_SUBSCRIPTION => return Some(Feature::Credentials),
         _ => {}
     }
     let rest = filter.strip_prefix("devices/")?;
@@ -63,6 +68,7 @@ fn slot(subscriptions: &mut Subscriptions, feature: Feature) -> &mut Option<QoS>
         Feature::Desired => &mut subscriptions.desired,
         Feature::Methods => &mut subscriptions.methods,
         Feature::Inputs => &mut subscriptions.inputs,
+        Feature::Credentials => &mut subscriptions.credentials,
     }
 }
 
@@ -304,6 +310,19 @@ impl MqttSession for HubDeviceSession {
                 {
                     tracing::info!(identity = %self.key(), rid = response.rid, "method answer for no pending call (late?)");
                 }
+                return Ok(());
+            }
+            Err(TopicError::NoMatch) => {}
+            Err(e) => return Err(malformed(e)),
+        }
+        match parse_issue_certificate_topic(&topic) {
+            Ok(rid) => {
+                self.runtime.credentials_request(
+                    self.key(),
+                    self.identity.credentials_api,
+                    rid,
+                    &payload,
+                );
                 return Ok(());
             }
             Err(TopicError::NoMatch) => {}

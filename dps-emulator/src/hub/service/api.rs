@@ -11,6 +11,8 @@ use http::{HeaderName, HeaderValue, Method, StatusCode};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
+use crate::dps::service::keys::RegenerateKeys;
+use crate::hub::faults::HubFaults;
 use crate::hub::methods::MethodInvocation;
 use crate::hub::runtime::HubRuntime;
 use crate::hub::service::registry::MAX_LIST;
@@ -250,6 +252,22 @@ impl HubServiceApi {
                 Ok(HttpResponse::json(
                     StatusCode::OK,
                     &json!({ "messageId": message_id }),
+                ))
+            }
+
+            // Emulator-only: the device lifecycle paths (#12).
+            (&Method::GET, ["emulator", "hubs", named, "faults"]) => {
+                Ok(HttpResponse::json(StatusCode::OK, &rt.get_faults(named)?))
+            }
+            (&Method::PUT, ["emulator", "hubs", named, "faults"]) => {
+                let faults: HubFaults = body(request)?;
+                rt.set_faults(named, faults)?;
+                Ok(HttpResponse::json(StatusCode::OK, &rt.get_faults(named)?))
+            }
+            (&Method::POST, ["emulator", "hubs", named, "devices", id, "regenerateKeys"]) => {
+                let slot = RegenerateKeys::parse(&request.body)?;
+                Ok(device_response(
+                    rt.regenerate_device_keys(named, id, slot).await?,
                 ))
             }
 

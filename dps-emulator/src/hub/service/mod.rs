@@ -4,6 +4,8 @@
 
 pub(crate) mod api;
 pub(crate) mod bulk;
+// Faults and key rotation (#12).
+pub(crate) mod knobs;
 pub(crate) mod messaging;
 pub(crate) mod query;
 pub(crate) mod registry;
