@@ -614,3 +614,96 @@ async fn a_bad_configuration_lists_every_problem() {
         "{text}"
     );
 }
+
+/// Renewal over the hub's credentials topic, due by itself at a share of the lifetime: 202,
+/// then 200 with the new chain, installed with its key, the connection moved to it, no DPS
+/// request, telemetry queued across it delivered.
+async fn renewed_over_the_hub(kind: Kind) {
+    let emu = TestEmulator::start().await;
+    emu.set_certificate_lifetime(Duration::from_secs(100))
+        .unwrap();
+    let id = format!("renewed-{kind:?}").to_lowercase();
+    let key = emu.enroll_symmetric(&id).await;
+    let dir = tempfile::tempdir().unwrap();
+    let identity = std::sync::Arc::new(
+        dps_auth::RenewableIdentity::open(&id, dir.path().join("identity.pem")).unwrap(),
+    );
+    let device = builder(&emu, kind, &id)
+        .credential(key)
+        .issued_certificate(std::sync::Arc::clone(&identity))
+        // Due at 3 % of 100 s: three seconds after issuance.
+        .renewal(
+            hub_client::device::CertificateRenewal::default()
+                .at_percent(3)
+                .jitter_percent(0),
+        )
+        .start()
+        .unwrap();
+    let mut events = device.lifecycle_events();
+    let first = until_connected(&mut events).await;
+    assert!(first.contains(&LifecycleEvent::CertificateRenewed {
+        via: hub_client::device::Issuer::Dps
+    }));
+    let (issued_from, issued_to) = identity.validity().unwrap();
+    assert_eq!(issued_to - issued_from, 100);
+    let requests = emu.device_requests(&id);
+
+    let queued = device
+        .hub()
+        .try_send(Message::new("around the renewal"))
+        .unwrap();
+    let mut seen = Vec::new();
+    loop {
+        let event = tokio::time::timeout(LIMIT, events.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        let renewed = event
+            == LifecycleEvent::CertificateRenewed {
+                via: hub_client::device::Issuer::Hub,
+            };
+        seen.push(event);
+        if renewed {
+            break;
+        }
+    }
+    assert!(
+        first.contains(&LifecycleEvent::CsrNeeded) || seen.contains(&LifecycleEvent::CsrNeeded),
+        "{first:?} {seen:?}"
+    );
+    // The connection moves to the new certificate.
+    let after = until_connected(&mut events).await;
+    assert!(matches!(
+        after.last(),
+        Some(LifecycleEvent::Connected { .. })
+    ));
+    let (renewed_from, _) = identity.validity().unwrap();
+    assert!(renewed_from >= issued_from, "a new certificate");
+    assert_ne!(
+        device.assignment().unwrap().issued_certificate_chain,
+        Vec::<String>::new()
+    );
+    assert_eq!(emu.device_requests(&id), requests, "no DPS request");
+    tokio::time::timeout(LIMIT, queued).await.unwrap().unwrap();
+    device
+        .hub()
+        .send(Message::new("on the new certificate"))
+        .await
+        .unwrap();
+    assert_eq!(
+        telemetry(&emu, &id),
+        ["around the renewal", "on the new certificate"]
+    );
+    device.close().await;
+    emu.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_certificate_is_renewed_over_the_hub_before_it_expires_over_mqtt() {
+    renewed_over_the_hub(Kind::Mqtt).await;
+}
+
+#[tokio::test]
+async fn a_certificate_is_renewed_over_the_hub_before_it_expires_over_websocket() {
+    renewed_over_the_hub(Kind::Ws).await;
+}
