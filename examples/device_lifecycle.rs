@@ -182,8 +182,8 @@ async fn enrollment_key(emulator: &Emulator) -> Result<String, Box<dyn std::erro
         .ok_or_else(|| "the enrollment has no key".into())
 }
 
-/// The operator's move: the enrollment now allocates the other hub, and the device leaves its
-/// current one (which refuses it from now on).
+/// The operator's move (`Emulator::move_device`): the device leaves its current hub (which
+/// refuses it from now on) and its next registration is allocated to the other one.
 async fn move_device(emulator: &Emulator) -> Result<(), Box<dyn std::error::Error>> {
     let current = emulator
         .registration(REGISTRATION_ID)
@@ -195,12 +195,7 @@ async fn move_device(emulator: &Emulator) -> Result<(), Box<dyn std::error::Erro
         .find(|h| **h != current)
         .copied()
         .unwrap_or(HUBS[0]);
-    let mut enrollment = emulator.enrollment(REGISTRATION_ID)?;
-    enrollment.settings.iot_hubs = Some(vec![target.into()]);
-    emulator.put_enrollment(enrollment, None).await?;
-    emulator
-        .delete_device(&current, REGISTRATION_ID, None)
-        .await?;
+    emulator.move_device(REGISTRATION_ID, target).await?;
     println!("moved {REGISTRATION_ID}: {current} -> {target} (deleted from {current})");
     Ok(())
 }
