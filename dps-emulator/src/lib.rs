@@ -74,7 +74,7 @@ mod util;
 
 pub use blob::{FileUploadConfig, StorageAccount};
 pub use config::{Behaviour, ConfigError, ConfigFile, DEFAULT_ID_SCOPE, EmulatorConfig, Limits};
-pub use dps::device::faults::{Faults, InjectStatus, RateLimit};
+pub use dps::device::faults::{Faults, InjectStatus, OVERSIZED_RESPONSE_BYTES, RateLimit};
 pub use emulator::{Emulator, EmulatorError, EmulatorInfo};
 pub use fixture::{ClientEndpoints, DeviceCredentials, EmulatorFixture, FixtureError};
 pub use hub::{

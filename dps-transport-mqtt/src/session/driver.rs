@@ -235,6 +235,12 @@ where
             match v4::Packet::read(&mut self.rbuf, MAX_INCOMING_PACKET) {
                 Ok(packet) => self.handle_packet(packet)?,
                 Err(mqttbytes::Error::InsufficientBytes(_)) => return Ok(()),
+                Err(mqttbytes::Error::PayloadSizeLimitExceeded(size)) => {
+                    return Err(CloseReason::TooLarge {
+                        size,
+                        limit: MAX_INCOMING_PACKET,
+                    });
+                }
                 Err(e) => {
                     return Err(CloseReason::ProtocolError(format!(
                         "malformed packet from the server: {e}"

@@ -70,6 +70,12 @@ impl MqttConnection {
                     )));
                 }
                 Err(mqttbytes::Error::InsufficientBytes(_)) => {}
+                Err(mqttbytes::Error::PayloadSizeLimitExceeded(size)) => {
+                    return Err(TransportError::TooLarge {
+                        size,
+                        limit: MAX_INCOMING_PACKET,
+                    });
+                }
                 Err(mqttbytes::Error::InvalidConnectReturnCode(code)) => {
                     return Err(TransportError::Refused { code });
                 }

@@ -98,6 +98,14 @@ pub enum CloseReason {
     ProtocolError(String),
     /// This client disconnected (or dropped the connection).
     ClosedByClient,
+    /// The server sent a packet larger than this client accepts; the connection was closed as
+    /// soon as the packet's header announced it, before buffering its body.
+    TooLarge {
+        /// The packet's size (its MQTT remaining length), in bytes.
+        size: usize,
+        /// The largest packet accepted, in bytes.
+        limit: usize,
+    },
 }
 
 impl fmt::Display for CloseReason {
@@ -108,6 +116,10 @@ impl fmt::Display for CloseReason {
             Self::KeepAliveTimeout => f.write_str("keep-alive timeout"),
             Self::ProtocolError(message) => write!(f, "protocol error: {message}"),
             Self::ClosedByClient => f.write_str("closed by the client"),
+            Self::TooLarge { size, limit } => write!(
+                f,
+                "the server sent a packet of {size} bytes, over the limit of {limit} bytes"
+            ),
         }
     }
 }
