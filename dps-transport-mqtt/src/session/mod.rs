@@ -2,8 +2,15 @@
 //!
 //! A spawned task owns the stream: it reads and writes packets (rumqttc's codec), sends
 //! PINGREQ when the connection is idle for the keep-alive, closes the connection when nothing
-//! arrives for 1.5 × the keep-alive, acknowledges QoS 1 messages once handed over, and ends
-//! (sending DISCONNECT) when the [`MqttConnection`] is dropped.
+//! arrives for 1.5 × the keep-alive, acknowledges QoS 1 messages when the receiver asks, and
+//! ends (sending DISCONNECT) when the [`MqttConnection`] is dropped.
+//!
+//! Received messages wait in a bounded channel (32). When the receiver lets it fill, the task
+//! keeps what it has already read (one read buffer at most), handles the acknowledgements
+//! among it, and stops reading the stream: the server's writes stall on TCP instead of the
+//! messages piling up here. Sending, PINGREQs and PUBACKs go on; what the server sent behind
+//! the unread messages (PUBACKs, SUBACKs, PINGRESPs) waits with them, since TCP keeps order,
+//! and the dead-server check is suspended until reading resumes.
 
 mod driver;
 mod handshake;
@@ -307,7 +314,7 @@ impl MqttSender {
 /// outstanding operation of its [senders](Self::sender); nothing is left running.
 pub struct MqttConnection {
     sender: MqttSender,
-    incoming: mpsc::UnboundedReceiver<Box<Incoming>>,
+    incoming: mpsc::Receiver<Box<Incoming>>,
     session_present: bool,
     shared: Arc<Shared>,
     /// Dropped to tell the task to close.
@@ -372,8 +379,10 @@ impl MqttConnection {
     }
 
     /// The next message from the server; `None` once the connection has closed (then
-    /// [`close_reason`](Self::close_reason) says why). Messages are queued until received, so
-    /// call this regularly.
+    /// [`close_reason`](Self::close_reason) says why). Up to 32 messages wait here; beyond
+    /// that the connection is not read until this is called (the server is pushed back by
+    /// TCP), so acknowledgements of this side's publishes and subscribes wait too: keep
+    /// receiving while waiting for them.
     pub async fn recv(&mut self) -> Option<Incoming> {
         self.incoming.recv().await.map(|incoming| *incoming)
     }
