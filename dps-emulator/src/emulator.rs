@@ -375,6 +375,29 @@ impl Emulator {
         self.dps.faults()
     }
 
+    /// Replaces the faults injected into the hubs' device side (#11): withheld and delayed
+    /// telemetry PUBACKs; counters restart.
+    pub fn set_hub_faults(&self, faults: crate::HubFaults) {
+        self.hub_fault_state().set(faults);
+    }
+
+    /// The hub faults, with their counters as they stand.
+    pub fn hub_faults(&self) -> crate::HubFaults {
+        self.hub_fault_state().faults()
+    }
+
+    /// How many hub faults have been served since the emulator started.
+    pub fn hub_fault_counts(&self) -> crate::HubFaultCounts {
+        self.hub_fault_state().counts()
+    }
+
+    fn hub_fault_state(&self) -> std::sync::MutexGuard<'_, crate::hub::faults::HubFaultState> {
+        self.hub
+            .faults
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// How many DPS device requests (register and operation-status publishes on the documented
     /// topics) `registration_id` has sent since the emulator started, including those answered
     /// with injected faults or closed on. Registration ids are case-insensitive.

@@ -79,7 +79,8 @@ pub use emulator::{Emulator, EmulatorError, EmulatorInfo};
 pub use fixture::{ClientEndpoints, DeviceCredentials, EmulatorFixture, FixtureError};
 pub use hub::{
     DeviceConnectionState, DeviceIdentity, DeviceTwin, EVENT_FEED_CAPACITY, FileUploadNotification,
-    HubEvent, HubEventKind, MethodInvocation, MethodResult, ModuleIdentity, TwinProperties,
+    HubEvent, HubEventKind, HubFaultCounts, HubFaults, MethodInvocation, MethodResult,
+    ModuleIdentity, TwinProperties,
 };
 pub use model::CloudToDeviceMessage;
 pub use rest::ServiceFailure;

@@ -21,6 +21,7 @@
 pub(crate) mod announce;
 pub(crate) mod device;
 pub(crate) mod events;
+pub(crate) mod faults;
 pub(crate) mod jobs;
 pub(crate) mod lifecycle;
 pub(crate) mod live;
@@ -32,6 +33,7 @@ pub(crate) mod twin_document;
 pub use device::files::FileUploadNotification;
 pub(crate) use device::files::{FileUploadApi, files_api};
 pub use events::{EVENT_FEED_CAPACITY, HubEvent, HubEventKind};
+pub use faults::{HubFaultCounts, HubFaults};
 pub use methods::{MethodInvocation, MethodResult};
 pub use service::view::{
     DeviceConnectionState, DeviceIdentity, DeviceTwin, ModuleIdentity, TwinProperties,

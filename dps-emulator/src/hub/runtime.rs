@@ -7,6 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use rustls_pki_types::CertificateDer;
 
 use crate::hub::events::EventFeed;
+use crate::hub::faults::HubFaultState;
 use crate::hub::lifecycle::Lifecycle;
 use crate::hub::live::{IdentityKey, Live};
 use crate::hub::methods::PendingMethods;
@@ -28,6 +29,8 @@ pub(crate) struct HubRuntime {
     pub(crate) events: EventFeed,
     pub(crate) methods: PendingMethods,
     pub(crate) lifecycle: Lifecycle,
+    /// Injected device-side faults (#11).
+    pub(crate) faults: std::sync::Mutex<HubFaultState>,
 }
 
 impl HubRuntime {
@@ -45,6 +48,7 @@ impl HubRuntime {
             events: EventFeed::default(),
             methods: PendingMethods::default(),
             lifecycle,
+            faults: std::sync::Mutex::default(),
         })
     }
 
