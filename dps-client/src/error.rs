@@ -90,6 +90,19 @@ pub enum ProvisioningError {
         /// transport said.
         last: Option<ConnectError>,
     },
+    /// The service sent a response larger than this client accepts (1 MiB), and the
+    /// connection was closed rather than buffering it. Asking again brings the same response,
+    /// so the registration ends at once: check what the enrollment returns (a custom
+    /// allocation payload, an initial twin) and report it to whoever runs the service.
+    #[error(
+        "the service sent a response of {size} bytes, over the limit of {limit} bytes this client accepts"
+    )]
+    ResponseTooLarge {
+        /// The response packet's size (its MQTT remaining length), in bytes.
+        size: usize,
+        /// The largest packet the client accepts, in bytes.
+        limit: usize,
+    },
     /// The deadline passed without an answer. `last_problem` says what kept failing (network,
     /// lost responses, ...).
     #[error("registration timed out{}{}", problem_suffix(.last_problem), last_suffix(.last_connect_error))]
@@ -169,6 +182,9 @@ impl From<RegistrationError> for ProvisioningError {
                 attempts,
                 last: None,
             },
+            RegistrationError::ResponseTooLarge { size, limit } => {
+                Self::ResponseTooLarge { size, limit }
+            }
             RegistrationError::Unrecoverable => Self::Unrecoverable,
             // `RegistrationError` is non-exhaustive: an ending this version does not know is
             // not a timeout (nothing says the deadline passed), so it is reported as one that

@@ -257,6 +257,35 @@ async fn malformed_response_is_retried() {
     .await;
 }
 
+/// A response over the transport's 1 MiB packet limit ends the registration with a typed
+/// "too large" error naming both sizes, at once (no second request: asking again brings the
+/// same response), instead of a lost connection retried until the deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_response_is_too_large_not_a_lost_connection() {
+    both(|via| async move {
+        let faults = Faults {
+            oversized_responses: 1,
+            ..Faults::default()
+        };
+        let r = run(via, faults, |c| c).await;
+        match r.error() {
+            ProvisioningError::ResponseTooLarge { size, limit } => {
+                assert_eq!(*limit, 1 << 20);
+                assert!(
+                    *size > dps_emulator::OVERSIZED_RESPONSE_BYTES && *size > *limit,
+                    "{size}"
+                );
+            }
+            other => panic!("expected ResponseTooLarge, got {other:?}"),
+        }
+        let text = r.error().to_string();
+        assert!(text.contains("over the limit of 1048576 bytes"), "{text}");
+        assert!(!r.error().is_retriable());
+        assert_eq!(r.requests, 1, "the registration is not repeated");
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lost_response_is_sent_again_after_the_request_timeout() {
     both(|via| async move {

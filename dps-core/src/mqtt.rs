@@ -222,14 +222,26 @@ pub enum ConnectionLoss {
     /// The server closed the connection (for example when the token expired, the device was
     /// disabled, or another connection used the same identity).
     ClosedByService,
+    /// The server sent a packet larger than the transport accepts, so the transport closed the
+    /// connection: the same message is likely to come again, so retrying may not help.
+    TooLarge {
+        /// The packet's size (its MQTT remaining length), in bytes.
+        size: usize,
+        /// The largest packet the transport accepts, in bytes.
+        limit: usize,
+    },
 }
 
 impl fmt::Display for ConnectionLoss {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::Network => "the connection failed on the network",
-            Self::ClosedByService => "the service closed the connection",
-        })
+        match self {
+            Self::Network => f.write_str("the connection failed on the network"),
+            Self::ClosedByService => f.write_str("the service closed the connection"),
+            Self::TooLarge { size, limit } => write!(
+                f,
+                "the service sent a packet of {size} bytes, over the limit of {limit} bytes"
+            ),
+        }
     }
 }
 

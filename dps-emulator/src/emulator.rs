@@ -1,6 +1,7 @@
 //! The emulator as one object: start it, read its endpoints, manage it, stop it.
 
 // The knobs of the device lifecycle paths (#12).
+mod ack_faults;
 mod lifecycle;
 
 use std::net::SocketAddr;

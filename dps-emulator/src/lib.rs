@@ -85,14 +85,14 @@ mod util;
 
 pub use blob::{FileUploadConfig, StorageAccount};
 pub use config::{Behaviour, ConfigError, ConfigFile, DEFAULT_ID_SCOPE, EmulatorConfig, Limits};
-pub use dps::device::faults::{Faults, InjectStatus, RateLimit};
+pub use dps::device::faults::{Faults, InjectStatus, OVERSIZED_RESPONSE_BYTES, RateLimit};
 pub use dps::service::keys::KeySlot;
 pub use emulator::{Emulator, EmulatorError, EmulatorInfo};
 pub use fixture::{ClientEndpoints, DeviceCredentials, EmulatorFixture, FixtureError};
 pub use hub::{
     DeviceConnectionState, DeviceIdentity, DeviceTwin, EVENT_FEED_CAPACITY, FileUploadNotification,
     HubEvent, HubEventKind, HubFaults, MethodInvocation, MethodResult, ModuleIdentity,
-    RefuseConnect, TwinProperties,
+    RefuseConnect, TelemetryAckCounts, TelemetryAckFaults, TwinProperties,
 };
 pub use model::CloudToDeviceMessage;
 pub use rest::ServiceFailure;

@@ -6,7 +6,7 @@
 pub use crate::net::{
     Close, CloseReason, ConnectRequest, ConnectReturnCode, DEFAULT_MAX_HTTP_BODY_SIZE,
     DEFAULT_MAX_PACKET_SIZE, DEFAULT_TLS_HANDSHAKE_TIMEOUT, HttpHandler, HttpRequest, HttpResponse,
-    ListenerTransport, MqttHandler, MqttSession, Outbox, OutboxError, Outgoing, QoS as PublishQoS,
-    ServerOptions, Servers, SubscribeOutcome, WEBSOCKET_PATH, percent_decode,
+    ListenerTransport, MqttHandler, MqttSession, Outbox, OutboxError, Outgoing, PublishAck,
+    QoS as PublishQoS, ServerOptions, Servers, SubscribeOutcome, WEBSOCKET_PATH, percent_decode,
 };
 pub use crate::tls::{TlsMaterial, allowed_cipher_suites};

@@ -315,6 +315,9 @@ where
             }
             let loss = match reason {
                 Some(CloseReason::ClosedByPeer) => ConnectionLoss::ClosedByService,
+                Some(CloseReason::TooLarge { size, limit }) => {
+                    ConnectionLoss::TooLarge { size, limit }
+                }
                 _ => ConnectionLoss::Network,
             };
             drop(conn.reset());

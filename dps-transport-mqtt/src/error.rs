@@ -61,6 +61,15 @@ pub enum TransportError {
     /// Retry with backoff; report it if it persists.
     #[error("mqtt protocol error: {0}")]
     ProtocolError(String),
+    /// The server sent a packet larger than this client accepts (1 MiB; the services send at
+    /// most 256 KiB). Retrying brings the same packet: report it to whoever runs the server.
+    #[error("the server sent a packet of {size} bytes, over the limit of {limit} bytes")]
+    TooLarge {
+        /// The packet's size (its MQTT remaining length), in bytes.
+        size: usize,
+        /// The largest packet accepted, in bytes.
+        limit: usize,
+    },
     /// The WebSocket upgrade failed: the server answered with another HTTP status, or did not
     /// accept the `mqtt` subprotocol. Check the endpoint (path `/$iothub/websocket`).
     #[error("websocket: {message}")]
@@ -117,7 +126,7 @@ impl TransportError {
             Self::Refused { code } => *code == 3,
             Self::WebSocket { status, .. } => !matches!(status, Some(400..=499)),
             Self::Proxy { status } => !(400..=499).contains(status),
-            Self::Unsupported(_) | Self::InsecureUrl(_) => false,
+            Self::Unsupported(_) | Self::InsecureUrl(_) | Self::TooLarge { .. } => false,
         }
     }
 

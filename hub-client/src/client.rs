@@ -406,6 +406,8 @@ pub struct HubClientBuilder {
     config: SessionConfig,
     connect_timeout: Duration,
     initial_connect_timeout: Duration,
+    /// (#11) Failed first-connection attempts in a row before `connect` gives up.
+    max_connect_failures: Option<u32>,
     clock: Arc<dyn Clock>,
     entropy: Arc<dyn Entropy>,
     stream_capacity: usize,
@@ -449,6 +451,7 @@ impl HubClientBuilder {
             model_id: None,
             connect_timeout: Duration::from_secs(30),
             initial_connect_timeout: Duration::from_secs(60),
+            max_connect_failures: Some(crate::error::DEFAULT_MAX_CONNECT_FAILURES),
             clock: Arc::new(SystemClock::new()),
             entropy: Arc::new(OsEntropy),
             stream_capacity: 256,
@@ -626,6 +629,18 @@ impl HubClientBuilder {
         self
     }
 
+    /// How many first-connection attempts may fail in a row (refused with CONNACK 3, a
+    /// closed port, DNS, TLS or timeouts) before [`connect`](Self::connect) gives up with
+    /// [`HubError::Unreachable`] (default 3, as `ProvisioningClient`'s `Timing`), so an
+    /// unreachable hub fails in seconds rather than at the [deadline](Self::deadline). `None`
+    /// retries until the deadline; 0 counts as 1. Once connected, the client reconnects
+    /// without such a bound (only [`Backoff::max_attempts`](crate::Backoff) limits it).
+    #[must_use]
+    pub fn max_connect_failures(mut self, failures: Option<u32>) -> Self {
+        self.max_connect_failures = failures;
+        self
+    }
+
     /// Seeds the backoff and renewal jitter (default: random, from [`entropy`](Self::entropy)).
     /// Fixed seeds make runs replayable.
     #[must_use]
@@ -731,11 +746,12 @@ impl HubClientBuilder {
         .tls(self.tls.clone())
         .proxy_opt(self.upload_proxy.clone());
         let endpoint = self.endpoint.unwrap_or_else(|| self.host.clone());
+        let default_port = self.transport.default_port();
         let mut link = Link::new(
             self.transport,
             authenticator,
             resource,
-            endpoint,
+            endpoint.clone(),
             info.client_id().to_string(),
             info.username().to_string(),
         );
@@ -763,14 +779,39 @@ impl HubClientBuilder {
             task: Mutex::new(Some(task)),
         });
 
+        let bound = self.max_connect_failures;
         let outcome = tokio::time::timeout(
             self.initial_connect_timeout,
-            state.wait_for(|s| s.is_some_and(|s| s.is_connected() || s.is_stopped())),
+            state.wait_for(|s| match s {
+                Some(ConnectionState::Disconnected { attempt, .. }) => {
+                    bound.is_some_and(|bound| *attempt >= bound)
+                }
+                Some(s) => s.is_connected() || s.is_stopped(),
+                None => false,
+            }),
         )
         .await;
+        // Copied out: the watch's read guard must be gone before the machine is closed (its
+        // state change writes to the watch).
+        let outcome = outcome.map(|seen| seen.map(|s| *s));
         let stopped = match outcome {
-            Ok(Ok(s)) => match *s {
+            Ok(Ok(s)) => match s {
                 Some(ConnectionState::Stopped(reason)) => Some(reason),
+                Some(ConnectionState::Disconnected { attempt, .. }) => {
+                    // (#11) Too many failures in a row: stop trying and say where it went.
+                    shared.with(|inner, now| inner.machine.close(now));
+                    let task = lock(&handle.task).take();
+                    if let Some(task) = task {
+                        let _ = task.await;
+                    }
+                    let last = shared.lock().last_failure.take();
+                    return Err(HubError::unreachable(
+                        attempt,
+                        &endpoint,
+                        default_port,
+                        last,
+                    ));
+                }
                 _ => None,
             },
             Ok(Err(_)) => Some(StopReason::Closed),

@@ -1,6 +1,7 @@
 //! Why a client could not be built or connected.
 
 use dps_auth::AuthError;
+use dps_runtime::Failure;
 use dps_transport_mqtt::TransportError;
 
 use dps_core::hub::StopReason;
@@ -40,6 +41,22 @@ pub enum HubError {
         /// The last connection failure, if there was one.
         last: Option<TransportError>,
     },
+    /// The first connection failed [`max_connect_failures`](crate::HubClientBuilder::max_connect_failures)
+    /// times in a row (refused with CONNACK 3, a closed port, DNS, TLS or timeouts): check the
+    /// endpoint (host and port), the network and the firewall. Retrying later may help once the
+    /// hub is reachable.
+    #[error(
+        "cannot reach the hub at {endpoint}: {attempts} connection attempts in a row failed{}",
+        last.as_ref().map(|e| format!("; the last: {e}")).unwrap_or_default()
+    )]
+    Unreachable {
+        /// The failed attempts in a row.
+        attempts: u32,
+        /// Where they went: `host:port`.
+        endpoint: String,
+        /// How the last one failed (with the operating system's error for a socket failure).
+        last: Option<TransportError>,
+    },
     /// The client stopped before its first connection for another reason (for example the
     /// configured maximum number of attempts was reached, or it was closed).
     #[error("the client stopped before connecting: {0}")]
@@ -62,12 +79,52 @@ impl HubError {
     #[must_use]
     pub fn is_retriable(&self) -> bool {
         match self {
-            Self::Timeout { .. } => true,
+            Self::Timeout { .. } | Self::Unreachable { .. } => true,
             Self::Transport(e) => e.is_retriable(),
             Self::Credentials(e) => e.is_retriable(),
             Self::Stopped(StopReason::RetriesExhausted { .. }) => true,
             _ => false,
         }
+    }
+}
+
+/// The default bound on failed first-connection attempts in a row, as the provisioning
+/// client's.
+pub(crate) const DEFAULT_MAX_CONNECT_FAILURES: u32 = 3;
+
+impl HubError {
+    /// The first connection failed `attempts` times in a row to `endpoint` (shown with the
+    /// transport's `default_port` when it names none); `last` is the last attempt's failure.
+    pub(crate) fn unreachable(
+        attempts: u32,
+        endpoint: &str,
+        default_port: u16,
+        last: Option<Failure>,
+    ) -> Self {
+        match last {
+            Some(Failure::Credentials(e)) => Self::Credentials(e),
+            last => Self::Unreachable {
+                attempts,
+                endpoint: with_port(endpoint, default_port),
+                last: match last {
+                    Some(Failure::Transport(e)) => Some(e),
+                    _ => None,
+                },
+            },
+        }
+    }
+}
+
+/// `endpoint` with `default_port` added when it names no port (URLs are kept as given).
+fn with_port(endpoint: &str, default_port: u16) -> String {
+    let url = endpoint.contains("://") || endpoint.contains('/');
+    let has_port = endpoint
+        .rsplit_once(':')
+        .is_some_and(|(_, port)| !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()));
+    if url || has_port {
+        endpoint.to_owned()
+    } else {
+        format!("{endpoint}:{default_port}")
     }
 }
 

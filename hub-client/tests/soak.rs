@@ -1,11 +1,14 @@
 //! The chaos soak: devices on the
 //! emulator's IoT Hub, behind a relay that drops each connection at a random point and refuses
 //! reconnects for a while, half of them with tokens that expire during the run, while they send telemetry with message
-//! ids, receive cloud-to-device messages, follow desired patches and answer methods. Then the
-//! faults stop and the guarantees are checked: every accepted telemetry message reached the
-//! hub (duplicates only with the same id), every C2D message reached the application, every
-//! twin converged to the last desired version, every method call got an answer or a typed
-//! failure, and no task panicked.
+//! ids, receive cloud-to-device messages, follow desired patches and answer methods. The hub
+//! itself withholds some telemetry PUBACKs (the device must send those again after
+//! reconnecting) and delays others, and the emulator is restarted mid-run on the same ports
+//! and state. Then the faults stop and the guarantees are checked: every accepted telemetry
+//! message reached the hub (duplicates only with the same id), every C2D message reached the
+//! application, every twin converged to the last desired version, every method call got an
+//! answer or a typed failure, memory stayed bounded over the run's second half, and no task
+//! panicked.
 //!
 //! In CI it runs short (16 devices, 12 s of faults). A long run is the same test with its size
 //! from the environment, printing its figures:
@@ -20,7 +23,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{Kind, eventually, start};
-use dps_emulator::{CloudToDeviceMessage, HubEventKind, MethodInvocation};
+use dps_emulator::{CloudToDeviceMessage, HubEventKind, MethodInvocation, TelemetryAckFaults};
 use hub_client::{DesiredUpdate, Message, Renewal};
 use serde_json::json;
 use tokio::net::{TcpListener, TcpStream};
@@ -43,6 +46,31 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
 }
 
 const SETTLE: Duration = Duration::from_secs(60);
+/// How much the process (clients and emulator) may grow over the run's second half: generous,
+/// a leak of a few hundred bytes per message or connection exceeds it on a long run.
+const RSS_GROWTH_BOUND: u64 = 128 << 20;
+
+/// The hub's faults while the chaos lasts: one telemetry message in 11 has its PUBACK
+/// withheld (one per four devices, then delayed instead), delayed ones wait 400 ms.
+fn hub_chaos(n_devices: usize) -> TelemetryAckFaults {
+    TelemetryAckFaults {
+        withhold_telemetry_acks: u32::try_from(n_devices.div_ceil(4)).unwrap_or(u32::MAX),
+        delay_telemetry_acks: u32::MAX,
+        ack_delay_ms: 400,
+        one_in: 11,
+    }
+}
+
+/// The resident set of this process (clients and emulator), in bytes.
+fn rss() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    pages * 4096
+}
 /// The hub's queue-full error for cloud-to-device messages.
 const QUEUE_FULL: u32 = 403_004;
 
@@ -139,7 +167,7 @@ struct Seen {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chaos_soak_loses_nothing() {
     let (n_devices, chaos_for) = (devices(), chaos());
-    let env = start().await;
+    let mut env = start().await;
     let relay = ChaosRelay::start(env.addr(Kind::Mqtt), 0x9e37_79b9_7f4a_7c15).await;
     let mut clients = Vec::new();
     let seen: Vec<Arc<Mutex<Seen>>> = (0..n_devices).map(|_| Arc::default()).collect();
@@ -157,7 +185,9 @@ async fn chaos_soak_loses_nothing() {
         };
         let mut builder = env
             .builder_via(kind, endpoint, &id, &key)
-            .stream_capacity(4);
+            .stream_capacity(4)
+            // A withheld PUBACK is noticed within seconds: reconnect and send again.
+            .session_config(|c| c.ack_timeout(Duration::from_secs(2)));
         if d % 2 == 1 {
             // Tokens that expire during the run: renewed by reconnecting.
             builder = builder
@@ -221,7 +251,34 @@ async fn chaos_soak_loses_nothing() {
     let mut round = 0_u32;
     let mut rng = Rng(7);
     let (mut since, mut arrived) = (0, BTreeMap::new());
+    env.emu.set_telemetry_ack_faults(hub_chaos(n_devices));
+    let (mut restarted, mut rss_half, mut rss_peak) = (false, 0, 0);
+    let (mut withheld, mut delayed) = (0, 0);
     while started.elapsed() < chaos_for {
+        if !restarted && started.elapsed() >= chaos_for / 2 {
+            // Every PUBACK from now on is withheld, so whatever the feed shows after this read
+            // was never acknowledged and comes again to the restarted emulator.
+            env.emu.set_telemetry_ack_faults(TelemetryAckFaults {
+                withhold_telemetry_acks: u32::MAX,
+                ..TelemetryAckFaults::default()
+            });
+            collect(&env, &mut since, &mut arrived);
+            let counts = env.emu.telemetry_ack_fault_counts();
+            (withheld, delayed) = (counts.withheld_acks, counts.delayed_acks);
+            let common::Env { emu, hub } = env;
+            env = common::Env {
+                emu: emu.restart().await,
+                hub,
+            };
+            env.emu.set_telemetry_ack_faults(hub_chaos(n_devices));
+            // The feed lives in memory: the restarted one starts over.
+            since = 0;
+            restarted = true;
+            rss_half = rss();
+        }
+        if restarted {
+            rss_peak = rss_peak.max(rss());
+        }
         if round % 10 == 5 {
             relay.refusing.store(true, Ordering::SeqCst);
         } else if round % 10 == 7 {
@@ -266,6 +323,13 @@ async fn chaos_soak_loses_nothing() {
     }
 
     // Calm: no more faults; everything must arrive and converge.
+    let counts = env.emu.telemetry_ack_fault_counts();
+    (withheld, delayed) = (
+        withheld + counts.withheld_acks,
+        delayed + counts.delayed_acks,
+    );
+    env.emu
+        .set_telemetry_ack_faults(TelemetryAckFaults::default());
     relay.refusing.store(false, Ordering::SeqCst);
     relay.calm.store(true, Ordering::SeqCst);
     stop.store(true, Ordering::SeqCst);
@@ -287,7 +351,10 @@ async fn chaos_soak_loses_nothing() {
     }
     // The last sends finish (or fail); then read the rest of the feed.
     for sender in senders {
-        sender.await.expect("a telemetry task panicked");
+        tokio::time::timeout(SETTLE, sender)
+            .await
+            .expect("every send ends once the faults stop")
+            .expect("a telemetry task panicked");
     }
     collect(&env, &mut since, &mut arrived);
     // Duplicates only with the same id: every event names a message some device sent.
@@ -322,9 +389,25 @@ async fn chaos_soak_loses_nothing() {
     let drops = relay.drops.load(Ordering::Relaxed);
     let refused = relay.refused.load(Ordering::Relaxed);
     let c2d: usize = sent_c2d.values().map(BTreeSet::len).sum();
+    let duplicates: u32 = arrived.values().map(|n| n.saturating_sub(1)).sum();
+    let growth = rss_peak.saturating_sub(rss_half);
     println!(
-        "soak: {n_devices} devices, {accepted} telemetry accepted ({} events), {c2d} c2d, {round} desired rounds, methods {methods:?}, {drops} connections dropped, {refused} reconnects refused, lost 0",
-        arrived.values().sum::<u32>()
+        "soak: {n_devices} devices, {accepted} telemetry accepted ({} events, {duplicates} duplicates), {c2d} c2d, {round} desired rounds, methods {methods:?}, {drops} connections dropped, {refused} reconnects refused, {withheld} PUBACKs withheld, {delayed} delayed, 1 emulator restart, rss {} MiB at half time, peak {} MiB, lost 0",
+        arrived.values().sum::<u32>(),
+        rss_half >> 20,
+        rss_peak >> 20,
     );
     assert!(drops > 0, "no fault was injected");
+    assert!(restarted, "the emulator was not restarted");
+    assert!(
+        withheld > 0 && delayed > 0,
+        "no PUBACK was withheld or delayed"
+    );
+    // A withheld PUBACK is only ever answered by a redelivery: the message arrives twice.
+    assert!(duplicates > 0, "no withheld message was sent again");
+    assert!(
+        growth < RSS_GROWTH_BOUND,
+        "memory grew by {} MiB over the run's second half",
+        growth >> 20
+    );
 }

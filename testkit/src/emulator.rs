@@ -23,6 +23,8 @@ use crate::pki::{self, Leaf};
 /// the emulator stops).
 pub struct TestEmulator {
     emulator: Emulator,
+    /// What it was started with, for [`restart`](Self::restart).
+    config: EmulatorConfig,
     _dir: TempDir,
 }
 
@@ -52,10 +54,35 @@ impl TestEmulator {
     pub async fn start_with(adjust: impl FnOnce(EmulatorConfig) -> EmulatorConfig) -> Self {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let config = adjust(EmulatorConfig::new(dir.path()));
-        let emulator = Emulator::start(config).await.expect("the emulator starts");
+        let emulator = Emulator::start(config.clone())
+            .await
+            .expect("the emulator starts");
         Self {
             emulator,
+            config,
             _dir: dir,
+        }
+    }
+
+    /// Stops the emulator (closing every connection and writing its state) and starts it
+    /// again on the same ports with the same data directory, as after a process restart.
+    /// What lives only in memory starts afresh: the events feed, injected faults.
+    pub async fn restart(self) -> Self {
+        let Self {
+            emulator,
+            mut config,
+            _dir,
+        } = self;
+        config.mqtt_port = emulator.mqtt_addr().port();
+        config.https_port = emulator.https_addr().port();
+        emulator.shutdown().await;
+        let emulator = Emulator::start(config.clone())
+            .await
+            .expect("the emulator restarts on its ports");
+        Self {
+            emulator,
+            config,
+            _dir,
         }
     }
 

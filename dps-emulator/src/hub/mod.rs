@@ -18,6 +18,7 @@
 //! The same operations are methods of [`Emulator`](crate::Emulator) (`create_device`,
 //! `update_twin`, `invoke_method`, `send_c2d`, `hub_events`, ...).
 
+pub(crate) mod ack_faults;
 pub(crate) mod announce;
 pub(crate) mod device;
 pub(crate) mod events;
@@ -30,6 +31,7 @@ pub(crate) mod runtime;
 pub(crate) mod service;
 pub(crate) mod twin_document;
 
+pub use ack_faults::{TelemetryAckCounts, TelemetryAckFaults};
 pub use device::files::FileUploadNotification;
 pub(crate) use device::files::{FileUploadApi, files_api};
 pub use events::{EVENT_FEED_CAPACITY, HubEvent, HubEventKind};

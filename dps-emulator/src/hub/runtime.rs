@@ -7,6 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use rustls_pki_types::CertificateDer;
 
 use crate::certificates::CaIssuer;
+use crate::hub::ack_faults::AckFaultState;
 use crate::hub::device::credentials::CredentialRequests;
 use crate::hub::events::EventFeed;
 use crate::hub::faults::HubFaultTable;
@@ -38,6 +39,8 @@ pub(crate) struct HubRuntime {
     issuer: OnceLock<Arc<CaIssuer>>,
     /// Certificate requests in progress, by identity (#12).
     pub(crate) credential_requests: CredentialRequests,
+    /// Telemetry acknowledgement faults (#11).
+    pub(crate) ack_faults: std::sync::Mutex<AckFaultState>,
 }
 
 impl HubRuntime {
@@ -58,6 +61,7 @@ impl HubRuntime {
             faults: HubFaultTable::default(),
             issuer: OnceLock::new(),
             credential_requests: CredentialRequests::default(),
+            ack_faults: std::sync::Mutex::default(),
         })
     }
 

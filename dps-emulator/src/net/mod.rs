@@ -23,7 +23,7 @@ pub use self::listener::{
 };
 pub use self::mqtt::{
     Close, CloseReason, ConnectRequest, ConnectReturnCode, ListenerTransport, MqttHandler,
-    MqttSession, Outbox, OutboxError, Outgoing, QoS, SubscribeOutcome,
+    MqttSession, Outbox, OutboxError, Outgoing, PublishAck, QoS, SubscribeOutcome,
 };
 pub use self::websocket::WEBSOCKET_PATH;
 

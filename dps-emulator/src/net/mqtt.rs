@@ -130,6 +130,25 @@ pub enum Outgoing {
     },
     /// Close the connection after everything queued before it has been written.
     Close,
+    /// Send the PUBACK of the client's QoS 1 message `pkid` (one the session chose to
+    /// acknowledge late, [`PublishAck::After`]).
+    PubAck {
+        /// The client's packet id.
+        pkid: u16,
+    },
+}
+
+/// When the frame acknowledges a client's QoS 1 PUBLISH the session accepted (fault injection:
+/// the hub's withheld and delayed PUBACKs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PublishAck {
+    /// At once (what every server does).
+    Now,
+    /// Never: the client sends the message again on a later connection.
+    Withhold,
+    /// After this long, without holding up the connection meanwhile.
+    After(std::time::Duration),
 }
 
 /// The outbox is closed: the connection has ended.
@@ -214,6 +233,12 @@ impl Outbox {
     pub fn close(&self) {
         // Already closed is fine: the goal is reached either way.
         let _ = self.tx.send(Outgoing::Close);
+    }
+
+    /// Queues the PUBACK of the client's QoS 1 message `pkid` (see [`PublishAck::After`]).
+    pub(crate) fn puback(&self, pkid: u16) {
+        // A closed connection loses it: the client sends the message again.
+        let _ = self.tx.send(Outgoing::PubAck { pkid });
     }
 
     /// Whether the connection has ended.
@@ -308,6 +333,12 @@ pub trait MqttSession: Send {
         qos: QoS,
         retain: bool,
     ) -> Result<(), Close>;
+
+    /// When to acknowledge the QoS 1 PUBLISH just accepted by [`publish`](Self::publish)
+    /// (default: at once). `topic` is the message's topic.
+    fn publish_ack(&mut self, _topic: &str) -> PublishAck {
+        PublishAck::Now
+    }
 
     /// The client acknowledged the QoS 1 message that [`Outbox::publish`] numbered `pkid`.
     async fn puback(&mut self, _pkid: u16) {}

@@ -20,7 +20,7 @@ use tokio::time::Instant;
 use super::gate::Unauthenticated;
 use super::mqtt::{
     CloseReason, ConnectRequest, ConnectReturnCode, ListenerTransport, MqttHandler, MqttSession,
-    Outbox, Outgoing, QoS, SubscribeOutcome,
+    Outbox, Outgoing, PublishAck, QoS, SubscribeOutcome,
 };
 use super::packet_io::PacketIo;
 use super::wait_shutdown;
@@ -358,6 +358,7 @@ impl<T: PacketIo> Connection<T> {
                 self.send(&Packet::Publish(publish)).await
             }
             Outgoing::Close => Err(CloseReason::ClosedByServer),
+            Outgoing::PubAck { pkid } => self.send(&Packet::PubAck(PubAck::new(pkid))).await,
         }
     }
 
@@ -370,14 +371,30 @@ impl<T: PacketIo> Connection<T> {
                     // A retransmission of a message already delivered: acknowledge only.
                     return self.send(&Packet::PubRec(PubRec::new(pkid))).await;
                 }
+                // Asked after the message is handled: an acknowledgement decided before a
+                // fault was set never covers a message handled after it.
+                let topic = (qos == QoS::AtLeastOnce).then(|| publish.topic.clone());
                 self.session
                     .publish(publish.topic, publish.payload, qos, publish.retain)
                     .await
                     .map_err(|_| CloseReason::ClosedByServer)?;
-                match qos {
-                    QoS::AtMostOnce => Ok(()),
-                    QoS::AtLeastOnce => self.send(&Packet::PubAck(PubAck::new(pkid))).await,
-                    QoS::ExactlyOnce => {
+                let ack = match topic {
+                    Some(topic) => self.session.publish_ack(&topic),
+                    None => PublishAck::Now,
+                };
+                match (qos, ack) {
+                    (QoS::AtMostOnce, _) => Ok(()),
+                    (QoS::AtLeastOnce, PublishAck::Withhold) => Ok(()),
+                    (QoS::AtLeastOnce, PublishAck::After(delay)) => {
+                        let outbox = self.outbox.clone();
+                        tokio::spawn(async move {
+                            tokio::time::sleep(delay).await;
+                            outbox.puback(pkid);
+                        });
+                        Ok(())
+                    }
+                    (QoS::AtLeastOnce, _) => self.send(&Packet::PubAck(PubAck::new(pkid))).await,
+                    (QoS::ExactlyOnce, _) => {
                         self.incoming_qos2.insert(pkid);
                         self.send(&Packet::PubRec(PubRec::new(pkid))).await
                     }

@@ -22,6 +22,11 @@ const READ_CHUNK: usize = 16 * 1024;
 /// connections, and 16 KiB each is most of their memory. Reads that fill it grow it again.
 const IDLE_READ: usize = 1024;
 
+/// How many received messages wait for the application in the connection's channel. Beyond
+/// that the task holds what it has already read and stops reading the stream, so TCP pushes
+/// back on the server instead of the messages piling up in memory.
+pub(super) const INCOMING_CAPACITY: usize = 32;
+
 /// What a SUBACK grants, filter by filter.
 type Granted = Vec<Option<QoS>>;
 
@@ -34,7 +39,10 @@ pub(super) struct Driver<S> {
     streaming: bool,
     wbuf: BytesMut,
     commands: mpsc::UnboundedReceiver<Box<Command>>,
-    incoming: mpsc::UnboundedSender<Box<Incoming>>,
+    incoming: mpsc::Sender<Box<Incoming>>,
+    /// Messages already read that found the channel full, in order. While any is held the
+    /// stream is not read; what is held is bounded by one read buffer.
+    held: VecDeque<Box<Incoming>>,
     guard: oneshot::Receiver<()>,
     shared: Arc<Shared>,
     keep_alive: Option<Duration>,
@@ -84,7 +92,7 @@ where
         stream: S,
         rbuf: BytesMut,
         commands: mpsc::UnboundedReceiver<Box<Command>>,
-        incoming: mpsc::UnboundedSender<Box<Incoming>>,
+        incoming: mpsc::Sender<Box<Incoming>>,
         guard: oneshot::Receiver<()>,
         shared: Arc<Shared>,
         keep_alive: Option<Duration>,
@@ -99,6 +107,7 @@ where
             wbuf: BytesMut::with_capacity(4096),
             commands,
             incoming,
+            held: VecDeque::new(),
             guard,
             shared,
             keep_alive,
@@ -146,10 +155,22 @@ where
                 });
             }
             let room = self.rbuf.capacity() - self.rbuf.len();
+            // While the application lets messages wait, the stream is left unread: what
+            // follows (acknowledgements of our own publishes included, as TCP keeps order)
+            // waits in the socket and the server's send buffer until it reads again.
+            let reading = self.held.is_empty();
             // Unbiased: reading, writing and new commands all make progress under load.
             tokio::select! {
                 _ = &mut self.guard => return self.close_gracefully().await,
-                read = self.read.read_buf(&mut self.rbuf) => match read {
+                open = has_room(&self.incoming), if !reading => {
+                    if open {
+                        self.pass_held();
+                    } else {
+                        // Nobody receives any more; the guard ends the task.
+                        self.held.clear();
+                    }
+                },
+                read = self.read.read_buf(&mut self.rbuf), if reading => match read {
                     Ok(0) => return CloseReason::ClosedByPeer,
                     Ok(n) => {
                         self.last_received = Instant::now();
@@ -198,13 +219,36 @@ where
         }
     }
 
-    /// When the keep-alive next needs attention.
+    /// Hands held messages to the channel while it has room; once none is held, reading
+    /// resumes with a fresh keep-alive window (the server's packets waited unread, not absent).
+    fn pass_held(&mut self) {
+        while let Some(message) = self.held.pop_front() {
+            match self.incoming.try_send(message) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(message)) => {
+                    self.held.push_front(message);
+                    return;
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => {
+                    self.held.clear();
+                    return;
+                }
+            }
+        }
+        self.last_received = Instant::now();
+    }
+
+    /// When the keep-alive next needs attention. While reading is paused only the pings are
+    /// timed: the server's silence cannot be judged from a stream this side does not read.
     fn next_timer(&self) -> Option<Instant> {
         let keep_alive = self.keep_alive?;
         let mut ping_due = self.last_sent + keep_alive;
         if !self.ping_outstanding {
             // Probe a silent server in time for its answer to beat the deadline.
             ping_due = ping_due.min(self.last_received + keep_alive);
+        }
+        if !self.held.is_empty() {
+            return Some(ping_due);
         }
         Some(ping_due.min(self.dead_at(keep_alive)))
     }
@@ -216,7 +260,7 @@ where
     fn on_timer(&mut self) -> Option<CloseReason> {
         let keep_alive = self.keep_alive?;
         let now = Instant::now();
-        if now >= self.dead_at(keep_alive) {
+        if self.held.is_empty() && now >= self.dead_at(keep_alive) {
             return Some(CloseReason::KeepAliveTimeout);
         }
         let due_by_sent = now >= self.last_sent + keep_alive;
@@ -235,6 +279,12 @@ where
             match v4::Packet::read(&mut self.rbuf, MAX_INCOMING_PACKET) {
                 Ok(packet) => self.handle_packet(packet)?,
                 Err(mqttbytes::Error::InsufficientBytes(_)) => return Ok(()),
+                Err(mqttbytes::Error::PayloadSizeLimitExceeded(size)) => {
+                    return Err(CloseReason::TooLarge {
+                        size,
+                        limit: MAX_INCOMING_PACKET,
+                    });
+                }
                 Err(e) => {
                     return Err(CloseReason::ProtocolError(format!(
                         "malformed packet from the server: {e}"
@@ -254,16 +304,27 @@ where
                     ));
                 }
                 tracing::trace!(topic = %publish.topic, qos = ?qos, len = publish.payload.len(), "mqtt publish received");
-                // A dropped connection handle means nobody listens; the guard ends us soon.
                 // No PUBACK here: the receiver acknowledges when the message counts as
                 // delivered (`Command::Ack`), so an unread message is redelivered, not lost.
-                let _ = self.incoming.send(Box::new(Incoming::Publish {
+                let message = Box::new(Incoming::Publish {
                     topic: publish.topic,
                     payload: publish.payload,
                     packet_id: (qos == QoS::AtLeastOnce).then_some(publish.pkid),
                     qos,
                     retain: publish.retain,
-                }));
+                });
+                if !self.held.is_empty() {
+                    self.held.push_back(message);
+                    return Ok(());
+                }
+                match self.incoming.try_send(message) {
+                    Ok(()) => {}
+                    // Kept, and the rest of the buffer still parsed: acknowledgements already
+                    // read are handled now; the stream is read again once the channel drains.
+                    Err(mpsc::error::TrySendError::Full(message)) => self.held.push_back(message),
+                    // A dropped connection handle means nobody listens; the guard ends us soon.
+                    Err(mpsc::error::TrySendError::Closed(_)) => {}
+                }
             }
             v4::Packet::PubAck(ack) => match self.publishes.remove(&ack.pkid) {
                 Some(done) => {
@@ -510,6 +571,12 @@ fn network(error: &std::io::Error) -> CloseReason {
         kind: error.kind(),
         message: error.to_string(),
     }
+}
+
+/// Waits until `channel` has room (`true`) or is closed (`false`). The slot is released again
+/// at once: this task is the channel's only sender, so nothing else can take it.
+async fn has_room<T>(channel: &mpsc::Sender<T>) -> bool {
+    channel.reserve().await.is_ok()
 }
 
 async fn sleep_until(deadline: Option<Instant>) {

@@ -8,7 +8,7 @@ use rumqttc::mqttbytes::{self, v4};
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use tokio::sync::{mpsc, oneshot};
 
-use super::driver::Driver;
+use super::driver::{Driver, INCOMING_CAPACITY};
 use super::{MqttConnection, MqttSender, Shared};
 use crate::error::TransportError;
 use crate::options::ConnectOptions;
@@ -70,6 +70,12 @@ impl MqttConnection {
                     )));
                 }
                 Err(mqttbytes::Error::InsufficientBytes(_)) => {}
+                Err(mqttbytes::Error::PayloadSizeLimitExceeded(size)) => {
+                    return Err(TransportError::TooLarge {
+                        size,
+                        limit: MAX_INCOMING_PACKET,
+                    });
+                }
                 Err(mqttbytes::Error::InvalidConnectReturnCode(code)) => {
                     return Err(TransportError::Refused { code });
                 }
@@ -96,7 +102,7 @@ impl MqttConnection {
 
         let shared = Arc::new(Shared::default());
         let (commands_tx, commands) = mpsc::unbounded_channel();
-        let (incoming_tx, incoming) = mpsc::unbounded_channel();
+        let (incoming_tx, incoming) = mpsc::channel(INCOMING_CAPACITY);
         let (guard, guard_rx) = oneshot::channel();
         let keep_alive = (keep_alive > 0).then(|| Duration::from_secs(u64::from(keep_alive)));
         let driver = Driver::new(

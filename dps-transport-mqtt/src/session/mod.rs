@@ -2,8 +2,15 @@
 //!
 //! A spawned task owns the stream: it reads and writes packets (rumqttc's codec), sends
 //! PINGREQ when the connection is idle for the keep-alive, closes the connection when nothing
-//! arrives for 1.5 × the keep-alive, acknowledges QoS 1 messages once handed over, and ends
-//! (sending DISCONNECT) when the [`MqttConnection`] is dropped.
+//! arrives for 1.5 × the keep-alive, acknowledges QoS 1 messages when the receiver asks, and
+//! ends (sending DISCONNECT) when the [`MqttConnection`] is dropped.
+//!
+//! Received messages wait in a bounded channel (32). When the receiver lets it fill, the task
+//! keeps what it has already read (one read buffer at most), handles the acknowledgements
+//! among it, and stops reading the stream: the server's writes stall on TCP instead of the
+//! messages piling up here. Sending, PINGREQs and PUBACKs go on; what the server sent behind
+//! the unread messages (PUBACKs, SUBACKs, PINGRESPs) waits with them, since TCP keeps order,
+//! and the dead-server check is suspended until reading resumes.
 
 mod driver;
 mod handshake;
@@ -98,6 +105,14 @@ pub enum CloseReason {
     ProtocolError(String),
     /// This client disconnected (or dropped the connection).
     ClosedByClient,
+    /// The server sent a packet larger than this client accepts; the connection was closed as
+    /// soon as the packet's header announced it, before buffering its body.
+    TooLarge {
+        /// The packet's size (its MQTT remaining length), in bytes.
+        size: usize,
+        /// The largest packet accepted, in bytes.
+        limit: usize,
+    },
 }
 
 impl fmt::Display for CloseReason {
@@ -108,6 +123,10 @@ impl fmt::Display for CloseReason {
             Self::KeepAliveTimeout => f.write_str("keep-alive timeout"),
             Self::ProtocolError(message) => write!(f, "protocol error: {message}"),
             Self::ClosedByClient => f.write_str("closed by the client"),
+            Self::TooLarge { size, limit } => write!(
+                f,
+                "the server sent a packet of {size} bytes, over the limit of {limit} bytes"
+            ),
         }
     }
 }
@@ -295,7 +314,7 @@ impl MqttSender {
 /// outstanding operation of its [senders](Self::sender); nothing is left running.
 pub struct MqttConnection {
     sender: MqttSender,
-    incoming: mpsc::UnboundedReceiver<Box<Incoming>>,
+    incoming: mpsc::Receiver<Box<Incoming>>,
     session_present: bool,
     shared: Arc<Shared>,
     /// Dropped to tell the task to close.
@@ -360,8 +379,10 @@ impl MqttConnection {
     }
 
     /// The next message from the server; `None` once the connection has closed (then
-    /// [`close_reason`](Self::close_reason) says why). Messages are queued until received, so
-    /// call this regularly.
+    /// [`close_reason`](Self::close_reason) says why). Up to 32 messages wait here; beyond
+    /// that the connection is not read until this is called (the server is pushed back by
+    /// TCP), so acknowledgements of this side's publishes and subscribes wait too: keep
+    /// receiving while waiting for them.
     pub async fn recv(&mut self) -> Option<Incoming> {
         self.incoming.recv().await.map(|incoming| *incoming)
     }

@@ -28,8 +28,12 @@ pub enum Event {
 }
 
 /// Echoes each publish on `echo/{topic}` with the same QoS. Topic `close-me` closes the
-/// connection (no PUBACK); filters starting with `forbidden` are refused; filters starting
+/// connection (no PUBACK); topic `big` is answered on `echo/big` with [`BIG_PAYLOAD`] bytes,
+/// over the client's 1 MiB packet limit; filters starting with `forbidden` are refused; filters starting
 /// with `slow` are never answered (the session stalls).
+/// The payload size of the answer to topic `big`: past the client's 1 MiB packet limit.
+pub const BIG_PAYLOAD: usize = (1 << 20) + 1;
+
 struct EchoHandler {
     events: mpsc::UnboundedSender<Event>,
 }
@@ -91,6 +95,14 @@ impl MqttSession for EchoSession {
     ) -> Result<(), Close> {
         if topic == "close-me" {
             return Err(Close);
+        }
+        if topic == "big" {
+            let big = Bytes::from(vec![b'x'; BIG_PAYLOAD]);
+            return self
+                .outbox
+                .publish("echo/big".to_owned(), big, qos)
+                .map(drop)
+                .map_err(|_| Close);
         }
         self.outbox
             .publish(format!("echo/{topic}"), payload, qos)

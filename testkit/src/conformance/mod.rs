@@ -41,6 +41,7 @@ macro_rules! conformance_suite {
             echo_round_trip_and_concurrent_senders,
             incoming_publishes_are_acknowledged_only_on_request,
             outstanding_operations_fail_when_the_connection_dies,
+            an_oversized_packet_closes_as_too_large,
             subscribe_times_out,
             a_silent_server_is_detected_by_keep_alive,
             connect_times_out_in_the_tls_stage,

@@ -7,7 +7,7 @@ use std::time::Duration;
 use dps_transport_mqtt::{CloseReason, QoS, TimeoutStage, Transport, TransportError};
 
 use super::STEP;
-use super::echo::{EchoServer, Event};
+use super::echo::{BIG_PAYLOAD, EchoServer, Event};
 use super::harness::*;
 use super::silent;
 use crate::pki::Ca;
@@ -192,6 +192,34 @@ pub async fn outstanding_operations_fail_when_the_connection_dies(setup: Setup) 
         .unwrap_err();
     assert_eq!(error, TransportError::ConnectionClosed);
     server.closed("dev-die").await;
+    server.servers.shutdown().await;
+}
+
+/// Case: a packet over the 1 MiB limit closes the connection with a typed reason naming its
+/// size and the limit, not as a network failure.
+pub async fn an_oversized_packet_closes_as_too_large(setup: Setup) {
+    let server = EchoServer::start().await;
+    let mut connection = connect(&setup, &echo_options(&setup, &server, "dev-big")).await;
+    connection
+        .subscribe(&[("echo/#", QoS::AtLeastOnce)])
+        .await
+        .unwrap();
+    // The answer may beat the PUBACK: either way the publish ends, and the connection with it.
+    let _ = tokio::time::timeout(STEP, connection.publish("big", "x", QoS::AtLeastOnce)).await;
+    assert_eq!(
+        tokio::time::timeout(STEP, connection.recv()).await.unwrap(),
+        None,
+        "the oversized message is never delivered"
+    );
+    match connection.close_reason() {
+        Some(CloseReason::TooLarge { size, limit }) => {
+            assert_eq!(limit, 1 << 20);
+            assert!(size > BIG_PAYLOAD && size > limit, "{size}");
+            let text = CloseReason::TooLarge { size, limit }.to_string();
+            assert!(text.contains("over the limit of 1048576 bytes"), "{text}");
+        }
+        other => panic!("expected TooLarge, got {other:?}"),
+    }
     server.servers.shutdown().await;
 }
 

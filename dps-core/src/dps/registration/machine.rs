@@ -575,10 +575,16 @@ impl Machine for Registration {
     }
 
     /// The connection dropped. The request in flight, if any, is abandoned and repeated after
-    /// reconnecting.
-    fn handle_disconnected(&mut self, now: Timestamp, _loss: ConnectionLoss) {
+    /// reconnecting; a response too large to receive ends the registration, since asking
+    /// again brings the same response.
+    fn handle_disconnected(&mut self, now: Timestamp, loss: ConnectionLoss) {
         let now = self.timers.advance(now);
         if self.finished || self.conn == Conn::Down {
+            return;
+        }
+        if let ConnectionLoss::TooLarge { size, limit } = loss {
+            self.conn = Conn::Down;
+            self.finish(Err(RegistrationError::ResponseTooLarge { size, limit }));
             return;
         }
         self.conn_lost(now, RetryReason::ConnectionLost);

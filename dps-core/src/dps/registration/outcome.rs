@@ -164,6 +164,18 @@ pub enum RegistrationError {
         /// How the last one failed.
         last: ConnectFailure,
     },
+    /// The service sent a response larger than the transport accepts (the transport closed the
+    /// connection instead of buffering it). The same response would come again, so the
+    /// registration ends: check what the enrollment returns (a custom allocation payload).
+    #[error(
+        "the service sent a response of {size} bytes, over the limit of {limit} bytes this client accepts"
+    )]
+    ResponseTooLarge {
+        /// The response packet's size (its MQTT remaining length), in bytes.
+        size: usize,
+        /// The largest packet the transport accepts, in bytes.
+        limit: usize,
+    },
     /// The deadline passed without an answer. `last_problem` says what was happening.
     #[error("registration deadline exceeded")]
     Timeout {

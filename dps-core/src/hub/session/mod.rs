@@ -652,7 +652,9 @@ impl Machine for HubSession {
         let expired = self.token_expires_at.is_some_and(|at| now >= at);
         let reason = match loss {
             _ if expired => DisconnectReason::TokenExpired,
-            ConnectionLoss::Network => DisconnectReason::Network,
+            // An oversized message is redelivered by the hub: a protocol failure, retried as
+            // one (the hub itself never sends more than 256 KiB).
+            ConnectionLoss::Network | ConnectionLoss::TooLarge { .. } => DisconnectReason::Network,
             ConnectionLoss::ClosedByService => DisconnectReason::ClosedByService,
         };
         self.lost(now, reason);

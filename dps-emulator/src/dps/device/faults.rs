@@ -24,9 +24,16 @@ pub struct Faults {
     pub wrong_rid_responses: u32,
     /// Send the next N responses with a truncated JSON body.
     pub malformed_responses: u32,
+    /// Pad the next N responses with trailing whitespace (still valid JSON) to
+    /// [`OVERSIZED_RESPONSE_BYTES`], over the 1 MiB a client accepts.
+    pub oversized_responses: u32,
     /// Close each connection after it has sent this many PUBLISH packets.
     pub close_after_publishes: Option<u32>,
 }
+
+/// The body size of an oversized response: past the 1 MiB packet limit of this project's
+/// client (and of most MQTT clients' defaults), so a client's handling of it can be tested.
+pub const OVERSIZED_RESPONSE_BYTES: usize = (1 << 20) + 4096;
 
 /// Error answers for the next `count` requests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -61,6 +68,7 @@ pub(crate) struct ResponsePlan {
     pub(crate) duplicate: bool,
     pub(crate) wrong_rid: bool,
     pub(crate) malformed: bool,
+    pub(crate) oversized: bool,
 }
 
 /// The live fault state: the plan plus the rate limiter's window.
@@ -108,6 +116,7 @@ impl FaultState {
             duplicate: take(&mut f.duplicate_responses),
             wrong_rid: take(&mut f.wrong_rid_responses),
             malformed: take(&mut f.malformed_responses),
+            oversized: take(&mut f.oversized_responses),
         }
     }
 }

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use dps_core::dps::topic::ResponseTopic;
 
 use super::auth::{self, DpsIdentity, Refusal};
-use super::faults::{FaultState, Faults, ResponsePlan};
+use super::faults::{FaultState, Faults, OVERSIZED_RESPONSE_BYTES, ResponsePlan};
 use super::registrar::Registrar;
 use super::reply::Reply;
 use crate::config::Behaviour;
@@ -365,6 +365,10 @@ impl DpsSession {
         };
         let body = if plan.malformed {
             Bytes::copy_from_slice(&reply.body[..reply.body.len() / 2])
+        } else if plan.oversized {
+            let mut padded = reply.body.clone();
+            padded.resize(padded.len().max(OVERSIZED_RESPONSE_BYTES), b' ');
+            Bytes::from(padded)
         } else {
             Bytes::from(reply.body.clone())
         };

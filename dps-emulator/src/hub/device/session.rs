@@ -1,7 +1,7 @@
 //! One hub device (or module) connection: documented subscriptions only, telemetry, twin
 //! requests and method answers; anything undocumented closes the connection, as the hub does.
 
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -18,7 +18,7 @@ use crate::hub::device::telemetry;
 use crate::hub::live::{IdentityKey, Subscriptions};
 use crate::hub::methods::{MethodResult, answer_payload};
 use crate::hub::runtime::HubRuntime;
-use crate::net::{Close, CloseReason, MqttSession, QoS, SubscribeOutcome};
+use crate::net::{Close, CloseReason, MqttSession, PublishAck, QoS, SubscribeOutcome};
 use crate::util::time;
 
 /// The documented subscriptions.
@@ -256,6 +256,18 @@ impl MqttSession for HubDeviceSession {
                 }
             });
         Ok(())
+    }
+
+    /// Telemetry may have its PUBACK withheld or delayed by an injected fault (#11).
+    fn publish_ack(&mut self, topic: &str) -> PublishAck {
+        if parse_telemetry_topic(topic).is_err() {
+            return PublishAck::Now;
+        }
+        self.runtime
+            .ack_faults
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .plan_telemetry_ack()
     }
 
     async fn publish(
