@@ -204,7 +204,7 @@ async fn publish(
     qos: WireQoS,
 ) -> (PublishId, Result<(), TransportError>) {
     match sender {
-        Some(sender) => (id, sender.publish(&topic, payload, qos).await),
+        Some(sender) => (id, sender.publish_owned(topic, payload, qos).await),
         None => (id, Err(TransportError::ConnectionClosed)),
     }
 }

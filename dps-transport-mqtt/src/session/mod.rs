@@ -188,6 +188,20 @@ impl MqttSender {
         payload: impl Into<Bytes>,
         qos: QoS,
     ) -> Result<(), TransportError> {
+        self.publish_owned(topic.to_owned(), payload, qos).await
+    }
+
+    /// [`publish`](Self::publish) with a topic the caller already owns: the session task
+    /// takes it as it is instead of a copy (#16: one allocation less per message).
+    ///
+    /// # Errors
+    /// As [`publish`](Self::publish).
+    pub async fn publish_owned(
+        &self,
+        topic: String,
+        payload: impl Into<Bytes>,
+        qos: QoS,
+    ) -> Result<(), TransportError> {
         if qos == QoS::ExactlyOnce {
             return Err(TransportError::Unsupported("qos 2"));
         }
@@ -196,7 +210,7 @@ impl MqttSender {
         }
         let (done, reply) = oneshot::channel();
         self.send(Command::Publish {
-            topic: topic.to_owned(),
+            topic,
             payload: payload.into(),
             qos,
             done,
