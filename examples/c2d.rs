@@ -23,7 +23,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     )
     .await?;
     let hub = builder.connect().await?;
-    let mut messages = hub.c2d_messages();
+    let mut messages = hub.c2d_messages()?;
 
     let expected = if let Some(emulator) = &target.emulator {
         for (i, color) in ["red", "green", "dark blue"].into_iter().enumerate() {

@@ -25,7 +25,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     )
     .await?;
     let hub = builder.connect().await?;
-    let mut requests = hub.method_requests();
+    let mut requests = hub.method_requests()?;
 
     // The device side: answer whatever comes.
     let device = tokio::spawn(async move {

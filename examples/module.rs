@@ -31,7 +31,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         module.module_id().unwrap_or("?"),
         module.device_id()
     );
-    let mut inputs = module.inputs();
+    let mut inputs = module.inputs()?;
 
     module
         .send(Message::json(&serde_json::json!({ "temperature": 41.2 }))?.output("alerts"))

@@ -157,7 +157,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
 /// Applies every writable property and acknowledges it.
 async fn serve_writable(hub: Arc<HubClient>, thermostats: Thermostats) {
-    let mut updates = hub.desired_patches();
+    let mut updates = match hub.desired_patches() {
+        Ok(stream) => stream,
+        Err(error) => {
+            eprintln!("{error}");
+            return;
+        }
+    };
     while let Some(update) = updates.recv().await {
         let mut patch = ReportedPatch::new();
         for property in update.writable_properties(&COMPONENTS) {
@@ -202,7 +208,13 @@ async fn serve_writable(hub: Arc<HubClient>, thermostats: Thermostats) {
 
 /// Answers the model's commands.
 async fn serve_commands(hub: Arc<HubClient>, thermostats: Thermostats) {
-    let mut requests = hub.method_requests();
+    let mut requests = match hub.method_requests() {
+        Ok(stream) => stream,
+        Err(error) => {
+            eprintln!("{error}");
+            return;
+        }
+    };
     while let Some(request) = requests.recv().await {
         let thermostat = request.component().and_then(|c| {
             let all = thermostats.lock().unwrap_or_else(PoisonError::into_inner);

@@ -23,18 +23,22 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let target = common::Target::from_env_or_emulator().await?;
     let group = GroupKey::from_base64(&target.group_key("fleet").await?)?;
 
+    // The fleet template: endpoint, trust roots and deadline configured once; each device gets
+    // a client stamped from it with its own registration id and derived key.
+    let template = ProvisioningClient::template(&target.id_scope)
+        .endpoint(&target.endpoint)
+        .tls(target.tls.clone())
+        .deadline(target.deadline());
+
     let started = Instant::now();
     let mut latencies = Vec::with_capacity(devices);
     let mut failures = Vec::new();
     let mut results = futures_util::stream::iter(0..devices)
         .map(|n| {
             let registration_id = format!("fleet-device-{n:05}");
-            let client = group.derive(&registration_id).map(|key| {
-                ProvisioningClient::new(&target.id_scope, &registration_id, key)
-                    .endpoint(&target.endpoint)
-                    .tls(target.tls.clone())
-                    .deadline(target.deadline())
-            });
+            let client = group
+                .derive(&registration_id)
+                .map(|key| template.for_device(&registration_id, key));
             async move {
                 let began = Instant::now();
                 let outcome = match client {

@@ -29,7 +29,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("connected to {} as {}", target.hub, hub.device_id());
 
     // Connection changes arrive as a stream with typed reasons.
-    let mut states = hub.connection_states();
+    let mut states = hub.connection_states()?;
     tokio::spawn(async move {
         while let Some(state) = states.recv().await {
             if !matches!(state, ConnectionState::Connected) {

@@ -24,7 +24,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     )
     .await?;
     let hub = builder.connect().await?;
-    let mut desired = hub.desired_patches();
+    let mut desired = hub.desired_patches()?;
 
     let twin = hub.get_twin().await?;
     println!("desired: {}", twin.desired);

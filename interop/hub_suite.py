@@ -8,7 +8,8 @@ Device side: azure-iot-device 2.14 (IoTHubDeviceClient) over MQTT (8883) and MQT
 with properties, twin get / reported patch / desired patch, direct methods, cloud-to-device
 messages; a disabled device and a wrong key are refused; an X.509 device of an enrollment group
 connects with its certificate. Service side: azure-iot-hub 2.7 (IoTHubRegistryManager) for the
-identity registry, twin updates and direct methods; the emulator-only REST endpoints for the
+identity registry (with bulk operations and the twin query), import and export jobs through
+Azurite (IoTHubJobManager), twin updates and direct methods; the emulator-only REST endpoints for the
 events feed and for sending cloud-to-device messages (the SDK sends those over AMQP, which the
 emulator does not speak). File upload: the device SDK's get_storage_info_for_blob and
 notify_blob_upload_status with azure-storage-blob uploading to the emulator's blob endpoint.
@@ -343,6 +344,117 @@ def service_sdk_drives_registry_twin_and_methods(emu, work):
         raise AssertionError("the device is still there")
     except HttpOperationError as e:
         assert e.response.status_code == 404, e.response.status_code
+
+
+@case
+def service_sdk_bulk_operations_and_query(emu, work):
+    """#15: bulk create / update / delete with per-device errors, list with top, and the twin
+    query with continuation tokens, through IoTHubRegistryManager."""
+    from azure.iot.hub import IoTHubRegistryManager
+    from azure.iot.hub.models import (
+        AuthenticationMechanism,
+        ExportImportDevice,
+        QuerySpecification,
+        SymmetricKey,
+        Twin,
+    )
+
+    registry = IoTHubRegistryManager.from_connection_string(emu.info["hubConnectionString"])
+    ids = [f"bulk-sdk-{i}" for i in range(5)]
+    key = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
+    sas = AuthenticationMechanism(
+        type="sas", symmetric_key=SymmetricKey(primary_key=key, secondary_key=key)
+    )
+    result = registry.bulk_create_or_update_devices(
+        [ExportImportDevice(id=i, import_mode="create", authentication=sas) for i in ids]
+    )
+    assert result.is_successful and not result.errors, result.errors
+    assert registry.get_device(ids[0]).authentication.symmetric_key.primary_key == key
+
+    # One duplicate and one stale etag fail alone; the delete goes through.
+    result = registry.bulk_create_or_update_devices(
+        [
+            ExportImportDevice(id=ids[0], import_mode="create"),
+            ExportImportDevice(id=ids[1], import_mode="updateIfMatchETag", e_tag="stale", status="disabled"),
+            ExportImportDevice(id=ids[4], import_mode="delete"),
+        ]
+    )
+    assert not result.is_successful
+    codes = sorted((e.device_id, e.error_code) for e in result.errors)
+    assert codes == [(ids[0], "DeviceAlreadyExists"), (ids[1], "PreconditionFailed")], codes
+    assert registry.get_device(ids[1]).status == "enabled"
+    assert ids[4] not in [d.device_id for d in registry.get_devices(1000)]
+    assert len(registry.get_devices(2)) == 2
+
+    # Tags, then the query that finds devices by them, two per page.
+    for n, device_id in enumerate(ids[:4]):
+        registry.update_twin(device_id, Twin(tags={"site": "lab" if n % 2 == 0 else "field"}), "*")
+    spec = QuerySpecification(query="SELECT * FROM devices WHERE tags.site = 'lab' OR tags.site = 'field'")
+    found, token, pages = [], None, 0
+    while True:
+        page = registry.query_iot_hub(spec, token, 2)
+        assert page.type in ("twin", "Twin"), page.type
+        found += [twin.device_id for twin in page.items]
+        pages += 1
+        token = page.continuation_token
+        if not token:
+            break
+        assert pages < 5, "the pages end"
+    assert found == ids[:4] and pages == 2, (found, pages)
+    lab = registry.query_iot_hub(QuerySpecification(query="SELECT * FROM devices WHERE tags.site = 'lab'"))
+    assert [t.device_id for t in lab.items] == [ids[0], ids[2]], lab.items
+    assert lab.items[0].tags == {"site": "lab"}, lab.items[0].tags
+
+
+@case
+def service_sdk_export_and_import_jobs_through_azurite(emu, work):
+    """#15: IoTHubJobManager runs an export and an import job against Azurite."""
+    import json
+
+    from azure.iot.hub import IoTHubJobManager, IoTHubRegistryManager
+    from azure.iot.hub.models import JobProperties
+
+    from azurite import Azurite
+
+    registry = IoTHubRegistryManager.from_connection_string(emu.info["hubConnectionString"])
+    jobs = IoTHubJobManager.from_connection_string(emu.info["hubConnectionString"])
+    storage = Azurite()
+    try:
+        storage.create_container("exports")
+        storage.create_container("imports")
+        created = registry.create_device_with_sas("job-sdk-1", None, None, "enabled")
+
+        def run(properties):
+            job = jobs.create_import_export_job(properties)
+            assert job.status == "enqueued", job.status
+            deadline = time.monotonic() + 30
+            while job.status in ("enqueued", "running"):
+                assert time.monotonic() < deadline, "the job ends in time"
+                time.sleep(0.1)
+                job = jobs.get_import_export_job(job.job_id)
+            assert job.status == "completed", (job.status, job.failure_reason)
+            return job
+
+        run(JobProperties(type="export", output_blob_container_uri=storage.container_uri("exports"),
+                          exclude_keys_in_export=False))
+        exported = [json.loads(line) for line in storage.get_blob("exports", "devices.txt").splitlines()]
+        mine = [d for d in exported if d["id"] == "job-sdk-1"]
+        assert len(mine) == 1, exported
+        assert mine[0]["authentication"]["symmetricKey"]["primaryKey"] == \
+            created.authentication.symmetric_key.primary_key
+
+        lines = [
+            {"id": "job-sdk-2", "importMode": "create", "tags": {"batch": "interop"}},
+            {"id": "job-sdk-1", "importMode": "delete"},
+        ]
+        storage.put_blob("imports", "devices.txt", "\n".join(json.dumps(l) for l in lines) + "\n")
+        run(JobProperties(type="import", input_blob_container_uri=storage.container_uri("imports"),
+                          output_blob_container_uri=storage.container_uri("exports")))
+        assert registry.get_twin("job-sdk-2").tags == {"batch": "interop"}
+        assert "job-sdk-1" not in [d.device_id for d in registry.get_devices()]
+        assert len(jobs.get_import_export_jobs()) >= 2
+    finally:
+        storage.stop()
 
 
 @case

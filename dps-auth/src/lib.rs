@@ -62,6 +62,8 @@
 //! Without either, the crate still offers [`Signer`], [`generate_sas`] and [`SasAuthenticator`]
 //! for keys held in hardware.
 #![forbid(unsafe_code)]
+// Public types stay open to additions (rustls's rule): a closed set says so with `#[expect]`.
+#![warn(clippy::exhaustive_enums, clippy::exhaustive_structs)]
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 

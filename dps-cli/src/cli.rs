@@ -50,6 +50,10 @@ pub(crate) enum Command {
     Upload(crate::commands::upload::UploadArgs),
     /// Run the local DPS and IoT Hub emulator (the same as the `dps-emulator` binary).
     Emulator(dps_emulator::cli::EmulatorArgs),
+    /// Create, read or delete DPS enrollments (individual or group; symmetric key or X.509).
+    Enroll(crate::commands::enroll::EnrollArgs),
+    /// Create, read, disable, enable or delete device identities in an IoT Hub.
+    Registry(crate::commands::registry::RegistryArgs),
 }
 
 /// How `provision` authenticates.

@@ -31,7 +31,8 @@ pub(crate) enum ExitCode {
     /// `provision`: no answer before the deadline; `send`: not connected, or not every message
     /// acknowledged, before the deadline.
     Timeout = 16,
-    /// `provision`, `send`: the endpoint cannot be used (TLS trust, host name, proxy).
+    /// `provision`, `send`: the endpoint cannot be used (TLS trust, host name, proxy), or
+    /// `provision`: it could not be reached (refused or unreachable host and port).
     Transport = 17,
 }
 
@@ -50,7 +51,7 @@ Exit codes:
  14  provision: the request was rejected (payload, CSR)
  15  provision: still throttled when the deadline passed
  16  provision, send: timed out
- 17  provision, send: transport (TLS trust, host name, proxy)
+ 17  provision, send: transport (TLS trust, host name, proxy, unreachable host or port)
 
 Errors are printed as one line, 'error: ...', on standard error; keys never appear in them.";
 

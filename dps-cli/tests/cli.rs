@@ -293,3 +293,42 @@ fn help_documents_every_command_and_the_exit_codes() {
     assert!(stdout(&output).contains("derive-key"));
     assert!(stdout(&output).contains("sas"));
 }
+
+#[test]
+fn provisioning_to_a_refused_port_fails_in_seconds_with_a_sentence() {
+    // A port nobody listens on: bound, then released.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let endpoint = format!("127.0.0.1:{port}");
+    let output = dps(&[
+        "provision",
+        "--id-scope",
+        "0ne00000000",
+        "--registration-id",
+        "refused-1",
+        "--symmetric-key",
+        DERIVED_KEY,
+        "--endpoint",
+        &endpoint,
+        "--timeout",
+        "600",
+    ]);
+    // Exit 17 (transport), long before the ten-minute timeout, naming host, port and the
+    // operating system's error, without Debug text and without the key.
+    let err = assert_fails(&output, 17);
+    assert!(
+        err.contains(
+            "cannot reach the provisioning service: 3 connection attempts in a row failed"
+        ) && err.contains(&format!("connecting to {endpoint} failed"))
+            && err.contains("os error"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("ConnectFailed") && !err.contains("Network"),
+        "{err}"
+    );
+    assert!(!err.contains(&DERIVED_KEY[..16]), "{err}");
+}

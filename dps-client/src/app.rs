@@ -36,7 +36,10 @@ impl Application<Registration> for DpsApp {
             } => {
                 tracing::info!(%reason, attempt, ?retry_in, "retrying");
             }
-            Event::Ignored { reason, rid } => tracing::warn!(?reason, ?rid, "ignored a message"),
+            Event::Ignored { reason, rid } => {
+                let rid = rid.as_deref().unwrap_or("none");
+                tracing::warn!(%reason, rid, "ignored a message");
+            }
             Event::Finished(outcome) => {
                 match &outcome {
                     Ok(assignment) => tracing::info!(

@@ -18,7 +18,27 @@ use serde::Serialize;
 use tracing::Instrument as _;
 
 use crate::app::DpsApp;
-use crate::error::ProvisioningError;
+use crate::config_error::{ConfigError, ConfigProblem};
+use crate::error::{ConnectError, ProvisioningError};
+
+/// The credentials of a fleet template, which registers no device: a template's empty
+/// registration id is refused before any connection, so these are never asked for.
+#[derive(Debug)]
+struct NoCredentials;
+
+impl Authenticator for NoCredentials {
+    fn credentials(
+        &self,
+        _resource: &dps_core::sas::SasResource,
+        _unix_now: u64,
+    ) -> Result<dps_auth::Credentials, dps_auth::AuthError> {
+        Err(dps_auth::AuthError::InvalidId(
+            dps_core::ids::IdError::Empty {
+                kind: dps_core::ids::IdKind::RegistrationId,
+            },
+        ))
+    }
+}
 
 /// The user agent announced in the DPS username (`ClientVersion`).
 pub const USER_AGENT: &str = concat!("dps-rs/", env!("CARGO_PKG_VERSION"));
@@ -55,7 +75,11 @@ pub struct ProvisioningClient {
     pub(crate) keep_alive: Duration,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) entropy: Arc<dyn Entropy>,
-    pub(crate) config_error: Option<String>,
+    /// Problems met while configuring, all reported by `register()`.
+    pub(crate) problems: Vec<ConfigProblem>,
+    /// Bound on one connection attempt (TCP, TLS, WebSocket, CONNACK); `None`: the request
+    /// timeout of [`Timing`].
+    pub(crate) connect_timeout: Option<Duration>,
 }
 
 impl fmt::Debug for ProvisioningClient {
@@ -98,7 +122,8 @@ impl ProvisioningClient {
             keep_alive: Duration::from_secs(240),
             clock: Arc::new(SystemClock::new()),
             entropy: Arc::new(OsEntropy),
-            config_error: None,
+            problems: Vec::new(),
+            connect_timeout: None,
         }
     }
 
@@ -130,7 +155,9 @@ impl ProvisioningClient {
     pub fn payload<T: Serialize + ?Sized>(mut self, payload: &T) -> Self {
         match self.request.clone().payload(payload) {
             Ok(request) => self.request = request,
-            Err(e) => self.config_error = Some(format!("payload: {e}")),
+            Err(e) => self.problems.push(ConfigProblem::Payload {
+                reason: e.to_string(),
+            }),
         }
         self
     }
@@ -140,15 +167,17 @@ impl ProvisioningClient {
     pub fn payload_json(mut self, json: &str) -> Self {
         match self.request.clone().payload_json(json) {
             Ok(request) => self.request = request,
-            Err(e) => self.config_error = Some(format!("payload: {e}")),
+            Err(e) => self.problems.push(ConfigProblem::Payload {
+                reason: e.to_string(),
+            }),
         }
         self
     }
 
     /// Announces an IoT Plug and Play model: the payload `{"modelId": model_id}`.
     #[must_use]
-    pub fn model_id(self, model_id: &str) -> Self {
-        self.payload(&serde_json::json!({ "modelId": model_id }))
+    pub fn model_id(self, model_id: impl Into<String>) -> Self {
+        self.payload(&serde_json::json!({ "modelId": model_id.into() }))
     }
 
     /// Asks DPS to issue a client certificate: `csr_der` is a DER PKCS#10 request whose CN is the
@@ -184,6 +213,14 @@ impl ProvisioningClient {
         self
     }
 
+    /// Bound on one connection attempt: TCP, TLS, WebSocket and CONNACK (default: the request
+    /// timeout of [`Timing`], 60 s). Same word and meaning as `HubClientBuilder::connect_timeout`.
+    #[must_use]
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = Some(timeout);
+        self
+    }
+
     /// MQTT keep-alive (default 240 s).
     #[must_use]
     pub fn keep_alive(mut self, keep_alive: Duration) -> Self {
@@ -213,6 +250,51 @@ impl ProvisioningClient {
         self
     }
 
+    /// A client for another device with this one's settings: endpoint, id scope, TLS,
+    /// transport, timing, keep-alive, clock, entropy, api-version and custom payload (a fleet
+    /// announces one model id). Only the registration id and the credentials change. The
+    /// stamped client is independent: configuring it does not change this one.
+    ///
+    /// Configure a fleet once, then stamp a client per device:
+    ///
+    /// ```no_run
+    /// # async fn run(devices: Vec<(String, dps_auth::SymmetricKey)>) -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::time::Duration;
+    /// use dps_client::{ProvisioningClient, TlsConfig};
+    ///
+    /// let template = ProvisioningClient::template("0ne00000A0A")
+    ///     .endpoint("dps.example.net:8883")
+    ///     .tls(TlsConfig::default())
+    ///     .deadline(Duration::from_secs(600))
+    ///     .model_id("dtmi:com:example:Thermostat;1");
+    /// for (id, key) in devices {
+    ///     let assignment = template.for_device(id, key).register().await?;
+    ///     println!("{} on {}", assignment.device_id(), assignment.assigned_hub());
+    /// }
+    /// # Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn for_device(
+        &self,
+        registration_id: impl Into<String>,
+        authenticator: impl Authenticator + 'static,
+    ) -> Self {
+        let registration_id = registration_id.into();
+        let mut client = self.clone();
+        client.request.registration_id = Some(registration_id.clone());
+        client.registration_id = registration_id;
+        client.authenticator = Arc::new(authenticator);
+        client
+    }
+
+    /// A fleet template for the DPS instance `id_scope`: configure it like a client, then
+    /// stamp a client per device with [`for_device`](Self::for_device). Registering the
+    /// template itself fails: it has no registration id and no credentials.
+    #[must_use]
+    pub fn template(id_scope: impl Into<String>) -> Self {
+        Self::new(id_scope, "", NoCredentials)
+    }
+
     /// The registration id.
     #[must_use]
     pub fn registration_id(&self) -> &str {
@@ -226,11 +308,9 @@ impl ProvisioningClient {
     /// # Errors
     /// A [`ProvisioningError`] saying what went wrong and what to do.
     pub async fn register(&self) -> Result<Assignment, ProvisioningError> {
-        if let Some(error) = &self.config_error {
-            return Err(ProvisioningError::Config(error.clone()));
+        if let Some(error) = self.config_errors() {
+            return Err(ProvisioningError::Config(error));
         }
-        dps_core::ids::validate_registration_id(&self.registration_id)
-            .map_err(|e| ProvisioningError::Config(format!("registration id: {e}")))?;
         let api_version = match (&self.api_version, self.request.csr.is_some()) {
             (Some(version), _) => version.clone(),
             (None, true) => CSR_API_VERSION.to_owned(),
@@ -252,7 +332,7 @@ impl ProvisioningClient {
         );
         link.keep_alive = self.keep_alive;
         link.tls = self.tls.clone();
-        link.connect_timeout = self.timing.request_timeout;
+        link.connect_timeout = self.connect_timeout.unwrap_or(self.timing.request_timeout);
         link.subscribe_timeout = self.timing.request_timeout;
         let span = tracing::info_span!(
             "dps_register",
@@ -279,9 +359,37 @@ impl ProvisioningClient {
                 Some(Failure::Credentials(error)) => ProvisioningError::Credentials(error),
                 _ => RegistrationError::Unrecoverable.into(),
             }),
-            Some(Err(error)) => Err(error.into()),
+            // (#11) Unreachable endpoints and timeouts name the last failed attempt.
+            Some(Err(error)) => {
+                let last = match failure {
+                    Some(Failure::Transport(error)) => Some(ConnectError::new(
+                        &self.endpoint,
+                        self.transport.default_port(),
+                        error,
+                    )),
+                    _ => None,
+                };
+                Err(ProvisioningError::from(error).with_connect_error(last))
+            }
             // `run` returns only once the registration finished, with its outcome.
             None => Err(ProvisioningError::Unrecoverable),
         }
+    }
+
+    /// Every problem with this configuration: those the setters met, then the ids.
+    fn config_errors(&self) -> Option<ConfigError> {
+        let mut problems = self.problems.clone();
+        if self.endpoint.is_empty() {
+            problems.push(ConfigProblem::EmptyEndpoint);
+        }
+        if self.id_scope.is_empty() {
+            problems.push(ConfigProblem::EmptyIdScope);
+        }
+        if let Err(e) = dps_core::ids::validate_registration_id(&self.registration_id) {
+            problems.push(ConfigProblem::RegistrationId {
+                reason: e.to_string(),
+            });
+        }
+        ConfigError::from_problems(problems)
     }
 }

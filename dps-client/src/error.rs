@@ -7,6 +7,8 @@ use dps_core::dps::registration::{RegistrationError, RetryReason};
 use dps_core::dps::{DeviceRegistrationResult, ErrorCode};
 use dps_transport_mqtt::TransportError;
 
+use crate::config_error::ConfigError;
+
 /// A failed registration. Every variant says what to do; [`is_retriable`](Self::is_retriable)
 /// tells a fleet manager whether trying again later can help.
 #[derive(Debug, thiserror::Error)]
@@ -74,12 +76,28 @@ pub enum ProvisioningError {
         /// The last `retry-after` the service asked for.
         retry_after: Option<Duration>,
     },
+    /// Every connection attempt failed, [`Timing::max_connect_failures`](crate::Timing) times
+    /// in a row: check the endpoint (host and port), the network and the firewall. Retrying
+    /// later may help once the network is back.
+    #[error(
+        "cannot reach the provisioning service: {attempts} connection attempts in a row failed{}",
+        last_suffix(.last)
+    )]
+    Unreachable {
+        /// The failed attempts in a row.
+        attempts: u32,
+        /// The last attempt: where it went and how it failed (host, port, OS error), when the
+        /// transport said.
+        last: Option<ConnectError>,
+    },
     /// The deadline passed without an answer. `last_problem` says what kept failing (network,
     /// lost responses, ...).
-    #[error("registration timed out{}", problem_suffix(.last_problem))]
+    #[error("registration timed out{}{}", problem_suffix(.last_problem), last_suffix(.last_connect_error))]
     Timeout {
         /// The last retried failure, if any.
         last_problem: Option<RetryReason>,
+        /// The last connection attempt, when it failed (host, port, OS error).
+        last_connect_error: Option<ConnectError>,
     },
     /// The connection cannot work as configured: an untrusted or expired server certificate, a
     /// wrong host name, an insecure URL, a proxy refusal. Fix the endpoint or the trust roots.
@@ -93,9 +111,10 @@ pub enum ProvisioningError {
     /// error was kept to say more.
     #[error("the connection failed in a way retrying cannot fix")]
     Unrecoverable,
-    /// The client configuration is invalid (for example a custom payload that is not JSON).
+    /// The client configuration cannot work (for example a custom payload that is not JSON and
+    /// an invalid registration id): every problem found, not only the first.
     #[error("invalid configuration: {0}")]
-    Config(String),
+    Config(#[source] ConfigError),
 }
 
 impl ProvisioningError {
@@ -104,7 +123,7 @@ impl ProvisioningError {
     #[must_use]
     pub fn is_retriable(&self) -> bool {
         match self {
-            Self::Throttled { .. } | Self::Timeout { .. } => true,
+            Self::Throttled { .. } | Self::Timeout { .. } | Self::Unreachable { .. } => true,
             Self::Transport(e) => e.is_retriable(),
             _ => false,
         }
@@ -142,13 +161,69 @@ impl From<RegistrationError> for ProvisioningError {
                 status,
                 retry_after,
             },
-            RegistrationError::Timeout { last_problem } => Self::Timeout { last_problem },
+            RegistrationError::Timeout { last_problem } => Self::Timeout {
+                last_problem,
+                last_connect_error: None,
+            },
+            RegistrationError::Unreachable { attempts, .. } => Self::Unreachable {
+                attempts,
+                last: None,
+            },
             RegistrationError::Unrecoverable => Self::Unrecoverable,
-            // The driver's own failure is the better message; this is the fallback when it
-            // kept none. `RegistrationError` is non-exhaustive: anything new lands here too.
-            _ => Self::Timeout { last_problem: None },
+            // `RegistrationError` is non-exhaustive: an ending this version does not know is
+            // not a timeout (nothing says the deadline passed), so it is reported as one that
+            // retrying cannot fix.
+            _ => Self::Unrecoverable,
         }
     }
+}
+
+impl ProvisioningError {
+    /// Attaches the last failed connection attempt to the errors that report one.
+    pub(crate) fn with_connect_error(mut self, error: Option<ConnectError>) -> Self {
+        match &mut self {
+            Self::Unreachable { last, .. } => *last = error,
+            Self::Timeout {
+                last_connect_error, ..
+            } => *last_connect_error = error,
+            _ => {}
+        }
+        self
+    }
+}
+
+/// A failed connection attempt: where it went (host and port) and how it failed (the
+/// transport's error, with the operating system's for a socket failure).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("connecting to {endpoint} failed: {error}")]
+#[non_exhaustive]
+pub struct ConnectError {
+    /// `host:port` (the transport's default port when the endpoint names none).
+    pub endpoint: String,
+    /// How the attempt failed.
+    #[source]
+    pub error: TransportError,
+}
+
+impl ConnectError {
+    /// The failure of an attempt to `endpoint`, naming `default_port` when it names none.
+    pub(crate) fn new(endpoint: &str, default_port: u16, error: TransportError) -> Self {
+        let bare = endpoint.contains("://") || endpoint.contains('/');
+        let has_port = endpoint
+            .rsplit_once(':')
+            .is_some_and(|(_, port)| !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()));
+        let endpoint = if bare || has_port {
+            endpoint.to_owned()
+        } else {
+            format!("{endpoint}:{default_port}")
+        };
+        Self { endpoint, error }
+    }
+}
+
+fn last_suffix(last: &Option<ConnectError>) -> String {
+    last.as_ref()
+        .map_or_else(String::new, |e| format!("; the last attempt: {e}"))
 }
 
 /// CONNACK return codes are below 100; response statuses are HTTP-like.

@@ -36,16 +36,28 @@
 //! ## Fleets
 //! [`ProvisioningClient`] is cheap to clone and `register()` can run concurrently: provision a
 //! fleet with `futures::stream::iter(ids).map(|id| ...register()).buffer_unordered(500)`. There
-//! is no global state and no thread per registration.
+//! is no global state and no thread per registration. Configure the endpoint, TLS, transport
+//! and timing once in a [`ProvisioningClient::template`], then stamp each device's client with
+//! [`for_device`](ProvisioningClient::for_device) (see `examples/provision_fleet.rs`);
+//! `hub_client::HubClientBuilder::for_device` does the same for the hub.
+//!
+//! ## Configuration errors
+//! A configuration that cannot work fails `register()` with [`ProvisioningError::Config`]
+//! before any connection, listing every [`ConfigProblem`] found, not only the first.
 #![forbid(unsafe_code)]
+// Public types stay open to additions (rustls's rule): a closed set says so with `#[expect]`.
+#![warn(clippy::exhaustive_enums, clippy::exhaustive_structs)]
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod app;
 mod client;
+mod config_error;
 mod error;
 
 pub use client::{ProvisioningClient, USER_AGENT};
+pub use config_error::{ConfigError, ConfigProblem};
+pub use dps_auth::{AuthError, Authenticator, GroupKey, SymmetricKey};
 pub use dps_core::dps::registration::{Assignment, RetryReason, Timing};
 pub use dps_core::dps::{
     DeviceRegistrationResult, ErrorCode, ResponseError, ServiceError, Substatus,
@@ -55,4 +67,4 @@ pub use dps_runtime::{Clock, Entropy, FixedEntropy, OsEntropy, SystemClock};
 pub use dps_transport_mqtt::{MqttTransport, TlsConfig, Transport, TransportError};
 #[cfg(feature = "websocket")]
 pub use dps_transport_ws::{ProxyConfig, WebSocketTransport};
-pub use error::ProvisioningError;
+pub use error::{ConnectError, ProvisioningError};

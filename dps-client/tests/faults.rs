@@ -69,6 +69,59 @@ fn inject(status: u16, count: u32, retry_after: Option<u32>) -> Faults {
     }
 }
 
+/// A refused port fails after the default bound on connection failures, within seconds and
+/// not at the (default, five-minute) deadline, and the error names the host, the port and the
+/// operating system's error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_port_fails_in_seconds_naming_host_port_and_os_error() {
+    let emu = start().await;
+    let key = emu.enroll_symmetric("refused").await;
+    // A port nobody listens on: bound, then released.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    for via in Via::BOTH {
+        let endpoint = format!("127.0.0.1:{port}");
+        let client = via
+            .client_at(&emu, &endpoint, "refused", key.clone())
+            .timing(dps_client::Timing::default());
+        let started = Instant::now();
+        let error = client.register().await.unwrap_err();
+        let elapsed = started.elapsed();
+        let ProvisioningError::Unreachable { attempts, last } = &error else {
+            panic!("{via:?}: expected unreachable, got {error}");
+        };
+        assert_eq!(*attempts, 3, "{via:?}");
+        let last = last.as_ref().expect("the last attempt's error");
+        assert_eq!(last.endpoint, endpoint);
+        assert!(
+            matches!(
+                last.error,
+                TransportError::Io {
+                    kind: std::io::ErrorKind::ConnectionRefused,
+                    ..
+                }
+            ),
+            "{via:?}: {:?}",
+            last.error
+        );
+        let text = error.to_string();
+        assert!(
+            text.starts_with(
+                "cannot reach the provisioning service: 3 connection attempts in a row failed; \
+                 the last attempt: connecting to 127.0.0.1:"
+            ) && text.contains(&endpoint)
+                && text.contains("os error"),
+            "{text}"
+        );
+        assert!(error.is_retriable());
+        // Far from the five-minute deadline: three attempts, backoff 1 s then 2 s (+ jitter).
+        assert!(elapsed < Duration::from_secs(60), "{elapsed:?}");
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Throttling and server errors
 
@@ -242,7 +295,9 @@ async fn no_answer_ends_at_the_deadline() {
             matches!(
                 error,
                 ProvisioningError::Timeout {
-                    last_problem: Some(RetryReason::RequestTimeout)
+                    last_problem: Some(RetryReason::RequestTimeout),
+                    last_connect_error: None,
+                    ..
                 }
             ),
             "{error:?}"

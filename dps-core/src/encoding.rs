@@ -15,6 +15,10 @@ use core::fmt;
 /// writes the separators of its DPS SAS resource in lower case (`%2f`), which the service accepts
 /// because it verifies the signature over the text as sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[expect(
+    clippy::exhaustive_enums,
+    reason = "a closed set: hexadecimal has two cases"
+)]
 pub enum HexCase {
     /// `%2F` (the default, as the documentation and most SDKs do).
     #[default]

@@ -220,7 +220,7 @@
 //! }
 //!
 //! let mut hub = FakeHub { now: Timestamp::ZERO, inbox: Vec::new(), published: Vec::new(), acks: Vec::new() };
-//! let features = Features { c2d: true, ..Features::NONE };
+//! let features = Features::NONE.c2d(true);
 //! let mut session = HubSession::new(SessionConfig::device("dev-1").features(features), hub.now(), 7);
 //! let mut received = Vec::new();
 //! run(&mut session, &mut hub, |session, now, event| {
@@ -241,6 +241,8 @@
 //! ```
 #![no_std]
 #![forbid(unsafe_code)]
+// Public types stay open to additions (rustls's rule): a closed set says so with `#[expect]`.
+#![warn(clippy::exhaustive_enums, clippy::exhaustive_structs)]
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
@@ -248,6 +250,7 @@ extern crate alloc;
 #[cfg(feature = "std")]
 extern crate std;
 
+pub mod device;
 pub mod dps;
 pub mod encoding;
 pub mod hub;

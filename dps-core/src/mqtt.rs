@@ -16,6 +16,10 @@ use crate::time::Timestamp;
 /// MQTT quality of service. There is no QoS 2: IoT Hub closes the connection of a device that
 /// uses it and DPS does not offer it, so this API cannot express it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[expect(
+    clippy::exhaustive_enums,
+    reason = "a closed set: MQTT 3.1.1 defines these QoS levels and no other"
+)]
 pub enum QoS {
     /// At most once (0): no acknowledgement.
     AtMostOnce,

@@ -6,6 +6,7 @@
 
 /// One `key[=value]` item of a parameter list, still percent-encoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RawParam<'a> {
     /// The key as it appears in the text.
     pub key: &'a str,

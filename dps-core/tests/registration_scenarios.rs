@@ -554,7 +554,10 @@ fn connack_refusals() {
 
 #[test]
 fn server_unavailable_and_network_failures_reconnect_with_backoff() {
-    let (sim, outcome) = Sim::new(fast_timing().max_jitter(Duration::ZERO)).run(
+    let timing = fast_timing()
+        .max_jitter(Duration::ZERO)
+        .max_connect_failures(Some(4));
+    let (sim, outcome) = Sim::new(timing).run(
         |_, _| vec![assigned()],
         |n| match n {
             0 => Err(ConnectFailure::Refused { code: 3 }),
@@ -565,6 +568,118 @@ fn server_unavailable_and_network_failures_reconnect_with_backoff() {
     assert!(outcome.is_ok());
     assert_eq!(sim.connects, [at(0), at(1), at(3), at(7)]);
     assert_eq!(sim.request_times(), [at(7)]);
+}
+
+#[test]
+fn an_unreachable_endpoint_ends_after_the_bound_not_at_the_deadline() {
+    // The default bound: three attempts in a row, at 0, 1 and 3 s (backoff 1 s, doubled).
+    let timing = fast_timing().max_jitter(Duration::ZERO);
+    let (sim, outcome) = Sim::new(timing).run(|_, _| vec![], |_| Err(ConnectFailure::Network));
+    let error = outcome.unwrap_err();
+    assert_eq!(
+        error,
+        RegistrationError::Unreachable {
+            attempts: 3,
+            last: ConnectFailure::Network
+        }
+    );
+    assert_eq!(
+        error.to_string(),
+        "the service could not be reached: 3 connection attempts in a row failed \
+         (the last: the connection attempt failed on the network)"
+    );
+    assert_eq!(sim.connects, [at(0), at(1), at(3)]);
+    assert_eq!(
+        sim.events.last().unwrap().0,
+        at(3),
+        "ends at the third failure"
+    );
+    assert!(sim.requests.is_empty());
+
+    // A configured bound, counting "server unavailable" refusals too.
+    let timing = fast_timing()
+        .max_jitter(Duration::ZERO)
+        .max_connect_failures(Some(5));
+    let (sim, outcome) = Sim::new(timing).run(
+        |_, _| vec![],
+        |n| {
+            Err(if n % 2 == 0 {
+                ConnectFailure::Network
+            } else {
+                ConnectFailure::Refused { code: 3 }
+            })
+        },
+    );
+    assert_eq!(
+        outcome.unwrap_err(),
+        RegistrationError::Unreachable {
+            attempts: 5,
+            last: ConnectFailure::Network
+        }
+    );
+    assert_eq!(sim.connects, [at(0), at(1), at(3), at(7), at(15)]);
+}
+
+#[test]
+fn a_successful_connect_restarts_the_count() {
+    // Two failures, a connection whose subscription is refused, two more failures, then
+    // success: never three in a row.
+    let timing = fast_timing().max_jitter(Duration::ZERO);
+    let mut reg = Registration::new(RegistrationConfig::new("dev-1").timing(timing), at(0), 1);
+    let mut now = at(0);
+    let mut connects = 0;
+    let mut subscribed = false;
+    for _ in 0..100 {
+        while let Some(t) = reg.poll_transmit() {
+            match t {
+                Transmit::Connect { .. } => {
+                    connects += 1;
+                    if connects == 3 || connects == 6 {
+                        reg.connected(now);
+                    } else {
+                        reg.handle_connect_failed(now, ConnectFailure::Network);
+                    }
+                }
+                Transmit::Subscribe { .. } if connects == 3 => {
+                    reg.handle_subscribed(now, false);
+                }
+                Transmit::Subscribe { .. } => {
+                    subscribed = true;
+                    reg.subscribed(now);
+                }
+                _ => {}
+            }
+        }
+        while let Some(event) = reg.poll_event() {
+            assert!(
+                !matches!(event, Event::Finished(_)),
+                "never three failures in a row: {event:?}"
+            );
+        }
+        if subscribed {
+            break;
+        }
+        now = reg.poll_timeout().expect("a timeout");
+        reg.handle_timeout(now);
+    }
+    assert!(subscribed, "connected at the sixth attempt");
+    assert_eq!(connects, 6);
+}
+
+#[test]
+fn without_a_bound_connect_failures_retry_until_the_deadline() {
+    let timing = fast_timing()
+        .deadline(secs(60))
+        .max_jitter(Duration::ZERO)
+        .max_connect_failures(None);
+    let (sim, outcome) = Sim::new(timing).run(|_, _| vec![], |_| Err(ConnectFailure::Network));
+    assert_eq!(
+        outcome.unwrap_err(),
+        RegistrationError::Timeout {
+            last_problem: Some(RetryReason::ConnectFailed(ConnectFailure::Network))
+        }
+    );
+    assert_eq!(sim.connects, [at(0), at(1), at(3), at(7), at(15), at(31)]);
 }
 
 // ---- lost, duplicate, stale and strange responses ---------------------------------------------

@@ -404,10 +404,7 @@ fn renewal_happens_at_70_to_80_percent_spread_across_seeds() {
     assert!(at.len() > 150, "renewals spread: {} distinct", at.len());
     assert!(at[at.len() - 1] - at[0] > secs(300));
 
-    let fixed = Renewal {
-        jitter_percent: 0,
-        ..Renewal::default()
-    };
+    let fixed = Renewal::default().jitter_percent(0);
     let mut h = Harness::hub(telemetry_only("d").renewal(fixed));
     h.connect_up(false, Some(100));
     assert_eq!(
@@ -418,10 +415,7 @@ fn renewal_happens_at_70_to_80_percent_spread_across_seeds() {
 
 #[test]
 fn renewal_drains_the_window_then_reconnects_with_a_fresh_token() {
-    let fixed = Renewal {
-        jitter_percent: 0,
-        ..Renewal::default()
-    };
+    let fixed = Renewal::default().jitter_percent(0);
     let mut h = Harness::hub(telemetry_only("d").renewal(fixed).ack_timeout(secs(600)));
     h.connect_up(false, Some(100));
     let a = h.send(Message::new("a")).unwrap();
@@ -467,10 +461,7 @@ fn renewal_drains_the_window_then_reconnects_with_a_fresh_token() {
 
 #[test]
 fn renewal_drain_is_bounded() {
-    let fixed = Renewal {
-        jitter_percent: 0,
-        ..Renewal::default()
-    };
+    let fixed = Renewal::default().jitter_percent(0);
     let mut h = Harness::hub(
         telemetry_only("d")
             .renewal(fixed)
@@ -578,10 +569,7 @@ fn backoff_grows_with_jitter_and_credentials_refusals_stop() {
 
 #[test]
 fn retries_can_be_capped() {
-    let backoff = Backoff {
-        max_attempts: Some(3),
-        ..Backoff::default()
-    };
+    let backoff = Backoff::default().max_attempts(Some(3));
     let mut h = Harness::hub(telemetry_only("d").backoff(backoff));
     for _ in 0..2 {
         h.take_transmits();
@@ -793,11 +781,8 @@ fn c2d_messages_arrive_with_decoded_properties() {
 #[test]
 fn module_inputs_and_outputs() {
     let mut h = Harness::hub(
-        SessionConfig::module("edge-1", "filter").features(Features {
-            twin: false,
-            methods: false,
-            ..Features::ALL
-        }),
+        SessionConfig::module("edge-1", "filter")
+            .features(Features::ALL.twin(false).methods(false)),
     );
     h.connect_up(false, None);
     h.take_events();

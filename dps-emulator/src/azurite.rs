@@ -89,6 +89,10 @@ impl Azurite {
     /// [`AzuriteError::NotInstalled`] when the program is missing, else why it did not start.
     pub async fn start(data_dir: &Path) -> Result<Self, AzuriteError> {
         let program = Self::find().ok_or(AzuriteError::NotInstalled)?;
+        // The emulator's data directory: laid out as the emulator does it (its store first),
+        // so the emulator started on it later finds its TLS material next to its store.
+        crate::emulator::prepare_data_dir(data_dir)
+            .map_err(|e| AzuriteError::Setup(e.to_string()))?;
         let tls = TlsMaterial::load_or_create(data_dir, "localhost")
             .map_err(|e| AzuriteError::Setup(e.to_string()))?;
         let location = data_dir.join("azurite");

@@ -132,11 +132,15 @@ impl Emulator {
     /// configured enrollments, and listens.
     pub async fn start(config: EmulatorConfig) -> Result<Self, EmulatorError> {
         prepare_data_dir(&config.data_dir)?;
-        let tls = Arc::new(TlsMaterial::load_or_create(
+        // One server certificate for DPS and every linked hub (#15 item 2).
+        let tls = Arc::new(TlsMaterial::load_or_create_covering(
             &config.data_dir,
             &config.hostname,
+            &config.hubs(),
         )?);
         let store = Store::open(config.data_dir.join(STORE_FILE))?;
+        // Jobs a previous run left half done are failed, not resumed (#15).
+        store.mutate(crate::hub::jobs::fail_interrupted);
         let service_key = service_key(&config)?;
         let key = dps_auth::SymmetricKey::from_base64(&service_key)
             .map_err(|e| EmulatorError::ServiceKey(e.to_string()))?;
@@ -659,7 +663,7 @@ fn service_key(config: &EmulatorConfig) -> Result<String, EmulatorError> {
 /// removes what an interrupted write left, and checks that the state file of an earlier run is
 /// still there; on a fresh directory it writes an empty state file first, before any key, so a
 /// later start can tell "fresh" from "lost".
-fn prepare_data_dir(dir: &Path) -> Result<(), EmulatorError> {
+pub(crate) fn prepare_data_dir(dir: &Path) -> Result<(), EmulatorError> {
     let io_error = |source| EmulatorError::DataDir {
         path: dir.to_path_buf(),
         source,

@@ -1,50 +1,42 @@
 //! A local Azure IoT Hub Device Provisioning Service (DPS) and IoT Hub emulator that speaks the
 //! real wire protocol, so the official device and service SDKs run against it unmodified.
 //!
-//! Start one in-process on ephemeral ports, with its state in a temporary directory, enroll a
-//! device and point a client at it:
+//! In a test, start an [`EmulatorFixture`]: an emulator on ephemeral loopback ports whose data
+//! lives in a temporary directory the fixture owns. Enroll a device and hand its credentials to
+//! a client:
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! use dps_emulator::model::IndividualEnrollment;
-//! use dps_emulator::{Emulator, EmulatorConfig};
+//! use dps_emulator::EmulatorFixture;
 //!
-//! // Loopback, ephemeral ports, state (CA, keys, enrollments) in a temporary directory.
-//! let dir = tempfile::tempdir()?;
-//! let emulator = Emulator::start(EmulatorConfig::new(dir.path())).await?;
-//!
-//! // Enroll a device with a symmetric key, as `PUT /enrollments/{id}` takes it; the emulator
-//! // generates the keys.
-//! let enrollment: IndividualEnrollment = serde_json::from_value(serde_json::json!({
-//!     "registrationId": "my-device",
-//!     "attestation": { "type": "symmetricKey" }
-//! }))?;
-//! let stored = emulator.put_enrollment(enrollment, None).await?;
-//! let key = stored
-//!     .settings
-//!     .attestation
-//!     .symmetric_key
-//!     .and_then(|k| k.primary_key)
-//!     .ok_or("the emulator generates keys")?;
+//! let emulator = EmulatorFixture::start().await?;
+//! let device = emulator.enroll_symmetric_key("my-device").await?;   // the key is generated
+//! let fleet_member = emulator.enroll_group_device("my-fleet", "sensor-7").await?;
 //!
 //! // What a provisioning client needs: endpoint, id scope, registration id, key, CA to trust.
-//! let endpoint = format!("localhost:{}", emulator.mqtt_addr().port());
-//! let id_scope = emulator.id_scope().to_owned();
-//! let ca_der = emulator.ca_der().clone();
-//! assert!(!key.is_empty() && !ca_der.is_empty());
-//! # let _ = (&endpoint, &id_scope);
+//! let endpoints = &device.endpoints;
+//! assert!(endpoints.mqtt_endpoint.starts_with("localhost:"));
+//! assert!(!device.symmetric_key.is_empty() && !fleet_member.symmetric_key.is_empty());
 //! // With `dps-client` (not a dependency of this crate), for instance:
-//! //   let tls = TlsConfig::default().webpki_roots(false).add_root(ca_der);
-//! //   let assignment = ProvisioningClient::new(id_scope, "my-device", SymmetricKey::from_base64(&key)?)
-//! //       .endpoint(endpoint)
+//! //   let tls = TlsConfig::default().webpki_roots(false).add_root(endpoints.ca_der.clone());
+//! //   let key = SymmetricKey::from_base64(&device.symmetric_key)?;
+//! //   let assignment = ProvisioningClient::new(&endpoints.id_scope, "my-device", key)
+//! //       .endpoint(&endpoints.mqtt_endpoint)
 //! //       .tls(tls)
 //! //       .register()
 //! //       .await?;                       // assigned to the emulator's hub, `localhost`
 //!
-//! emulator.shutdown().await;
+//! emulator.shutdown().await;              // stops it, then removes its data directory
 //! # Ok(()) }
 //! ```
+//!
+//! Enrollments are built with constructors ([`model::IndividualEnrollment::symmetric_key`],
+//! [`model::IndividualEnrollment::x509`], [`model::EnrollmentGroup::symmetric_key`],
+//! [`model::EnrollmentGroup::x509`]) and read back with key helpers
+//! ([`model::IndividualEnrollment::primary_key`], [`model::EnrollmentGroup::device_key`]).
+//! Outside tests, [`Emulator::start`] takes an [`EmulatorConfig`] (a data directory, ports, a
+//! [`ConfigFile`]; `emulator.sample.toml` in this crate documents every setting).
 //!
 //! The same emulator is the IoT Hub its devices are assigned to, on the same ports; manage it
 //! through [`Emulator`] (`create_device`, `update_twin`, `invoke_method`, `send_c2d`,
@@ -68,6 +60,7 @@ pub mod cli;
 pub mod config;
 mod dps;
 mod emulator;
+mod fixture;
 mod hub;
 pub mod model;
 mod net;
@@ -83,6 +76,7 @@ pub use blob::{FileUploadConfig, StorageAccount};
 pub use config::{Behaviour, ConfigError, ConfigFile, DEFAULT_ID_SCOPE, EmulatorConfig, Limits};
 pub use dps::device::faults::{Faults, InjectStatus, RateLimit};
 pub use emulator::{Emulator, EmulatorError, EmulatorInfo};
+pub use fixture::{ClientEndpoints, DeviceCredentials, EmulatorFixture, FixtureError};
 pub use hub::{
     DeviceConnectionState, DeviceIdentity, DeviceTwin, EVENT_FEED_CAPACITY, FileUploadNotification,
     HubEvent, HubEventKind, MethodInvocation, MethodResult, ModuleIdentity, TwinProperties,

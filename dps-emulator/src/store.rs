@@ -37,6 +37,9 @@ pub(crate) struct StoreData {
     /// device's [`StoreData::hub_device_key`].
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub(crate) hub_c2d: BTreeMap<String, Vec<QueuedC2d>>,
+    /// Import and export jobs by `{hub}/{jobId}` (#15).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub(crate) hub_jobs: BTreeMap<String, crate::model::Job>,
 }
 
 impl StoreData {

@@ -6,6 +6,12 @@
 //! keep trusting the same `ca.pem`. The server certificate is re-issued when the host-name set
 //! changes, when it no longer chains to the CA, or when it is about to expire.
 //!
+//! The host-name set is the DPS host name, `localhost`, `127.0.0.1` and every linked hub, as the
+//! real layout has them (DPS at `global.azure-devices-provisioning.net`, each hub at its own
+//! `{name}.azure-devices.net`): a device assigned to any linked hub verifies the hub's name
+//! against this one certificate. A hub linked later changes the set, so the next start re-issues
+//! the certificate (#15).
+//!
 //! The server configuration follows `tls-policy.md`: TLS 1.2 and 1.3 only, the TLS 1.3 suites and
 //! the four ECDHE GCM suites on TLS 1.2, the *ring* provider, no ALPN, and client certificates
 //! requested but optional. A presented client chain is accepted as is (the application decides
@@ -113,6 +119,16 @@ impl TlsMaterial {
     /// The server certificate covers `hostname`, `localhost` and `127.0.0.1` (subject alternative
     /// names, EKU serverAuth). `hostname` may be a DNS name or an IP address.
     pub fn load_or_create(data_dir: &Path, hostname: &str) -> Result<Self, TlsError> {
+        Self::load_or_create_covering(data_dir, hostname, &[])
+    }
+
+    /// [`TlsMaterial::load_or_create`] with a server certificate that also covers `hubs`, the
+    /// linked hubs' host names.
+    pub fn load_or_create_covering(
+        data_dir: &Path,
+        hostname: &str,
+        hubs: &[String],
+    ) -> Result<Self, TlsError> {
         std::fs::create_dir_all(data_dir).map_err(|source| TlsError::Io {
             path: data_dir.to_path_buf(),
             source,
@@ -122,7 +138,7 @@ impl TlsMaterial {
         let ca = Issuer::from_ca_cert_pem(&ca_pem, ca_key)?;
         let ca_der = pem_to_der(&ca_pem, CA_CERT_FILE)?;
 
-        let server_names = server_names(hostname);
+        let server_names = server_names(hostname, hubs);
         let (server_pem, server_key_pem) =
             load_or_create_server(data_dir, &server_names, &ca, &ca_der)?;
         let server_der = pem_to_der(&server_pem, SERVER_CERT_FILE)?;
@@ -302,10 +318,12 @@ impl ClientCertVerifier for OptionalClientCert {
     }
 }
 
-/// `hostname`, `localhost`, `127.0.0.1`: deduplicated, the configured name first.
-fn server_names(hostname: &str) -> Vec<String> {
+/// `hostname`, `localhost`, `127.0.0.1`, then the linked hubs: deduplicated, the configured
+/// name first.
+fn server_names(hostname: &str, hubs: &[String]) -> Vec<String> {
     let mut names: Vec<String> = Vec::new();
-    for name in [hostname.trim(), "localhost", "127.0.0.1"] {
+    let fixed = [hostname.trim(), "localhost", "127.0.0.1"];
+    for name in fixed.into_iter().chain(hubs.iter().map(|h| h.trim())) {
         let name = normalize_name(name);
         if !name.is_empty() && !names.contains(&name) {
             names.push(name);
@@ -514,12 +532,28 @@ mod tests {
 
     #[test]
     fn names_are_deduplicated_and_normalized() {
-        assert_eq!(server_names("localhost"), vec!["localhost", "127.0.0.1"]);
         assert_eq!(
-            server_names("Emu.Example"),
+            server_names("localhost", &[]),
+            vec!["localhost", "127.0.0.1"]
+        );
+        assert_eq!(
+            server_names("Emu.Example", &[]),
             vec!["emu.example", "localhost", "127.0.0.1"]
         );
-        assert_eq!(server_names("::1"), vec!["::1", "localhost", "127.0.0.1"]);
+        assert_eq!(
+            server_names("::1", &[]),
+            vec!["::1", "localhost", "127.0.0.1"]
+        );
+        let hubs = ["Hub-A.azure-devices.net".to_owned(), "localhost".to_owned()];
+        assert_eq!(
+            server_names("global.azure-devices-provisioning.net", &hubs),
+            vec![
+                "global.azure-devices-provisioning.net",
+                "localhost",
+                "127.0.0.1",
+                "hub-a.azure-devices.net"
+            ]
+        );
     }
 
     #[test]
@@ -532,6 +566,19 @@ mod tests {
         assert_eq!(first.ca_pem(), renamed.ca_pem());
         assert_ne!(first.server_certificate(), renamed.server_certificate());
         assert_eq!(renamed.server_names()[0], "emu.local");
+    }
+
+    #[test]
+    fn a_hub_linked_later_reissues_the_server_cert() {
+        let dir = tempfile::tempdir().unwrap();
+        let one = ["hub-a.example".to_owned()];
+        let two = ["hub-a.example".to_owned(), "hub-b.example".to_owned()];
+        let first = TlsMaterial::load_or_create_covering(dir.path(), "dps.example", &one).unwrap();
+        let again = TlsMaterial::load_or_create_covering(dir.path(), "dps.example", &one).unwrap();
+        assert_eq!(first.server_certificate(), again.server_certificate());
+        let more = TlsMaterial::load_or_create_covering(dir.path(), "dps.example", &two).unwrap();
+        assert_ne!(first.server_certificate(), more.server_certificate());
+        assert!(more.server_names().contains(&"hub-b.example".to_owned()));
     }
 
     #[test]

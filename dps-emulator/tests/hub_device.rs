@@ -1268,9 +1268,11 @@ async fn lifecycle_notifications_for_registry_and_dps_identities() {
         .into_iter()
         .filter(|e| e.device_id == "dps-life")
         .collect();
-    assert_eq!(events.len(), 2, "{events:?}");
+    assert_eq!(events.len(), 3, "{events:?}");
     assert_eq!(events[0].properties["opType"], "createDeviceIdentity");
-    assert_eq!(events[1].kind, HubEventKind::Telemetry);
+    // #15: the connection is on the feed too, between the creation and the telemetry.
+    assert_eq!(events[1].properties["opType"], "deviceConnected");
+    assert_eq!(events[2].kind, HubEventKind::Telemetry);
 }
 
 // ---------------------------------------------------------------------------------------------

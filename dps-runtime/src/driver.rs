@@ -16,7 +16,7 @@ use dps_transport_mqtt::{
 use futures_util::StreamExt as _;
 use futures_util::stream::FuturesUnordered;
 
-use crate::link::{Failure, Link};
+use crate::link::{Connector, Failure};
 use crate::shared::{Application, Shared};
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
@@ -57,20 +57,29 @@ impl Conn {
     }
 }
 
-/// Drives the machine in `shared` over `link` until it finishes, then closes the connection
-/// and calls [`Application::on_finish`]. Cancellation-safe: dropping the future drops the
-/// connection.
-pub async fn run<M, A>(shared: Arc<Shared<M, A>>, link: Link)
+/// Drives the machine in `shared` until it finishes, connecting where `connector` says (a
+/// [`Link`](crate::Link) for a machine that always connects to the same place), then closes
+/// the connection and calls [`Application::on_finish`]. Cancellation-safe: dropping the future
+/// drops the connection.
+pub async fn run<M, A, C>(shared: Arc<Shared<M, A>>, mut connector: C)
 where
     M: Machine + Send + 'static,
     A: Application<M>,
+    C: Connector<M>,
 {
     let mut conn = Conn::default();
     loop {
         let drained = shared.drain();
         let acted = !drained.transmits.is_empty();
         for transmit in drained.transmits {
-            perform(&shared, &link, &mut conn, transmit, drained.finished).await;
+            perform(
+                &shared,
+                &mut connector,
+                &mut conn,
+                transmit,
+                drained.finished,
+            )
+            .await;
         }
         if acted {
             // Performing may have fed the machine (a failed credential); drain again first.
@@ -79,6 +88,8 @@ where
         if drained.finished {
             break;
         }
+        let mut room = drained.room;
+        let reading = room.is_none();
         let wait = drained
             .timeout
             .map(|t| t.saturating_duration_since(shared.now()));
@@ -90,7 +101,9 @@ where
             Some((id, result)) = conn.publishes.next(), if !conn.publishes.is_empty() => {
                 Wake::Published(id, result)
             }
-            incoming = recv(&mut conn.connection) => Wake::Incoming(incoming),
+            // Room for what the application held back: the next drain offers it again.
+            () = maybe(&mut room) => Wake::Notified,
+            incoming = recv(&mut conn.connection), if reading => Wake::Incoming(incoming),
         };
         handle(&shared, &mut conn, wake);
     }
@@ -100,21 +113,34 @@ where
     shared.finish();
 }
 
-async fn perform<M, A>(
+async fn perform<M, A, C>(
     shared: &Arc<Shared<M, A>>,
-    link: &Link,
+    connector: &mut C,
     conn: &mut Conn,
     transmit: Transmit,
     finished: bool,
 ) where
     M: Machine + Send + 'static,
     A: Application<M>,
+    C: Connector<M>,
 {
     match transmit {
         Transmit::Connect { clean_session } => {
             if let Some(old) = conn.reset() {
                 old.disconnect().await;
             }
+            let guard = shared.lock();
+            let link = connector.link(&guard.machine);
+            drop(guard);
+            let Some(link) = link else {
+                tracing::warn!("the machine asked to connect with nowhere to connect to");
+                shared.update(|inner, now| {
+                    inner
+                        .machine
+                        .handle_connect_failed(now, ConnectFailure::Unrecoverable);
+                });
+                return;
+            };
             // Fresh credentials for every connection: a token never outlives a reconnect.
             let unix_now = shared.clock().unix_now();
             match link.authenticator.credentials(&link.resource, unix_now) {
@@ -283,7 +309,10 @@ where
                 .connection
                 .as_ref()
                 .and_then(MqttConnection::close_reason);
-            tracing::info!(reason = ?reason, "connection lost");
+            match &reason {
+                Some(reason) => tracing::info!(%reason, "connection lost"),
+                None => tracing::info!("connection lost"),
+            }
             let loss = match reason {
                 Some(CloseReason::ClosedByPeer) => ConnectionLoss::ClosedByService,
                 _ => ConnectionLoss::Network,

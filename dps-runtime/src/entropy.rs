@@ -14,6 +14,10 @@ pub trait Entropy: Send + Sync + fmt::Debug {
 
 /// The operating system's random numbers (`getrandom`).
 #[derive(Debug, Clone, Copy, Default)]
+#[expect(
+    clippy::exhaustive_structs,
+    reason = "a unit type: the operating system is the whole configuration"
+)]
 pub struct OsEntropy;
 
 impl Entropy for OsEntropy {
@@ -34,6 +38,10 @@ impl Entropy for OsEntropy {
 
 /// Always the same seed: replayable runs in tests.
 #[derive(Debug, Clone, Copy)]
+#[expect(
+    clippy::exhaustive_structs,
+    reason = "a newtype: the seed is the whole value"
+)]
 pub struct FixedEntropy(pub u64);
 
 impl Entropy for FixedEntropy {

@@ -87,6 +87,24 @@ impl Link {
     }
 }
 
+/// Where each connection goes: asked before every connect, with the machine that wants it.
+///
+/// A [`Link`] is a connector that always answers itself (a DPS registration, a hub session).
+/// A machine whose connections go to different places (the device lifecycle: DPS, then the
+/// assigned hub, with one credential after another) gets a connector that reads the machine's
+/// target and answers the matching link.
+pub trait Connector<M>: Send + 'static {
+    /// The link for the connection `machine` asks for now; `None` when there is nowhere to
+    /// connect to (the attempt fails as unrecoverable).
+    fn link(&mut self, machine: &M) -> Option<&Link>;
+}
+
+impl<M> Connector<M> for Link {
+    fn link(&mut self, _machine: &M) -> Option<&Link> {
+        Some(self)
+    }
+}
+
 /// Why the last connection attempt failed, kept for the clients' error messages.
 #[derive(Debug)]
 #[non_exhaustive]

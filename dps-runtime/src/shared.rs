@@ -1,6 +1,8 @@
 //! The state a driver shares with the application's handles: the machine, the application's
 //! side of it, and the last connection failure, behind one mutex.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use dps_core::Timestamp;
@@ -26,7 +28,22 @@ pub trait Application<M: Machine>: Send + Sized + 'static {
 
     /// The driver has ended: release whatever still waits (end the streams, fail the waiters).
     fn on_finish(&mut self) {}
+
+    /// Offers again what the application held back for want of room; called before every
+    /// drain, so a delivery is accepted (and acknowledged) as soon as its stream takes it.
+    fn resume(&mut self, _machine: &mut M, _now: Timestamp) {}
+
+    /// `Some` while the application holds back a delivery: a future that completes once there
+    /// may be room for it. Until then the driver reads no further incoming message, so the
+    /// backlog stays bounded and the service's own queue pushes back (nothing is acknowledged
+    /// before the application has it, so nothing is lost).
+    fn room(&mut self) -> Option<Room> {
+        None
+    }
 }
+
+/// A future that completes once the application may have room for what it holds back.
+pub type Room = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// The machine, the application's state, and the last connection failure.
 #[derive(Debug)]
@@ -45,6 +62,8 @@ pub(crate) struct Drained {
     pub(crate) transmits: Vec<Transmit>,
     pub(crate) timeout: Option<Timestamp>,
     pub(crate) finished: bool,
+    /// Set while the application holds back a delivery: read nothing more until it completes.
+    pub(crate) room: Option<Room>,
 }
 
 /// A machine shared between the driver task and the application's handles.
@@ -112,6 +131,8 @@ impl<M: Machine, A: Application<M>> Shared<M, A> {
         let mut guard = self.lock();
         let inner = &mut *guard;
         let mut transmits = Vec::new();
+        let now = self.now();
+        inner.app.resume(&mut inner.machine, now);
         loop {
             let mut busy = false;
             while let Some(t) = inner.machine.poll_transmit() {
@@ -131,6 +152,7 @@ impl<M: Machine, A: Application<M>> Shared<M, A> {
             transmits,
             timeout: inner.machine.poll_timeout(),
             finished: inner.machine.is_finished(),
+            room: inner.app.room(),
         }
     }
 

@@ -1,11 +1,12 @@
 //! The application's side of the hub session: the waiters of pending operations and the stream
 //! outlets, fed by the session's events. Deliveries are accepted (acknowledged to the hub) once
-//! their stream took them.
+//! their stream took them; a full stream holds them (see [`crate::backlog`]).
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
-use bytes::Bytes;
+use crate::host::{Core, Host, back_refs};
+
 use dps_core::Timestamp;
 use dps_core::hub::{
     ConnectionState, Delivery, Event, HubSession, MessageId, ReceivedMessage, RequestId, SendError,
@@ -14,31 +15,64 @@ use dps_core::hub::{
 use dps_runtime::{Application, Shared};
 use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::backlog::{Backlog, Item, Offer, offer as offer_item};
+use crate::completion::{Accept, Completion, Delivered};
 use crate::desired::DesiredUpdate;
-use crate::method::{MethodRequest, Responder};
+use crate::method::MethodRequest;
 
 type Waiter<T> = oneshot::Sender<T>;
 
 /// The session shared by the client handles and the driver task.
 pub(crate) type HubShared = Shared<HubSession, HubApp>;
 
+/// The streams of a new client: the outlets its application feeds and the receivers its
+/// handles take, each holding up to `capacity` items.
+pub(crate) fn streams(capacity: usize) -> (Outlets, Receivers) {
+    let (c2d, c2d_rx) = mpsc::channel(capacity);
+    let (inputs, inputs_rx) = mpsc::channel(capacity);
+    let (desired, desired_rx) = mpsc::channel(capacity);
+    let (methods, methods_rx) = mpsc::channel(capacity);
+    let (states, states_rx) = mpsc::channel(capacity);
+    (
+        Outlets {
+            c2d,
+            inputs,
+            desired,
+            methods,
+            states,
+        },
+        Receivers {
+            c2d: Some(c2d_rx),
+            inputs: Some(inputs_rx),
+            desired: Some(desired_rx),
+            methods: Some(methods_rx),
+            states: Some(states_rx),
+        },
+    )
+}
+
+/// The sending end of a stream.
+pub(crate) type Outlet<T> = mpsc::Sender<Box<Delivered<T>>>;
+/// The receiving end of a stream.
+pub(crate) type Inlet<T> = mpsc::Receiver<Box<Delivered<T>>>;
+
 /// The senders of the streams; dropped when the client stops, which ends the streams.
 pub(crate) struct Outlets {
-    pub(crate) c2d: mpsc::Sender<Box<ReceivedMessage>>,
-    pub(crate) inputs: mpsc::Sender<Box<ReceivedMessage>>,
-    pub(crate) desired: mpsc::Sender<Box<DesiredUpdate>>,
-    pub(crate) methods: mpsc::Sender<Box<MethodRequest>>,
-    pub(crate) states: mpsc::Sender<Box<ConnectionState>>,
+    pub(crate) c2d: Outlet<ReceivedMessage>,
+    pub(crate) inputs: Outlet<ReceivedMessage>,
+    pub(crate) desired: Outlet<DesiredUpdate>,
+    pub(crate) methods: Outlet<MethodRequest>,
+    pub(crate) states: Outlet<ConnectionState>,
 }
 
 /// The receivers, until each is taken.
 #[derive(Default)]
 pub(crate) struct Receivers {
-    pub(crate) c2d: Option<mpsc::Receiver<Box<ReceivedMessage>>>,
-    pub(crate) inputs: Option<mpsc::Receiver<Box<ReceivedMessage>>>,
-    pub(crate) desired: Option<mpsc::Receiver<Box<DesiredUpdate>>>,
-    pub(crate) methods: Option<mpsc::Receiver<Box<MethodRequest>>>,
-    pub(crate) states: Option<mpsc::Receiver<Box<ConnectionState>>>,
+    pub(crate) c2d: Option<Inlet<ReceivedMessage>>,
+    pub(crate) inputs: Option<Inlet<ReceivedMessage>>,
+    pub(crate) desired: Option<Inlet<DesiredUpdate>>,
+    pub(crate) methods: Option<Inlet<MethodRequest>>,
+    pub(crate) states: Option<Inlet<ConnectionState>>,
 }
 
 /// The waiters and outlets.
@@ -48,6 +82,11 @@ pub(crate) struct HubApp {
     pub(crate) reported: HashMap<RequestId, Waiter<Result<u64, TwinError>>>,
     pub(crate) responses: HashMap<RequestId, Waiter<Result<(), SendError>>>,
     pub(crate) outlets: Option<Outlets>,
+    /// Deliveries whose stream was full, with their acknowledgements.
+    backlog: Backlog,
+    /// Manual completion: the application completes each delivery (`Some`: the session to
+    /// complete on, set at the first event); automatic otherwise.
+    manual: Option<Option<Weak<dyn Accept>>>,
     pub(crate) state: watch::Sender<Option<ConnectionState>>,
 }
 
@@ -59,8 +98,22 @@ impl HubApp {
             reported: HashMap::new(),
             responses: HashMap::new(),
             outlets: Some(outlets),
+            backlog: Backlog::default(),
+            manual: None,
             state: watch::Sender::new(None),
         }
+    }
+
+    /// Switches to manual completion: every delivery carries a [`Completion`] that the
+    /// application completes after processing it; nothing is acknowledged before.
+    pub(crate) fn manual_completion(mut self, manual: bool) -> Self {
+        self.manual = manual.then_some(None);
+        self
+    }
+
+    /// The session to complete on, in manual mode.
+    fn completer(&self) -> Option<&Weak<dyn Accept>> {
+        self.manual.as_ref().and_then(Option::as_ref)
     }
 }
 
@@ -72,11 +125,36 @@ impl Application<HubSession> for HubApp {
         event: Event,
         shared: &Arc<HubShared>,
     ) {
-        let accept = |session: &mut HubSession, taken: bool, delivery: Option<Delivery>| {
-            if let (true, Some(delivery)) = (taken, delivery) {
-                session.accept(now, delivery);
-            }
-        };
+        self.handle(session, now, event, shared);
+    }
+
+    /// The driver is done: end the streams and fail whatever still waits.
+    fn on_finish(&mut self) {
+        self.finish();
+    }
+
+    fn resume(&mut self, session: &mut HubSession, now: Timestamp) {
+        self.offer_again(session, now);
+    }
+
+    fn room(&mut self) -> Option<dps_runtime::Room> {
+        self.need_room()
+    }
+}
+
+impl HubApp {
+    /// Handles one event of the hub session inside `host`.
+    pub(crate) fn handle<S: Core>(
+        &mut self,
+        host: &mut dyn Host,
+        now: Timestamp,
+        event: Event,
+        shared: &Arc<S>,
+    ) {
+        let (accept, responder) = back_refs(shared);
+        if let Some(session @ None) = &mut self.manual {
+            *session = Some(accept);
+        }
         match event {
             Event::ConnectionState(state) => {
                 match state {
@@ -89,10 +167,7 @@ impl Application<HubSession> for HubApp {
                     ConnectionState::Stopped(reason) => tracing::info!(%reason, "stopped"),
                     _ => {}
                 }
-                self.state.send_replace(Some(state));
-                if let Some(outlets) = &self.outlets {
-                    offer(&outlets.states, state, "");
-                }
+                self.set_state(state);
             }
             Event::TelemetryAcked { id } => resolve(&mut self.sends, id, Ok(())),
             Event::TelemetryExpired { id } => {
@@ -103,18 +178,10 @@ impl Application<HubSession> for HubApp {
                 resolve(&mut self.sends, id, Err(SendError::Closed));
             }
             Event::C2d { message, delivery } => {
-                let taken = self
-                    .outlets
-                    .as_ref()
-                    .is_some_and(|o| offer(&o.c2d, message, "cloud-to-device message"));
-                accept(session, taken, delivery);
+                self.deliver(host, now, Item::C2d(message), delivery);
             }
             Event::Input { message, delivery } => {
-                let taken = self
-                    .outlets
-                    .as_ref()
-                    .is_some_and(|o| offer(&o.inputs, message, "input message"));
-                accept(session, taken, delivery);
+                self.deliver(host, now, Item::Input(message), delivery);
             }
             Event::DesiredPatch {
                 version,
@@ -125,23 +192,16 @@ impl Application<HubSession> for HubApp {
                     version,
                     patch: body,
                 };
-                let taken = self
-                    .outlets
-                    .as_ref()
-                    .is_some_and(|o| offer(&o.desired, update, "desired patch"));
-                accept(session, taken, delivery);
+                self.deliver(host, now, Item::Desired(update), delivery);
             }
             Event::TwinResync { twin, missed } => {
                 if missed.is_some_and(|m| m > 0) {
                     tracing::info!(?missed, "desired properties changed while offline");
                 }
-                if let Some(outlets) = &self.outlets {
-                    offer(
-                        &outlets.desired,
-                        DesiredUpdate::Resync { twin, missed },
-                        "twin resync",
-                    );
-                }
+                // No acknowledgement (the twin came as a response), but held all the same: the
+                // application must see the full twin to converge.
+                let update = DesiredUpdate::Resync { twin, missed };
+                self.deliver(host, now, Item::Desired(update), None);
             }
             Event::TwinReceived { request, result } => {
                 resolve(&mut self.twin_gets, request, result);
@@ -151,19 +211,14 @@ impl Application<HubSession> for HubApp {
             }
             Event::MethodRequest { request, delivery } => {
                 tracing::debug!(method = %request.name, "method request");
-                let responder: Arc<dyn Responder> = Arc::clone(shared) as Arc<dyn Responder>;
                 let request = MethodRequest::new(request, responder);
-                let taken = self
-                    .outlets
-                    .as_ref()
-                    .is_some_and(|o| offer(&o.methods, request, "method request"));
-                accept(session, taken, delivery);
+                self.deliver(host, now, Item::Method(request), delivery);
             }
             Event::MethodResponded { request, result } => {
                 resolve(&mut self.responses, request, result);
             }
             Event::Ignored { topic, reason } => {
-                tracing::debug!(%topic, ?reason, "ignored a message");
+                tracing::debug!(%topic, %reason, "ignored a message");
             }
             Event::Stopped(reason) => tracing::debug!(%reason, "session ended"),
             _ => {}
@@ -171,29 +226,70 @@ impl Application<HubSession> for HubApp {
     }
 
     /// The driver is done: end the streams and fail whatever still waits.
-    fn on_finish(&mut self) {
+    pub(crate) fn finish(&mut self) {
         self.outlets = None;
+        self.backlog.clear();
         self.sends.clear();
         self.twin_gets.clear();
         self.reported.clear();
         self.responses.clear();
     }
-}
 
-impl Responder for HubShared {
-    fn respond(
-        &self,
-        rid: &str,
-        status: u16,
-        payload: Bytes,
-    ) -> Result<oneshot::Receiver<Result<(), SendError>>, SendError> {
-        let (tx, rx) = oneshot::channel();
-        self.with(|inner, now| {
-            let id = inner.machine.respond_method(now, rid, status, payload)?;
-            inner.app.responses.insert(id, tx);
-            Ok::<_, SendError>(())
-        })?;
-        Ok(rx)
+    /// Offers again what a full stream held back.
+    pub(crate) fn offer_again(&mut self, host: &mut dyn Host, now: Timestamp) {
+        if self.backlog.is_empty() {
+            return;
+        }
+        if let Some(outlets) = &self.outlets {
+            let manual = self.manual.as_ref().and_then(Option::as_ref);
+            for delivery in self.backlog.release(outlets, manual) {
+                if let Some(session) = host.session() {
+                    session.accept(now, delivery);
+                }
+            }
+        }
+    }
+
+    /// Publishes a connection state that the session itself did not report (the device
+    /// lifecycle's).
+    pub(crate) fn set_state(&mut self, state: ConnectionState) {
+        self.state.send_replace(Some(state));
+        if let Some(outlets) = &self.outlets {
+            offer_state(&outlets.states, state);
+        }
+    }
+
+    /// A future completing once a full stream may have room.
+    pub(crate) fn need_room(&mut self) -> Option<dps_runtime::Room> {
+        self.backlog.room(self.outlets.as_ref()?)
+    }
+
+    /// Hands `item` to its stream and accepts its delivery, or holds both (behind anything
+    /// already held, to keep the order) when the stream is full.
+    fn deliver(
+        &mut self,
+        host: &mut dyn Host,
+        now: Timestamp,
+        item: Item,
+        delivery: Option<Delivery>,
+    ) {
+        let Some(outlets) = &self.outlets else {
+            return;
+        };
+        if !self.backlog.is_empty() {
+            self.backlog.hold(item, delivery);
+            return;
+        }
+        let manual = self.completer();
+        match offer_item(outlets, item, delivery, manual) {
+            Offer::Taken if manual.is_some() => {}
+            Offer::Taken | Offer::Gone => {
+                if let (Some(delivery), Some(session)) = (delivery, host.session()) {
+                    session.accept(now, delivery);
+                }
+            }
+            Offer::Full(item) => self.backlog.hold(item, delivery),
+        }
     }
 }
 
@@ -204,22 +300,8 @@ fn resolve<K: std::hash::Hash + Eq, T>(waiters: &mut HashMap<K, Waiter<T>>, key:
     }
 }
 
-/// Offers `item` to its stream; true when the stream took it or nobody reads it any more (the
-/// item is then acknowledged: redelivering it would reach nobody either). A full stream
-/// leaves the item unacknowledged, so the hub delivers it again on a later connection.
-///
-/// Items travel boxed: a tokio channel allocates its first block of 32 slots up front, and
-/// five streams of unboxed items cost an idle connection over 10 KiB before any item arrives.
-fn offer<T>(outlet: &mpsc::Sender<Box<T>>, item: T, what: &str) -> bool {
-    match outlet.try_send(Box::new(item)) {
-        Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => true,
-        // Connection states nobody reads are not worth a warning.
-        Err(mpsc::error::TrySendError::Full(_)) if what.is_empty() => false,
-        Err(mpsc::error::TrySendError::Full(_)) => {
-            tracing::warn!(
-                "{what} not taken: its stream is full (read it, or raise the stream capacity); the hub delivers it again after a reconnect"
-            );
-            false
-        }
-    }
+/// Offers a connection state to its stream; states nobody reads are dropped (they are not
+/// deliveries, and the latest one is also kept in the state watch).
+fn offer_state(outlet: &Outlet<ConnectionState>, state: ConnectionState) {
+    let _ = outlet.try_send(Box::new(Delivered::new(state, Completion::done())));
 }

@@ -16,14 +16,16 @@ use dps_core::hub::{
 };
 use dps_runtime::{Clock, Entropy, Failure, FixedEntropy, Link, OsEntropy, SystemClock};
 use dps_transport_mqtt::{MqttTransport, TlsConfig, Transport};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tracing::Instrument as _;
 
-use crate::app::{HubApp, HubShared, Outlets, Receivers};
+use crate::app::{HubApp, HubShared, Receivers, streams};
+use crate::config_error::{ConfigError, ConfigProblem};
 use crate::connection_string::ConnectionString;
 use crate::desired::DesiredUpdate;
-use crate::error::HubError;
+use crate::error::{HubError, StreamTaken, take_stream};
+use crate::host::Core;
 use crate::method::MethodRequest;
 use crate::streams::Subscription;
 
@@ -58,18 +60,18 @@ impl Future for SendReceipt {
 }
 
 /// Closes the session when the last [`HubClient`] clone is dropped.
-struct CloseOnDrop(Arc<HubShared>);
+pub(crate) struct CloseOnDrop(pub(crate) Arc<dyn Core>);
 
 impl Drop for CloseOnDrop {
     fn drop(&mut self) {
-        self.0.with(|inner, now| inner.machine.close(now));
+        self.0.call(|host, _, now| host.close(now));
     }
 }
 
 /// The streams not yet taken and the driver task.
-struct Handle {
-    receivers: Mutex<Receivers>,
-    task: Mutex<Option<JoinHandle<()>>>,
+pub(crate) struct Handle {
+    pub(crate) receivers: Mutex<Receivers>,
+    pub(crate) task: Mutex<Option<JoinHandle<()>>>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -86,15 +88,20 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 /// See the [crate docs](crate) for an example.
 #[derive(Clone)]
 pub struct HubClient {
-    shared: Arc<HubShared>,
+    core: Arc<dyn Core>,
     handle: Arc<Handle>,
     _close: Arc<CloseOnDrop>,
     device_id: Arc<str>,
     module_id: Option<Arc<str>>,
-    /// File upload (#14): the uploader's settings, taken from this client's.
+    /// File upload (#14): the uploader's settings, taken from this client's (for a device,
+    /// from its current assignment).
     #[cfg(feature = "file-upload")]
-    file_upload: crate::upload::FileUploaderBuilder,
+    file_upload: UploadSettings,
 }
+
+/// Makes the file uploader's builder of a client.
+#[cfg(feature = "file-upload")]
+pub(crate) type UploadSettings = Arc<dyn Fn() -> crate::upload::FileUploaderBuilder + Send + Sync>;
 
 impl fmt::Debug for HubClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -160,6 +167,24 @@ impl HubClient {
         Ok(builder)
     }
 
+    pub(crate) fn from_parts(
+        core: Arc<dyn Core>,
+        handle: Arc<Handle>,
+        device_id: Arc<str>,
+        module_id: Option<Arc<str>>,
+        #[cfg(feature = "file-upload")] file_upload: UploadSettings,
+    ) -> Self {
+        Self {
+            _close: Arc::new(CloseOnDrop(Arc::clone(&core))),
+            core,
+            handle,
+            device_id,
+            module_id,
+            #[cfg(feature = "file-upload")]
+            file_upload,
+        }
+    }
+
     /// The device id.
     #[must_use]
     pub fn device_id(&self) -> &str {
@@ -179,7 +204,7 @@ impl HubClient {
     #[cfg(feature = "file-upload")]
     #[must_use]
     pub fn file_upload(&self) -> crate::upload::FileUploaderBuilder {
-        self.file_upload.clone()
+        (self.file_upload)()
     }
 
     /// Queues `message` and waits until the hub acknowledged it (QoS 1). While disconnected the
@@ -204,9 +229,9 @@ impl HubClient {
     /// [`SendError::QueueFull`], [`SendError::TooLarge`], [`SendError::Closed`].
     pub fn try_send(&self, message: Message) -> Result<SendReceipt, SendError> {
         let (tx, receiver) = oneshot::channel();
-        let id = self.shared.with(|inner, now| {
-            let id = inner.machine.send_telemetry(now, message)?;
-            inner.app.sends.insert(id, tx);
+        let id = self.core.call(|host, app, now| {
+            let id = host.send_telemetry(now, message)?;
+            app.sends.insert(id, tx);
             Ok::<_, SendError>(id)
         })?;
         Ok(SendReceipt { id, receiver })
@@ -215,7 +240,7 @@ impl HubClient {
     /// Telemetry accepted and not yet acknowledged (queued plus in flight).
     #[must_use]
     pub fn pending(&self) -> usize {
-        self.shared.lock().machine.pending_telemetry()
+        self.core.read(|host, _| host.pending_telemetry())
     }
 
     /// Reads the whole twin.
@@ -224,9 +249,10 @@ impl HubClient {
     /// A [`TwinError`]: timeout, an error status from the hub, or a closed client.
     pub async fn get_twin(&self) -> Result<Twin, TwinError> {
         let (tx, rx) = oneshot::channel();
-        self.shared.with(|inner, now| {
-            let id = inner.machine.get_twin(now).map_err(twin_error)?;
-            inner.app.twin_gets.insert(id, tx);
+        self.core.call(|host, app, now| {
+            let session = host.session().ok_or(TwinError::Closed)?;
+            let id = session.get_twin(now).map_err(twin_error)?;
+            app.twin_gets.insert(id, tx);
             Ok::<_, TwinError>(())
         })?;
         rx.await.unwrap_or(Err(TwinError::Closed))
@@ -248,64 +274,89 @@ impl HubClient {
             return Err(TwinError::InvalidPatch);
         }
         let (tx, rx) = oneshot::channel();
-        self.shared.with(|inner, now| {
-            let id = inner
-                .machine
-                .update_reported(now, &patch)
-                .map_err(twin_error)?;
-            inner.app.reported.insert(id, tx);
+        self.core.call(|host, app, now| {
+            let session = host.session().ok_or(TwinError::Closed)?;
+            let id = session.update_reported(now, &patch).map_err(twin_error)?;
+            app.reported.insert(id, tx);
             Ok::<_, TwinError>(())
         })?;
         rx.await.unwrap_or(Err(TwinError::Closed))
     }
 
     /// Cloud-to-device messages (devices). Each stream can be taken once.
-    #[must_use]
-    pub fn c2d_messages(&self) -> Subscription<ReceivedMessage> {
-        Subscription::new(lock(&self.handle.receivers).c2d.take())
+    ///
+    /// # Errors
+    /// [`StreamTaken`] when an earlier call took this stream.
+    pub fn c2d_messages(&self) -> Result<Subscription<ReceivedMessage>, StreamTaken> {
+        let receiver = take_stream(
+            lock(&self.handle.receivers).c2d.take(),
+            "cloud-to-device message",
+        )?;
+        Ok(Subscription::new(Some(receiver)))
     }
 
     /// Module input messages (modules). Each stream can be taken once.
-    #[must_use]
-    pub fn inputs(&self) -> Subscription<ReceivedMessage> {
-        Subscription::new(lock(&self.handle.receivers).inputs.take())
+    ///
+    /// # Errors
+    /// [`StreamTaken`] when an earlier call took this stream.
+    pub fn inputs(&self) -> Result<Subscription<ReceivedMessage>, StreamTaken> {
+        let receiver = take_stream(lock(&self.handle.receivers).inputs.take(), "input message")?;
+        Ok(Subscription::new(Some(receiver)))
     }
 
     /// Desired-property patches, and the full twin after every (re)connect. Each stream can be
     /// taken once.
-    #[must_use]
-    pub fn desired_patches(&self) -> Subscription<DesiredUpdate> {
-        Subscription::new(lock(&self.handle.receivers).desired.take())
+    ///
+    /// # Errors
+    /// [`StreamTaken`] when an earlier call took this stream.
+    pub fn desired_patches(&self) -> Result<Subscription<DesiredUpdate>, StreamTaken> {
+        let receiver = take_stream(
+            lock(&self.handle.receivers).desired.take(),
+            "desired-property",
+        )?;
+        Ok(Subscription::new(Some(receiver)))
     }
 
     /// Direct method invocations. Each stream can be taken once.
-    #[must_use]
-    pub fn method_requests(&self) -> Subscription<MethodRequest> {
-        Subscription::new(lock(&self.handle.receivers).methods.take())
+    ///
+    /// # Errors
+    /// [`StreamTaken`] when an earlier call took this stream.
+    pub fn method_requests(&self) -> Result<Subscription<MethodRequest>, StreamTaken> {
+        let receiver = take_stream(
+            lock(&self.handle.receivers).methods.take(),
+            "method request",
+        )?;
+        Ok(Subscription::new(Some(receiver)))
     }
 
     /// Connection state changes, from the first connect on. Each stream can be taken once.
-    #[must_use]
-    pub fn connection_states(&self) -> Subscription<ConnectionState> {
-        Subscription::new(lock(&self.handle.receivers).states.take())
+    ///
+    /// # Errors
+    /// [`StreamTaken`] when an earlier call took this stream.
+    pub fn connection_states(&self) -> Result<Subscription<ConnectionState>, StreamTaken> {
+        let receiver = take_stream(
+            lock(&self.handle.receivers).states.take(),
+            "connection state",
+        )?;
+        Ok(Subscription::new(Some(receiver)))
     }
 
     /// The current connection state.
     #[must_use]
     pub fn connection_state(&self) -> Option<ConnectionState> {
-        *self.shared.lock().app.state.borrow()
+        self.core.read(|_, app| *app.state.borrow())
     }
 
     /// Closes the client: new work is refused, what is queued is still sent (for up to the
     /// drain timeout, 5 s by default), then the connection is closed and every stream ends.
     pub async fn close(&self) {
-        self.shared.with(|inner, now| inner.machine.close(now));
+        self.core.call(|host, _, now| host.close(now));
         let task = lock(&self.handle.task).take();
         if let Some(task) = task {
             let _ = task.await;
             return;
         }
-        let mut state = self.shared.lock().app.state.subscribe();
+        let mut state = self.core.read(|_, app| app.state.subscribe());
         let _ = state.wait_for(|s| s.is_some_and(|s| s.is_stopped())).await;
     }
 }
@@ -320,6 +371,27 @@ fn twin_error(error: SendError) -> TwinError {
 
 /// Configures and connects a [`HubClient`]. Defaults suit Azure: MQTT over TLS on 8883, public
 /// roots, keep-alive 240 s, tokens of one hour renewed at 70–80 %, every feature subscribed.
+///
+/// A builder is a fleet template too: configure the endpoint, TLS, transport and timing once,
+/// then stamp a builder per device with [`for_device`](Self::for_device) (or `clone` it).
+///
+/// ```no_run
+/// # async fn run(devices: Vec<(String, dps_auth::SymmetricKey)>, key: dps_auth::SymmetricKey)
+/// # -> Result<(), Box<dyn std::error::Error>> {
+/// use std::time::Duration;
+/// use hub_client::{HubClient, TlsConfig};
+///
+/// let template = HubClient::builder("my-hub.azure-devices.net", "template", key)
+///     .tls(TlsConfig::default())
+///     .keep_alive(Duration::from_secs(120))
+///     .deadline(Duration::from_secs(30));
+/// let mut clients = Vec::new();
+/// for (id, key) in devices {
+///     clients.push(template.for_device(id, key).connect().await?);
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
 pub struct HubClientBuilder {
     host: String,
     device_id: String,
@@ -337,6 +409,8 @@ pub struct HubClientBuilder {
     clock: Arc<dyn Clock>,
     entropy: Arc<dyn Entropy>,
     stream_capacity: usize,
+    /// Manual completion (#11).
+    manual_completion: bool,
     /// File upload (#14): the proxy of a WebSocket transport, for uploads too.
     #[cfg(feature = "file-upload")]
     upload_proxy: Option<dps_transport_ws::ProxyConfig>,
@@ -378,9 +452,33 @@ impl HubClientBuilder {
             clock: Arc::new(SystemClock::new()),
             entropy: Arc::new(OsEntropy),
             stream_capacity: 256,
+            manual_completion: false,
             #[cfg(feature = "file-upload")]
             upload_proxy: None,
         }
+    }
+
+    /// A builder for another device on the same hub with this one's settings (endpoint, TLS,
+    /// transport, keep-alive, timing, features, clock, entropy, model id, token lifetime).
+    /// The device id and the credentials change; a module id is not carried over. The stamped
+    /// builder is independent: configuring it does not change this one.
+    #[must_use]
+    pub fn for_device(
+        &self,
+        device_id: impl Into<String>,
+        authenticator: impl Authenticator + 'static,
+    ) -> Self {
+        let device_id = device_id.into();
+        let mut builder = self.clone();
+        builder.symmetric_key = (&authenticator as &dyn Any)
+            .downcast_ref::<SymmetricKey>()
+            .cloned();
+        builder.authenticator = Arc::new(authenticator);
+        builder.config.device_id.clone_from(&device_id);
+        builder.config.module_id = None;
+        builder.device_id = device_id;
+        builder.module_id = None;
+        builder
     }
 
     /// Connects as the module `module_id` of the device.
@@ -513,7 +611,15 @@ impl HubClientBuilder {
         self
     }
 
-    /// How long [`connect`](Self::connect) keeps trying before it gives up (default 60 s).
+    /// How long [`connect`](Self::connect) keeps trying before it gives up (default 60 s): the
+    /// same word and meaning as `ProvisioningClient::deadline` for one `register()` call.
+    #[must_use]
+    pub fn deadline(mut self, deadline: Duration) -> Self {
+        self.initial_connect_timeout = deadline;
+        self
+    }
+
+    /// The same as [`deadline`](Self::deadline), under its former name.
     #[must_use]
     pub fn initial_connect_timeout(mut self, timeout: Duration) -> Self {
         self.initial_connect_timeout = timeout;
@@ -542,11 +648,42 @@ impl HubClientBuilder {
         self
     }
 
-    /// How many items each stream buffers before dropping new ones (default 256).
+    /// How many items each stream buffers (default 256); a full stream holds the next delivery
+    /// unacknowledged and pauses reading from the hub until there is room.
     #[must_use]
     pub fn stream_capacity(mut self, capacity: usize) -> Self {
         self.stream_capacity = capacity.max(1);
         self
+    }
+
+    /// Manual completion (#11): nothing the hub delivers (messages, inputs, desired patches,
+    /// method requests) is acknowledged before the application completes it; read with
+    /// [`Subscription::recv_delivery`] and call [`Delivered::complete`](crate::Delivered::complete) once the item is
+    /// processed (for example in the application's own store). Default: automatic, each
+    /// delivery acknowledged once its stream took it.
+    #[must_use]
+    pub fn manual_completion(mut self, manual: bool) -> Self {
+        self.manual_completion = manual;
+        self
+    }
+
+    /// Every problem with this configuration, in one error.
+    fn config_errors(&self) -> Option<ConfigError> {
+        let mut problems = Vec::new();
+        if self.host.is_empty() {
+            problems.push(ConfigProblem::EmptyHost);
+        }
+        if let Err(e) = dps_core::ids::validate_device_id(&self.device_id) {
+            problems.push(ConfigProblem::DeviceId(e));
+        }
+        if let Some(Err(e)) = self
+            .module_id
+            .as_deref()
+            .map(dps_core::ids::validate_module_id)
+        {
+            problems.push(ConfigProblem::ModuleId(e));
+        }
+        ConfigError::from_problems(problems)
     }
 
     /// Connects, and returns once the client is connected and subscribed. Retriable failures
@@ -559,14 +696,8 @@ impl HubClientBuilder {
     /// # Errors
     /// A [`HubError`] saying what to fix, or [`HubError::Timeout`].
     pub async fn connect(self) -> Result<HubClient, HubError> {
-        if self.host.is_empty() {
-            return Err(HubError::Config("the hub host name is empty".into()));
-        }
-        dps_core::ids::validate_device_id(&self.device_id)
-            .map_err(|e| HubError::Config(format!("device id: {e}")))?;
-        if let Some(module) = &self.module_id {
-            dps_core::ids::validate_module_id(module)
-                .map_err(|e| HubError::Config(format!("module id: {e}")))?;
+        if let Some(error) = self.config_errors() {
+            return Err(HubError::Config(error));
         }
         let mut config = self.config;
         config.device_id.clone_from(&self.device_id);
@@ -622,30 +753,13 @@ impl HubClientBuilder {
         );
         let seed = self.entropy.seed();
         let session = HubSession::new(config, self.clock.now(), seed);
-        let capacity = self.stream_capacity;
-        let (c2d, c2d_rx) = mpsc::channel(capacity);
-        let (inputs, inputs_rx) = mpsc::channel(capacity);
-        let (desired, desired_rx) = mpsc::channel(capacity);
-        let (methods, methods_rx) = mpsc::channel(capacity);
-        let (states, states_rx) = mpsc::channel(capacity);
-        let app = HubApp::new(Outlets {
-            c2d,
-            inputs,
-            desired,
-            methods,
-            states,
-        });
+        let (outlets, receivers) = streams(self.stream_capacity);
+        let app = HubApp::new(outlets).manual_completion(self.manual_completion);
         let mut state = app.state.subscribe();
         let shared = Arc::new(HubShared::new(session, app, self.clock));
         let task = tokio::spawn(dps_runtime::run(Arc::clone(&shared), link).instrument(span));
         let handle = Arc::new(Handle {
-            receivers: Mutex::new(Receivers {
-                c2d: Some(c2d_rx),
-                inputs: Some(inputs_rx),
-                desired: Some(desired_rx),
-                methods: Some(methods_rx),
-                states: Some(states_rx),
-            }),
+            receivers: Mutex::new(receivers),
             task: Mutex::new(Some(task)),
         });
 
@@ -689,14 +803,13 @@ impl HubClientBuilder {
                 (reason, _) => HubError::Stopped(reason),
             });
         }
-        Ok(HubClient {
-            _close: Arc::new(CloseOnDrop(Arc::clone(&shared))),
+        Ok(HubClient::from_parts(
             shared,
             handle,
-            device_id: Arc::from(self.device_id),
-            module_id: self.module_id.map(Arc::from),
+            Arc::from(self.device_id),
+            self.module_id.map(Arc::from),
             #[cfg(feature = "file-upload")]
-            file_upload,
-        })
+            Arc::new(move || file_upload.clone()),
+        ))
     }
 }

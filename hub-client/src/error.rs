@@ -5,6 +5,8 @@ use dps_transport_mqtt::TransportError;
 
 use dps_core::hub::StopReason;
 
+use crate::config_error::ConfigError;
+
 /// A client that could not be built or connected. Messages never contain keys or tokens.
 ///
 /// Runtime failures after the first connection are not errors: the client reconnects by itself
@@ -40,14 +42,15 @@ pub enum HubError {
     },
     /// The client stopped before its first connection for another reason (for example the
     /// configured maximum number of attempts was reached, or it was closed).
-    #[error("the client stopped before connecting: {0:?}")]
+    #[error("the client stopped before connecting: {0}")]
     Stopped(StopReason),
     /// A connection string could not be used. The message names the problem, never the key.
     #[error("invalid connection string: {0}")]
     ConnectionString(String),
-    /// The configuration is invalid (an empty host or device id, an unusable key).
+    /// The configuration cannot work (an empty host, an invalid device or module id): every
+    /// problem found, not only the first.
     #[error("invalid configuration: {0}")]
-    Config(String),
+    Config(#[source] ConfigError),
 }
 
 impl HubError {
@@ -62,4 +65,20 @@ impl HubError {
             _ => false,
         }
     }
+}
+
+/// A stream of the client was taken a second time. Each stream can be taken once: keep the
+/// [`Subscription`](crate::Subscription) the first call returned (and share what it yields).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the {stream} stream was already taken: each stream of a client can be taken once")]
+#[non_exhaustive]
+pub struct StreamTaken {
+    /// Which stream: "cloud-to-device message", "input message", "desired-property",
+    /// "method request" or "connection state".
+    pub stream: &'static str,
+}
+
+/// The receiver of a stream, or [`StreamTaken`] when an earlier call took it.
+pub(crate) fn take_stream<R>(receiver: Option<R>, stream: &'static str) -> Result<R, StreamTaken> {
+    receiver.ok_or(StreamTaken { stream })
 }

@@ -26,8 +26,8 @@
 //! // Twin: report, and follow desired changes (the full twin again after every reconnect).
 //! let version = hub.update_reported(&serde_json::json!({ "firmware": "1.2.0" })).await?;
 //! println!("reported version {version}");
-//! let mut desired = hub.desired_patches();
-//! let mut methods = hub.method_requests();
+//! let mut desired = hub.desired_patches()?;
+//! let mut methods = hub.method_requests()?;
 //! tokio::select! {
 //!     Some(update) = desired.recv() => println!("desired now at {:?}", update.version()),
 //!     Some(request) = methods.recv() => {
@@ -53,6 +53,11 @@
 //!   exponential backoff and jitter; a publish without PUBACK for a minute replaces a silent
 //!   connection; bad credentials and disabled devices (CONNACK 4/5) stop it with a typed reason
 //!   instead of burning quota.
+//! - **Acknowledges only what you have**: a cloud-to-device message, input, desired patch or
+//!   method request is acknowledged once its stream took it; a full stream holds it and pauses
+//!   reading from the hub (the hub keeps it and its queue pushes back), never drops it. With
+//!   [`manual_completion`](HubClientBuilder::manual_completion), only when you
+//!   [complete](Delivered::complete) it.
 //! - **Misses nothing after a reconnect**: every topic is subscribed again when the hub kept no
 //!   session, and the twin is read again ([`DesiredUpdate::Resync`], with the number of desired
 //!   versions missed).
@@ -80,16 +85,23 @@
 //!   [`Entropy`] the builder takes.
 //! - [`HubClient`]: the public handle over that driver over `dps-transport-mqtt`'s [`Transport`] (MQTT/TLS) or
 //!   `dps-transport-ws`'s `WebSocketTransport`, with `dps-auth` credentials (symmetric keys,
-//!   X.509, or any [`Authenticator`](dps_auth::Authenticator)) minted afresh on every connect.
+//!   X.509, or any [`Authenticator`]) minted afresh on every connect.
 #![forbid(unsafe_code)]
+// Public types stay open to additions (rustls's rule): a closed set says so with `#[expect]`.
+#![warn(clippy::exhaustive_enums, clippy::exhaustive_structs)]
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod app;
+mod backlog;
 mod client;
+mod completion;
+mod config_error;
 mod connection_string;
 mod desired;
+pub mod device;
 mod error;
+mod host;
 mod method;
 pub mod pnp;
 mod streams;
@@ -98,18 +110,22 @@ mod streams;
 pub mod upload;
 
 pub use client::{HubClient, HubClientBuilder, SendReceipt, USER_AGENT};
+pub use completion::{Completion, Delivered};
+pub use config_error::{ConfigError, ConfigProblem};
 pub use connection_string::ConnectionString;
 pub use desired::DesiredUpdate;
-pub use error::HubError;
+pub use error::{HubError, StreamTaken};
 pub use method::MethodRequest;
 pub use streams::Subscription;
 
+pub use dps_auth::{AuthError, Authenticator, SasAuthenticator, SymmetricKey};
 pub use dps_core::dps::registration::Assignment;
 pub use dps_core::hub::{
     Backoff, ConnectionState, DisconnectReason, Features, Heartbeat, Message, MessageId,
     ReceivedMessage, Renewal, SendError, SessionConfig, StopReason, SystemProperty, Twin,
     TwinError,
 };
+pub use dps_core::ids::{IdError, IdKind};
 pub use dps_runtime::{Clock, Entropy, FixedEntropy, OsEntropy, SystemClock};
 
 pub use dps_transport_mqtt::{MqttTransport, TlsConfig, Transport, TransportError};

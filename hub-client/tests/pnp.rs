@@ -52,7 +52,7 @@ async fn writable_properties_are_acknowledged_once(kind: Kind) {
         .unwrap();
 
     let client = env.builder(kind, device, &key).connect().await.unwrap();
-    let mut updates = client.desired_patches();
+    let mut updates = client.desired_patches().unwrap();
     let update = next(&mut updates, STEP).await;
     assert!(matches!(update, DesiredUpdate::Resync { .. }), "{update:?}");
     let mut pending = update.writable_properties(&COMPONENTS);
@@ -88,7 +88,7 @@ async fn writable_properties_are_acknowledged_once(kind: Kind) {
 
     // Reconnected with nothing new: the resync hands over nothing to acknowledge again.
     let client = env.builder(kind, device, &key).connect().await.unwrap();
-    let mut updates = client.desired_patches();
+    let mut updates = client.desired_patches().unwrap();
     let update = next(&mut updates, STEP).await;
     assert!(matches!(update, DesiredUpdate::Resync { .. }), "{update:?}");
     assert_eq!(update.writable_properties(&COMPONENTS), vec![]);
@@ -139,7 +139,7 @@ async fn component_telemetry_and_commands(kind: Kind) {
         telemetry[0].system_properties
     );
 
-    let mut requests = client.method_requests();
+    let mut requests = client.method_requests().unwrap();
     let answering = tokio::spawn(async move {
         let request = next(&mut requests, STEP).await;
         assert_eq!(

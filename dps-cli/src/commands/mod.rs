@@ -2,9 +2,12 @@
 
 mod derive_key;
 mod emulator;
+pub(crate) mod enroll;
 mod provision;
+pub(crate) mod registry;
 mod sas;
 mod send;
+mod service_api;
 mod token_key;
 pub(crate) mod upload;
 
@@ -24,6 +27,8 @@ pub(crate) fn run(command: Command) -> Result<(), CliError> {
         Command::Send(args) => send::run(&args),
         Command::Upload(args) => upload::run(&args),
         Command::Emulator(args) => emulator::run(args),
+        Command::Enroll(args) => enroll::run(&args),
+        Command::Registry(args) => registry::run(&args),
     }
 }
 

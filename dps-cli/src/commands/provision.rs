@@ -142,7 +142,9 @@ fn classify(error: ProvisioningError) -> CliError {
         ProvisioningError::Rejected { .. } => ExitCode::Rejected,
         ProvisioningError::Throttled { .. } => ExitCode::Throttled,
         ProvisioningError::Timeout { .. } => ExitCode::Timeout,
-        ProvisioningError::Transport(_) => ExitCode::Transport,
+        ProvisioningError::Transport(_) | ProvisioningError::Unreachable { .. } => {
+            ExitCode::Transport
+        }
         ProvisioningError::Credentials(_) | ProvisioningError::Config(_) => ExitCode::InvalidInput,
         _ => ExitCode::Failure,
     };

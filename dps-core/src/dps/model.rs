@@ -46,6 +46,7 @@ impl ModelError {
 /// ```
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[non_exhaustive]
 pub struct RegistrationRequest {
     /// The registration id. The C# SDK omits it (the service takes it from CONNECT), so it is
     /// optional when reading.
@@ -103,6 +104,7 @@ impl RegistrationRequest {
 /// The state of a registration operation, as reported by the service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum RegistrationStatus {
     /// The device is not assigned to a hub.
     Unassigned,
@@ -183,6 +185,10 @@ impl<'de> Deserialize<'de> for Substatus {
 /// A six-digit service error code: the HTTP status followed by three digits (`401002`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
+#[expect(
+    clippy::exhaustive_structs,
+    reason = "a newtype: the number is the whole value"
+)]
 pub struct ErrorCode(pub u32);
 
 impl ErrorCode {
@@ -208,6 +214,10 @@ impl fmt::Display for ErrorCode {
 /// The error body DPS sends with 4xx/5xx responses (`ProvisioningServiceErrorDetails`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[expect(
+    clippy::exhaustive_structs,
+    reason = "the service's JSON schema, field for field; the emulator answers with it built by literal"
+)]
 pub struct ServiceError {
     /// The six-digit error code.
     pub error_code: ErrorCode,
@@ -239,6 +249,10 @@ impl Eq for ServiceError {}
 /// `RegistrationOperationStatus`: the body of 200 and 202 responses.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[expect(
+    clippy::exhaustive_structs,
+    reason = "the service's JSON schema, field for field; the emulator answers with it built by literal"
+)]
 pub struct RegistrationOperationStatus {
     /// The operation to poll. May be empty on terminal responses (`disabled`).
     pub operation_id: String,
@@ -252,6 +266,10 @@ pub struct RegistrationOperationStatus {
 /// `DeviceRegistrationResult`: where the device was assigned, or why not.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[expect(
+    clippy::exhaustive_structs,
+    reason = "the service's JSON schema, field for field; the emulator answers with it built by literal"
+)]
 pub struct DeviceRegistrationResult {
     /// The registration id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -340,6 +358,10 @@ fn raw_eq(a: Option<&RawValue>, b: Option<&RawValue>) -> bool {
 /// X.509 attestation details of a registration.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[expect(
+    clippy::exhaustive_structs,
+    reason = "the service's JSON schema, field for field; the emulator answers with it built by literal"
+)]
 pub struct X509RegistrationResult {
     /// The device certificate.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -355,6 +377,10 @@ pub struct X509RegistrationResult {
 /// Summary of a certificate as DPS reports it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[expect(
+    clippy::exhaustive_structs,
+    reason = "the service's JSON schema, field for field; the emulator answers with it built by literal"
+)]
 pub struct X509CertificateInfo {
     /// Subject distinguished name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -385,6 +411,10 @@ pub struct X509CertificateInfo {
 /// Symmetric-key attestation details of a registration.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[expect(
+    clippy::exhaustive_structs,
+    reason = "the service's JSON schema, field for field; the emulator answers with it built by literal"
+)]
 pub struct SymmetricKeyRegistrationResult {
     /// The enrollment group that matched, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -394,6 +424,7 @@ pub struct SymmetricKeyRegistrationResult {
 /// TPM attestation details of a registration.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[non_exhaustive]
 pub struct TpmRegistrationResult {
     /// The encrypted authentication key.
     #[serde(default, skip_serializing_if = "Option::is_none")]

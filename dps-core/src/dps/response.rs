@@ -29,6 +29,10 @@ pub enum ResponseError {
 // allocation per message for no gain.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[expect(
+    clippy::exhaustive_enums,
+    reason = "a closed set: a DPS response body is an operation status or an error"
+)]
 pub enum ResponseBody {
     /// `RegistrationOperationStatus` (200 and 202 responses).
     Operation(RegistrationOperationStatus),
@@ -38,6 +42,7 @@ pub enum ResponseBody {
 
 /// A DPS response: the parsed topic (status, `$rid`, `retry-after`) and body.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Response<'a> {
     /// The parsed topic.
     pub topic: ResponseTopic<'a>,

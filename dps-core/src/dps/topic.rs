@@ -98,6 +98,10 @@ pub enum TopicError {
 ///
 /// Parameters may come in any order. Borrowed from the topic; nothing is allocated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[expect(
+    clippy::exhaustive_structs,
+    reason = "a parsed view of one wire format, field for field; the protocol vectors build it by literal"
+)]
 pub struct ResponseTopic<'a> {
     /// The HTTP-like status of the response.
     pub status: u16,

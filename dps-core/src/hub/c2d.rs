@@ -93,6 +93,7 @@ impl fmt::Display for C2dTopic<'_> {
 
 /// A received cloud-to-device message topic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct C2dMessage<'a> {
     /// The device id, as written in the topic.
     pub device_id: &'a str,

@@ -204,6 +204,10 @@ pub enum CredentialResponseKind {
 
 /// A certificate renewal response topic received by a device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[expect(
+    clippy::exhaustive_structs,
+    reason = "a parsed view of one wire format, field for field; the protocol vectors build it by literal"
+)]
 pub struct CredentialResponse<'a> {
     /// The response status.
     pub status: u16,
@@ -279,6 +283,7 @@ impl fmt::Display for CredentialResponseTopic<'_> {
 /// The body of a `202` response.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[non_exhaustive]
 pub struct CertificateAccepted {
     /// The service's id for the operation, to quote in support requests.
     #[serde(default)]
@@ -292,6 +297,7 @@ pub struct CertificateAccepted {
 /// service sent them (do not assume leaf first).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(transparent)]
+#[non_exhaustive]
 pub struct IssuedCertificates {
     /// The base64 DER certificates.
     pub certificates: Vec<String>,
@@ -300,6 +306,7 @@ pub struct IssuedCertificates {
 /// The body of an error response (status 400 or above).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[non_exhaustive]
 pub struct CredentialErrorBody {
     /// The service error code, for example `400040` (bad CSR), `409005` (a request is already
     /// active: retry with `replace`) or `429002` (throttled).
@@ -334,6 +341,7 @@ impl CredentialErrorBody {
 /// The `info` member of a [`CredentialErrorBody`].
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[non_exhaustive]
 pub struct CredentialErrorInfo {
     /// The id of the operation that failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]

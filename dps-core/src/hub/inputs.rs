@@ -92,6 +92,7 @@ impl fmt::Display for InputTopic<'_> {
 
 /// A received module input message topic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct InputMessage<'a> {
     /// The device id, as written in the topic.
     pub device_id: &'a str,

@@ -16,6 +16,10 @@ pub const COMMAND_SEPARATOR: char = '*';
 
 /// A direct method request received by a device. Both fields are the raw topic text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[expect(
+    clippy::exhaustive_structs,
+    reason = "a parsed view of one wire format, field for field; the protocol vectors build it by literal"
+)]
 pub struct ParsedMethodRequest<'a> {
     /// The method name, as written in the topic.
     pub name: &'a str,
@@ -81,6 +85,7 @@ pub fn parse_method_request(topic: &str) -> Result<ParsedMethodRequest<'_>, Topi
 
 /// A method name split at the first [`COMMAND_SEPARATOR`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct PnpCommand<'a> {
     /// The component, for `{component}*{command}`; `None` for a command of the default component
     /// (a name without `*`).
@@ -179,6 +184,7 @@ impl fmt::Display for MethodRequestTopic<'_> {
 
 /// A method response published by a device, as the hub (or an emulator) receives it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct MethodResponse<'a> {
     /// The device's result status.
     pub status: u16,

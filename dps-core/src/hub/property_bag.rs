@@ -12,6 +12,10 @@ use crate::query::{Params, RawParam};
 /// encoded `/`, `?` or `=`: use [`decoded_key`](Self::decoded_key) and
 /// [`decoded_value`](Self::decoded_value) for the text the sender meant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[expect(
+    clippy::exhaustive_structs,
+    reason = "a parsed view of one wire format, field for field; the protocol vectors build it by literal"
+)]
 pub struct Property<'a> {
     /// The raw key.
     pub key: &'a str,

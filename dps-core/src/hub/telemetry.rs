@@ -80,6 +80,7 @@ impl fmt::Display for TelemetryTopic<'_> {
 
 /// A telemetry topic as the hub (or an emulator of it) receives it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct TelemetryMessage<'a> {
     /// The device id, as written in the topic.
     pub device_id: &'a str,

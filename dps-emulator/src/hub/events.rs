@@ -13,6 +13,7 @@ pub const EVENT_FEED_CAPACITY: usize = 10_000;
 /// What an event is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[non_exhaustive]
 pub enum HubEventKind {
     /// A device-to-cloud message (telemetry, or a module output).
     Telemetry,
@@ -21,6 +22,9 @@ pub enum HubEventKind {
     /// A device reported a successful file upload; the body is a
     /// [`FileUploadNotification`](crate::hub::FileUploadNotification) in JSON.
     FileUpload,
+    /// A device or module connected or disconnected (`opType` `deviceConnected` /
+    /// `deviceDisconnected`), as the service routes `deviceConnectionStateEvents` (#15).
+    DeviceConnectionState,
 }
 
 /// One event on a hub's feed.

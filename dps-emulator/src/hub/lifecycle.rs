@@ -156,3 +156,70 @@ pub(crate) fn lifecycle_event(
         body: body.to_string().into_bytes(),
     }
 }
+
+/// A connection-state notification as the service routes `deviceConnectionStateEvents`:
+/// `opType` `deviceConnected` / `deviceDisconnected`, `hubName`, `deviceId` (and `moduleId`),
+/// `operationTimestamp`, `iothub-message-schema=deviceConnectionStateNotification`, and a body
+/// holding an increasing `sequenceNumber` (64 hex digits) that orders the notifications of a
+/// device even when they arrive out of order.
+pub(crate) fn connection_state_event(
+    hub: &str,
+    device_id: &str,
+    module_id: Option<&str>,
+    connected: bool,
+) -> HubEvent {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let now = time::now_utc();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let sequence = format!(
+        "{nanos:032X}{:032X}",
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    );
+    let op_type = if connected {
+        "deviceConnected"
+    } else {
+        "deviceDisconnected"
+    };
+    let mut properties = BTreeMap::from([
+        ("opType".to_owned(), op_type.to_owned()),
+        ("hubName".to_owned(), hub.to_owned()),
+        ("deviceId".to_owned(), device_id.to_owned()),
+        ("operationTimestamp".to_owned(), now.clone()),
+        (
+            "iothub-message-schema".to_owned(),
+            "deviceConnectionStateNotification".to_owned(),
+        ),
+    ]);
+    if let Some(module_id) = module_id {
+        properties.insert("moduleId".into(), module_id.to_owned());
+    }
+    let system_properties = BTreeMap::from([
+        ("contentType".to_owned(), "application/json".to_owned()),
+        ("contentEncoding".to_owned(), "utf-8".to_owned()),
+        ("iothub-enqueuedtime".to_owned(), now.clone()),
+        (
+            "iothub-message-source".to_owned(),
+            "deviceConnectionStateEvents".to_owned(),
+        ),
+        (
+            "iothub-connection-device-id".to_owned(),
+            device_id.to_owned(),
+        ),
+    ]);
+    HubEvent {
+        sequence_number: 0,
+        hub: hub.to_owned(),
+        kind: HubEventKind::DeviceConnectionState,
+        device_id: device_id.to_owned(),
+        module_id: module_id.map(str::to_owned),
+        enqueued_time: now,
+        system_properties,
+        properties,
+        body: json!({ "sequenceNumber": sequence })
+            .to_string()
+            .into_bytes(),
+    }
+}

@@ -21,6 +21,7 @@
 pub(crate) mod announce;
 pub(crate) mod device;
 pub(crate) mod events;
+pub(crate) mod jobs;
 pub(crate) mod lifecycle;
 pub(crate) mod live;
 pub(crate) mod methods;

@@ -73,8 +73,21 @@ impl HubRuntime {
     }
 
     /// Writes the connection-state time and last activity of an identity (on connect and
-    /// disconnect; live activity in between stays in memory).
-    pub(crate) fn record_connection(&self, key: &IdentityKey, last_activity: SystemTime) {
+    /// disconnect; live activity in between stays in memory), and puts the connection-state
+    /// notification on the events feed.
+    pub(crate) fn record_connection(
+        &self,
+        key: &IdentityKey,
+        last_activity: SystemTime,
+        connected: bool,
+    ) {
+        self.events
+            .push(crate::hub::lifecycle::connection_state_event(
+                &key.hub,
+                &key.device_id,
+                key.module_id.as_deref(),
+                connected,
+            ));
         let now = time::now_utc();
         let activity = format_time(last_activity);
         self.store.mutate(|data| {

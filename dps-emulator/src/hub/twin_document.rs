@@ -97,7 +97,9 @@ pub(crate) fn merge(target: &mut Map<String, Value>, patch: &Map<String, Value>)
     for (name, value) in patch {
         match value {
             Value::Null => {
-                target.remove(name);
+                // `shift_remove` keeps the order of the members that stay (`remove` would
+                // swap the last member into the hole).
+                target.shift_remove(name);
             }
             Value::Object(inner) => {
                 let slot = target

@@ -18,3 +18,4 @@ pub use hub::c2d::{CloudToDeviceMessage, MAX_C2D_SIZE, MAX_QUEUED_C2D};
 pub(crate) use hub::c2d::{MessageRequest, QueuedC2d};
 pub use hub::identity::{DeviceStatus, HubAuthType, HubAuthentication, X509Thumbprint};
 pub use hub::identity::{HubDevice, HubModule, TwinMeta};
+pub(crate) use hub::job::Job;

@@ -137,11 +137,31 @@ struct ListenerContext {
     gate: Arc<Gate>,
 }
 
+/// Binds one listener; a failure names the address, what it was for and how to pick another
+/// port (#15: "Address already in use" alone does not say which of the two ports is taken).
+async fn bind(ip: IpAddr, port: u16, what: &str, flag: &str) -> io::Result<TcpListener> {
+    TcpListener::bind((ip, port)).await.map_err(|e| {
+        let addr = SocketAddr::new(ip, port);
+        let hint = match e.kind() {
+            io::ErrorKind::AddrInUse => {
+                format!(" (another program listens there; choose another port with {flag})")
+            }
+            io::ErrorKind::PermissionDenied => format!(
+                " (ports below 1024 need root or CAP_NET_BIND_SERVICE; or choose another \
+                 port with {flag})"
+            ),
+            _ => String::new(),
+        };
+        io::Error::new(e.kind(), format!("{what} port {addr}: {e}{hint}"))
+    })
+}
+
 impl Servers {
     /// Binds both listeners and starts accepting. Fails if a port cannot be bound.
     pub async fn start(options: ServerOptions) -> io::Result<Self> {
-        let mqtt_listener = TcpListener::bind((options.bind, options.mqtt_port)).await?;
-        let https_listener = TcpListener::bind((options.bind, options.https_port)).await?;
+        let mqtt_listener = bind(options.bind, options.mqtt_port, "MQTT", "--mqtt-port").await?;
+        let https_listener =
+            bind(options.bind, options.https_port, "HTTPS", "--https-port").await?;
         let mqtt_addr = mqtt_listener.local_addr()?;
         let https_addr = https_listener.local_addr()?;
 

@@ -101,6 +101,19 @@ pub enum CloseReason {
     Shutdown,
 }
 
+impl fmt::Display for CloseReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::ClientDisconnect => "the client disconnected",
+            Self::Network => "the connection was lost",
+            Self::KeepAliveTimeout => "nothing arrived within 1.5 times the keep-alive",
+            Self::ProtocolError => "the client broke the protocol",
+            Self::ClosedByServer => "closed by the emulator",
+            Self::Shutdown => "the emulator is shutting down",
+        })
+    }
+}
+
 /// What the [`Outbox`] carries to the connection's writer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outgoing {

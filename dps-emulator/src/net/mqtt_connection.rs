@@ -197,7 +197,7 @@ pub(crate) async fn run_connection<T: PacketIo>(mut io: T, mut ctx: ConnectionCo
         Ok(()) => connection.run(keep_alive, &mut ctx.shutdown).await,
         Err(reason) => reason,
     };
-    tracing::debug!(%peer, ?transport, ?reason, "connection closed");
+    tracing::debug!(%peer, ?transport, %reason, "connection closed");
     connection.session.closed(reason).await;
     connection.io.close().await;
 }

@@ -226,15 +226,27 @@ pub(crate) async fn tls(
     addr: std::net::SocketAddr,
     identity: Option<&Leaf>,
 ) -> TlsStream<TcpStream> {
-    let tcp = TcpStream::connect(addr).await.unwrap();
+    tls_named(emu, addr, "localhost", identity)
+        .await
+        .expect("TLS handshake")
+}
+
+/// A TLS connection to `addr` that asks for and verifies the host name `name` (SNI and the
+/// certificate's subject alternative names), as a client that resolved `name` to `addr` does.
+pub(crate) async fn tls_named(
+    emu: &Emulator,
+    addr: std::net::SocketAddr,
+    name: &str,
+    identity: Option<&Leaf>,
+) -> std::io::Result<TlsStream<TcpStream>> {
+    let tcp = TcpStream::connect(addr).await?;
     tokio::time::timeout(
         STEP,
         TlsConnector::from(client_config(emu, identity))
-            .connect(ServerName::try_from("localhost").unwrap(), tcp),
+            .connect(ServerName::try_from(name.to_owned()).unwrap(), tcp),
     )
     .await
     .expect("TLS handshake in time")
-    .expect("TLS handshake")
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -281,7 +293,19 @@ pub(crate) async fn connect_raw(
     identity: Option<&Leaf>,
     connect: &[u8],
 ) -> ConnectOutcome {
-    let stream = tls(emu, emu.mqtt_addr(), identity).await;
+    connect_raw_named(emu, "localhost", identity, connect).await
+}
+
+/// [`connect_raw`] to the host name `name` (resolved to the emulator's MQTT address).
+pub(crate) async fn connect_raw_named(
+    emu: &Emulator,
+    name: &str,
+    identity: Option<&Leaf>,
+    connect: &[u8],
+) -> ConnectOutcome {
+    let stream = tls_named(emu, emu.mqtt_addr(), name, identity)
+        .await
+        .expect("TLS handshake");
     let mut conn = Conn {
         stream,
         buf: BytesMut::new(),

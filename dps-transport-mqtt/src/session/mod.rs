@@ -26,6 +26,10 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// MQTT quality of service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[expect(
+    clippy::exhaustive_enums,
+    reason = "a closed set: MQTT 3.1.1 defines these QoS levels and no other"
+)]
 pub enum QoS {
     /// At most once (0).
     AtMostOnce,

@@ -77,12 +77,12 @@ impl Env {
         let builder = hub_client::HubClient::builder(&self.hub, device_id, key)
             .endpoint(endpoint)
             .tls(self.tls())
-            .backoff(Backoff {
-                base: Duration::from_millis(50),
-                max: Duration::from_millis(500),
-                max_jitter: Duration::from_millis(20),
-                ..Backoff::default()
-            })
+            .backoff(
+                Backoff::default()
+                    .base(Duration::from_millis(50))
+                    .max(Duration::from_millis(500))
+                    .max_jitter(Duration::from_millis(20)),
+            )
             .connect_timeout(Duration::from_secs(10))
             .initial_connect_timeout(Duration::from_secs(20))
             .jitter_seed(42);

@@ -31,6 +31,12 @@ pub struct Timing {
     ///
     /// [`Registration::new`]: super::Registration::new
     pub deadline: Duration,
+    /// How many connection attempts in a row may fail (TCP, TLS, CONNACK "server unavailable")
+    /// before the registration ends with
+    /// [`RegistrationError::Unreachable`](super::RegistrationError::Unreachable) instead of
+    /// waiting out the deadline (default 3: an unreachable endpoint fails within seconds).
+    /// `None` retries until the deadline.
+    pub max_connect_failures: Option<u32>,
 }
 
 impl Default for Timing {
@@ -43,6 +49,7 @@ impl Default for Timing {
             max_jitter: Duration::from_secs(1),
             request_timeout: Duration::from_secs(30),
             deadline: Duration::from_secs(300),
+            max_connect_failures: Some(3),
         }
     }
 }
@@ -94,6 +101,14 @@ impl Timing {
     #[must_use]
     pub const fn deadline(mut self, value: Duration) -> Self {
         self.deadline = value;
+        self
+    }
+
+    /// Sets [`Timing::max_connect_failures`] (`None`: retry until the deadline; a bound of 0
+    /// counts as 1).
+    #[must_use]
+    pub const fn max_connect_failures(mut self, value: Option<u32>) -> Self {
+        self.max_connect_failures = value;
         self
     }
 

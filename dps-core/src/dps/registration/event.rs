@@ -11,6 +11,7 @@ use crate::mqtt::ConnectFailure;
 
 /// Which request went out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum RequestKind {
     /// The registration request (`iotdps-register`).
     Register,
@@ -92,6 +93,18 @@ pub enum IgnoreReason {
     Finished,
 }
 
+impl fmt::Display for IgnoreReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NotDps => f.write_str("the topic is not a DPS response topic"),
+            Self::MalformedTopic(e) => write!(f, "the response topic is malformed: {e}"),
+            Self::UnknownRid => f.write_str("no request of this registration used this $rid"),
+            Self::StaleRid => f.write_str("the $rid belongs to an earlier request"),
+            Self::Finished => f.write_str("the registration has already finished"),
+        }
+    }
+}
+
 /// Something the driver may log or surface; draining events is required (see the crate docs),
 /// acting on them is optional, except [`Event::Finished`], always the last one.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -134,4 +147,20 @@ pub enum Event {
     },
     /// The registration is over, with its outcome. Always the last event.
     Finished(Outcome),
+}
+
+#[cfg(test)]
+mod display_tests {
+    use alloc::string::ToString as _;
+
+    use super::*;
+
+    #[test]
+    fn ignore_reasons_print_sentences() {
+        assert_eq!(
+            IgnoreReason::StaleRid.to_string(),
+            "the $rid belongs to an earlier request"
+        );
+        assert!(!IgnoreReason::NotDps.to_string().contains("NotDps"));
+    }
 }

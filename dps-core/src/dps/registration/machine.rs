@@ -93,6 +93,8 @@ pub struct Registration {
     stale_rids: VecDeque<u64>,
     /// Consecutive failures, for the exponential backoff; reset by any useful answer.
     failures: u32,
+    /// Connection attempts that failed in a row; reset by a CONNACK.
+    connect_failures: u32,
     last_problem: Option<RetryReason>,
     last_retry_after: Option<Duration>,
     transmits: VecDeque<Transmit>,
@@ -124,6 +126,7 @@ impl Registration {
             next_publish: 1,
             stale_rids: VecDeque::with_capacity(STALE_RIDS),
             failures: 0,
+            connect_failures: 0,
             last_problem: None,
             last_retry_after: None,
             transmits: VecDeque::new(),
@@ -473,6 +476,7 @@ impl Machine for Registration {
             return;
         }
         self.conn = Conn::Subscribing;
+        self.connect_failures = 0;
         self.timers
             .set(Timer::Subscribe, now + self.config.timing.request_timeout);
         self.transmits.push_back(Transmit::Subscribe {
@@ -506,7 +510,18 @@ impl Machine for Registration {
                 self.finish(Err(RegistrationError::Unrecoverable));
             }
             ConnectFailure::Refused { .. } | ConnectFailure::Network => {
-                self.conn_lost(now, RetryReason::ConnectFailed(failure));
+                self.connect_failures = self.connect_failures.saturating_add(1);
+                let bound = self.config.timing.max_connect_failures;
+                if bound.is_some_and(|max| self.connect_failures >= max.max(1)) {
+                    self.last_problem = Some(RetryReason::ConnectFailed(failure));
+                    self.conn = Conn::Down;
+                    self.finish(Err(RegistrationError::Unreachable {
+                        attempts: self.connect_failures,
+                        last: failure,
+                    }));
+                } else {
+                    self.conn_lost(now, RetryReason::ConnectFailed(failure));
+                }
             }
         }
         self.drive(now);

@@ -20,6 +20,9 @@
 //! - Nothing is retried past [`Timing::deadline`]; when the next permitted attempt would start
 //!   after it, the registration ends early with [`RegistrationError::Throttled`] or
 //!   [`RegistrationError::Timeout`].
+//! - Connection attempts that fail [`Timing::max_connect_failures`] times in a row (3 by
+//!   default) end with [`RegistrationError::Unreachable`]: an endpoint that cannot be reached
+//!   fails within seconds, not at the deadline.
 
 mod config;
 mod event;

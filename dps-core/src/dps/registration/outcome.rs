@@ -7,6 +7,7 @@ use serde_json::value::RawValue;
 
 use super::event::RetryReason;
 use crate::dps::model::{DeviceRegistrationResult, ErrorCode, ServiceError, Substatus};
+use crate::mqtt::ConnectFailure;
 
 /// A successful registration: the device's hub and identity.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -151,6 +152,18 @@ pub enum RegistrationError {
     /// error says which.
     #[error("the connection failed in a way retrying cannot fix")]
     Unrecoverable,
+    /// Every connection attempt failed, [`Timing::max_connect_failures`](super::Timing) times in
+    /// a row: the endpoint is unreachable (wrong host or port, no network, a firewall). The
+    /// driver's last transport error says more.
+    #[error(
+        "the service could not be reached: {attempts} connection attempts in a row failed (the last: {last})"
+    )]
+    Unreachable {
+        /// The failed attempts in a row.
+        attempts: u32,
+        /// How the last one failed.
+        last: ConnectFailure,
+    },
     /// The deadline passed without an answer. `last_problem` says what was happening.
     #[error("registration deadline exceeded")]
     Timeout {

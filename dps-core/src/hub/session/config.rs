@@ -11,6 +11,7 @@ use crate::hub::{DEFAULT_KEEP_ALIVE_SECS, MAX_KEEP_ALIVE_SECS};
 /// responses plus desired patches, and methods. All are on by default; a telemetry-only device
 /// can turn them off to save the SUBSCRIBE and the twin GET on every connect.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Features {
     /// Cloud-to-device messages (devices only; ignored for modules).
     pub c2d: bool,
@@ -46,6 +47,37 @@ impl Features {
     };
 }
 
+/// Setters, so a policy is built from a preset (`Features::default()`) outside this crate.
+impl Features {
+    /// Subscribes to cloud-to-device messages (devices).
+    #[must_use]
+    pub const fn c2d(mut self, c2d: bool) -> Self {
+        self.c2d = c2d;
+        self
+    }
+
+    /// Subscribes to module inputs (modules).
+    #[must_use]
+    pub const fn inputs(mut self, inputs: bool) -> Self {
+        self.inputs = inputs;
+        self
+    }
+
+    /// Subscribes to twin responses and desired-property patches.
+    #[must_use]
+    pub const fn twin(mut self, twin: bool) -> Self {
+        self.twin = twin;
+        self
+    }
+
+    /// Subscribes to direct methods.
+    #[must_use]
+    pub const fn methods(mut self, methods: bool) -> Self {
+        self.methods = methods;
+        self
+    }
+}
+
 /// Proactive SAS renewal: the session reconnects with a fresh token before the hub drops it.
 ///
 /// The reconnect is due at a random point between `(at_percent - jitter_percent)` % and
@@ -54,6 +86,7 @@ impl Features {
 /// and waits (up to [`SessionConfig::drain_timeout`]) for the hub to acknowledge what is in
 /// flight, so a renewal normally duplicates nothing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Renewal {
     /// When to renew, in percent of the token lifetime (default 80, as the C SDK's
     /// `SAS_REFRESH_MULTIPLIER`); values above 100 count as 100.
@@ -75,6 +108,30 @@ impl Default for Renewal {
     }
 }
 
+/// Setters, so a policy is built from a preset (`Renewal::default()`) outside this crate.
+impl Renewal {
+    /// When to renew, in percent of the token lifetime.
+    #[must_use]
+    pub const fn at_percent(mut self, at_percent: u8) -> Self {
+        self.at_percent = at_percent;
+        self
+    }
+
+    /// How much earlier a renewal may randomly be, in percent of the lifetime.
+    #[must_use]
+    pub const fn jitter_percent(mut self, jitter_percent: u8) -> Self {
+        self.jitter_percent = jitter_percent;
+        self
+    }
+
+    /// Lower bound of the time between a connect and its renewal.
+    #[must_use]
+    pub const fn min_interval(mut self, min_interval: Duration) -> Self {
+        self.min_interval = min_interval;
+        self
+    }
+}
+
 /// Reconnect policy: exponential backoff with jitter.
 ///
 /// The n-th consecutive failure waits `min(base * 2^(n-1), max)` plus a random jitter of up to
@@ -83,6 +140,7 @@ impl Default for Renewal {
 /// the device right after accepting it (a duplicate client elsewhere) still meets growing
 /// delays instead of a reconnect storm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Backoff {
     /// First delay (default 1 s).
     pub base: Duration,
@@ -105,6 +163,44 @@ impl Default for Backoff {
             max_attempts: None,
             reset_after: Duration::from_secs(60),
         }
+    }
+}
+
+/// Setters, so a policy is built from a preset (`Backoff::default()`) outside this crate.
+impl Backoff {
+    /// First delay.
+    #[must_use]
+    pub const fn base(mut self, base: Duration) -> Self {
+        self.base = base;
+        self
+    }
+
+    /// Largest delay before jitter.
+    #[must_use]
+    pub const fn max(mut self, max: Duration) -> Self {
+        self.max = max;
+        self
+    }
+
+    /// Smallest jitter bound.
+    #[must_use]
+    pub const fn max_jitter(mut self, max_jitter: Duration) -> Self {
+        self.max_jitter = max_jitter;
+        self
+    }
+
+    /// Give up after this many consecutive failed attempts (`None`: never).
+    #[must_use]
+    pub const fn max_attempts(mut self, max_attempts: Option<u32>) -> Self {
+        self.max_attempts = max_attempts;
+        self
+    }
+
+    /// A connection up at least this long resets the failure count.
+    #[must_use]
+    pub const fn reset_after(mut self, reset_after: Duration) -> Self {
+        self.reset_after = reset_after;
+        self
     }
 }
 
@@ -149,7 +245,7 @@ impl Heartbeat {
 /// use dps_core::hub::{Features, SessionConfig};
 ///
 /// let config = SessionConfig::device("my-device")
-///     .features(Features { c2d: false, ..Features::ALL })
+///     .features(Features::ALL.c2d(false))
 ///     .queue_capacity(10_000)
 ///     .request_timeout(Duration::from_secs(10));
 /// assert_eq!(config.max_in_flight, 16);

@@ -129,6 +129,10 @@ impl HubSession {
         self.renew_at = None;
         self.timers.stop(Timer::Resync);
         self.heartbeat_at = None;
+        if self.keep_on_stop {
+            // Back in the queue, in order, for the next session (see `Handoff`).
+            self.requeue_in_flight();
+        }
         let in_flight = core::mem::take(&mut self.in_flight);
         self.telemetry_in_flight = 0;
         let mut abandoned: Vec<MessageId> = Vec::new();
@@ -152,12 +156,14 @@ impl HubSession {
                 });
             }
         }
-        abandoned.extend(
-            core::mem::take(&mut self.queue)
-                .into_iter()
-                .filter(|q| !q.heartbeat)
-                .map(|q| q.id),
-        );
+        if !self.keep_on_stop {
+            abandoned.extend(
+                core::mem::take(&mut self.queue)
+                    .into_iter()
+                    .filter(|q| !q.heartbeat)
+                    .map(|q| q.id),
+            );
+        }
         abandoned.sort_unstable();
         for id in abandoned {
             self.events.push_back(Event::TelemetryAbandoned { id });

@@ -83,6 +83,9 @@ pub enum DisconnectReason {
     SubscribeFailed,
     /// A publish waited longer than the ack timeout for its PUBACK: the connection was dead.
     AckTimeout,
+    /// The device is provisioning (again) and connects to the hub DPS assigns next
+    /// (`dps_core::device`).
+    Reprovisioning,
 }
 
 /// Why the session stopped for good.
@@ -158,6 +161,7 @@ impl fmt::Display for DisconnectReason {
             ),
             Self::SubscribeFailed => f.write_str("the subscription failed or was refused"),
             Self::AckTimeout => f.write_str("a publish waited too long for its PUBACK"),
+            Self::Reprovisioning => f.write_str("the device is provisioning again"),
         }
     }
 }
@@ -265,6 +269,10 @@ pub enum TwinError {
 
 /// A device twin: the desired and reported property documents, each with its `$version`.
 #[derive(Debug, Clone, PartialEq)]
+#[expect(
+    clippy::exhaustive_structs,
+    reason = "the twin document's two halves, as the hub sends them; scenario tests build it by literal"
+)]
 pub struct Twin {
     /// The desired properties (with `$version` and, from the hub, `$metadata`).
     pub desired: Value,
@@ -334,6 +342,19 @@ pub enum IgnoreReason {
     InvalidBody,
     /// The session has stopped.
     Stopped,
+}
+
+impl fmt::Display for IgnoreReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::UnknownTopic => "no feature of this session matches the topic",
+            Self::MalformedTopic => "the topic is malformed",
+            Self::OtherIdentity => "the topic names another device or module",
+            Self::UnknownRequest => "no pending twin request has this request id",
+            Self::InvalidBody => "the desired patch is not a JSON object",
+            Self::Stopped => "the session has stopped",
+        })
+    }
 }
 
 /// Something the application may act on. Draining events is required (see the
@@ -430,4 +451,23 @@ pub enum Event {
     },
     /// The session stopped for good: always the last event.
     Stopped(StopReason),
+}
+
+#[cfg(test)]
+mod display_tests {
+    use alloc::string::ToString as _;
+
+    use super::*;
+
+    #[test]
+    fn reasons_print_sentences_not_variant_names() {
+        let text = IgnoreReason::OtherIdentity.to_string();
+        assert_eq!(text, "the topic names another device or module");
+        let stop = StopReason::RetriesExhausted {
+            last: DisconnectReason::AckTimeout,
+        }
+        .to_string();
+        assert!(!stop.contains("RetriesExhausted"), "{stop}");
+        assert!(!DisconnectReason::Network.to_string().contains("Network"));
+    }
 }

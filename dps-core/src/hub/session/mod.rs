@@ -70,6 +70,7 @@
 mod config;
 mod connection;
 mod event;
+mod handoff;
 mod methods;
 mod renewal;
 mod telemetry;
@@ -88,6 +89,8 @@ pub use event::{
     RequestId, SendError, StopReason, Twin, TwinError,
 };
 pub use twin::MAX_REPORTED_PATCH_SIZE;
+
+pub(crate) use handoff::Handoff;
 
 use connection::{Conn, Drain, subscriptions};
 use telemetry::Queued;
@@ -200,6 +203,8 @@ pub struct HubSession {
     /// Numbers the connections, so an acceptance meant for an earlier one is dropped (packet
     /// ids are per connection; the hub redelivers what was not acknowledged).
     connection: u32,
+    /// Keep unacknowledged telemetry at a stop, for the next session of the device.
+    keep_on_stop: bool,
     timers: TimerTable<Timer>,
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
@@ -210,10 +215,16 @@ impl HubSession {
     /// backoff and renewal jitter: give each device its own random seed (a fixed one in tests).
     #[must_use]
     pub fn new(config: SessionConfig, now: Timestamp, seed: u64) -> Self {
+        let mut this = Self::build(config, now, seed);
+        this.drive(now);
+        this
+    }
+
+    fn build(config: SessionConfig, now: Timestamp, seed: u64) -> Self {
         let filters = subscriptions(&config);
         let mut timers = TimerTable::new(now);
         timers.set(Timer::Reconnect, now);
-        let mut this = Self {
+        Self {
             config,
             filters,
             jitter: JitterSource::new(seed),
@@ -237,12 +248,11 @@ impl HubSession {
             heartbeat_at: None,
             state: None,
             connection: 0,
+            keep_on_stop: false,
             timers,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
-        };
-        this.drive(now);
-        this
+        }
     }
 
     /// The configuration.
@@ -397,7 +407,7 @@ impl HubSession {
                     let bag = crate::hub::MessageProperties::new()
                         .property(heartbeat.key, heartbeat.value)
                         .to_string();
-                    self.enqueue(now, &bag, Bytes::new(), Some(heartbeat.interval), true);
+                    self.enqueue(now, bag, Bytes::new(), Some(heartbeat.interval), true);
                 }
             }
         }

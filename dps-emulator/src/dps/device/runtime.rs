@@ -333,7 +333,7 @@ impl MqttSession for DpsSession {
     }
 
     async fn closed(&mut self, reason: CloseReason) {
-        tracing::debug!(registration_id = %self.identity.registration_id, ?reason, "DPS connection closed");
+        tracing::debug!(registration_id = %self.identity.registration_id, %reason, "DPS connection closed");
         let mut live = lock(&self.runtime.live);
         // A newer connection with the same client id may have taken the entry already.
         if live

@@ -73,7 +73,7 @@ impl HubRuntime {
         let (conn_id, restored) =
             self.live
                 .register(&identity.key, outbox.clone(), request.clean_session);
-        self.record_connection(&identity.key, SystemTime::now());
+        self.record_connection(&identity.key, SystemTime::now(), true);
         tracing::info!(
             identity = %identity.key,
             transport = ?request.transport,

@@ -328,9 +328,10 @@ impl MqttSession for HubDeviceSession {
             if !self.clean_session {
                 self.runtime.live.save_session(&key, conn.subscriptions);
             }
-            self.runtime.record_connection(&key, conn.last_activity);
+            self.runtime
+                .record_connection(&key, conn.last_activity, false);
         }
-        tracing::info!(identity = %key, ?reason, "IoT Hub device disconnected");
+        tracing::info!(identity = %key, %reason, "IoT Hub device disconnected");
     }
 }
 

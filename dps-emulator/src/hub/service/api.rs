@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use dps_core::sas::ParsedSas;
-use http::{HeaderValue, Method, StatusCode};
+use http::{HeaderName, HeaderValue, Method, StatusCode};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
@@ -36,9 +36,15 @@ pub(crate) struct HubServiceApi {
 impl HubServiceApi {
     /// Whether this API serves `path`.
     pub(crate) fn serves(path: &str) -> bool {
-        ["/devices", "/twins", "/statistics", "/emulator/hubs"]
-            .iter()
-            .any(|prefix| path == *prefix || path.starts_with(&format!("{prefix}/")))
+        [
+            "/devices",
+            "/twins",
+            "/statistics",
+            "/jobs",
+            "/emulator/hubs",
+        ]
+        .iter()
+        .any(|prefix| path == *prefix || path.starts_with(&format!("{prefix}/")))
     }
 
     pub(crate) async fn handle(&self, request: HttpRequest) -> HttpResponse {
@@ -104,6 +110,28 @@ impl HubServiceApi {
                     .and_then(|t| t.parse::<usize>().ok())
                     .unwrap_or(MAX_LIST);
                 Ok(HttpResponse::json(StatusCode::OK, &rt.devices(hub, top)?))
+            }
+            // #15: bulk operations and the twin query (hub/service/{bulk,query}.rs).
+            (&Method::POST, ["devices"]) => {
+                let devices: Vec<super::bulk::BulkDevice> = body(request)?;
+                let result = rt.bulk_devices(hub, devices).await?;
+                // The service answers 400 with the same body when a device failed.
+                let status = if result.is_successful {
+                    StatusCode::OK
+                } else {
+                    StatusCode::BAD_REQUEST
+                };
+                Ok(HttpResponse::json(status, &result))
+            }
+            (&Method::POST, ["devices", "query"]) => query_response(rt, hub, request),
+            // #15: import and export jobs (hub/jobs/).
+            (&Method::POST, ["jobs", "create"]) => {
+                let job = rt.create_job(hub, body(request)?).await?;
+                Ok(HttpResponse::json(StatusCode::OK, &job))
+            }
+            (&Method::GET, ["jobs"]) => Ok(HttpResponse::json(StatusCode::OK, &rt.jobs(hub)?)),
+            (&Method::GET, ["jobs", id]) => {
+                Ok(HttpResponse::json(StatusCode::OK, &rt.job(hub, id)?))
             }
             (&Method::GET, ["devices", id]) => Ok(device_response(rt.device(hub, id)?)),
             (&Method::PUT, ["devices", id]) => {
@@ -236,6 +264,42 @@ impl HubServiceApi {
             )),
         }
     }
+}
+
+/// `POST /devices/query`: `{"query": "..."}`, page size in `x-ms-max-item-count`, the next
+/// page's token in `x-ms-continuation` both ways; `x-ms-item-type: Twin` as the service sends.
+fn query_response(
+    rt: &HubRuntime,
+    hub: &str,
+    request: &HttpRequest,
+) -> Result<HttpResponse, ServiceFailure> {
+    #[derive(serde::Deserialize)]
+    struct QuerySpecification {
+        query: String,
+    }
+    let spec: QuerySpecification = body(request)?;
+    let page_size = request
+        .header("x-ms-max-item-count")
+        .map(|v| {
+            v.trim()
+                .parse::<usize>()
+                .map_err(|_| ServiceFailure::bad_request("x-ms-max-item-count must be a number"))
+        })
+        .transpose()?;
+    let continuation = request
+        .header("x-ms-continuation")
+        .filter(|t| !t.trim().is_empty());
+    let page = rt.query_twins(hub, &spec.query, page_size, continuation)?;
+    let mut response = HttpResponse::json(StatusCode::OK, &page.twins).with_header(
+        HeaderName::from_static("x-ms-item-type"),
+        HeaderValue::from_static("Twin"),
+    );
+    if let Some(token) = page.continuation {
+        if let Ok(value) = HeaderValue::from_str(&token) {
+            response = response.with_header(HeaderName::from_static("x-ms-continuation"), value);
+        }
+    }
+    Ok(response)
 }
 
 fn body<T: DeserializeOwned>(request: &HttpRequest) -> Result<T, ServiceFailure> {

@@ -3,7 +3,9 @@
 //! endpoints, and the identity views they return.
 
 pub(crate) mod api;
+pub(crate) mod bulk;
 pub(crate) mod messaging;
+pub(crate) mod query;
 pub(crate) mod registry;
 pub(crate) mod twins;
 pub(crate) mod view;

@@ -55,7 +55,7 @@ pub(crate) fn etag_matches(if_match: &str, etag: &str) -> bool {
 
 /// Checks and completes the authentication of a new or updated identity: keys are generated
 /// when omitted, and must be base64 of 16 to 64 bytes.
-fn normalize_authentication(
+pub(crate) fn normalize_authentication(
     mut auth: HubAuthentication,
 ) -> Result<HubAuthentication, ServiceFailure> {
     match auth.kind {
@@ -111,7 +111,7 @@ fn normalize_authentication(
 
 /// The registry follows the current documentation: `+` and `#` (allowed by older docs, and
 /// MQTT wildcards) are refused for new identities.
-fn check_id(kind: &str, id: &str, valid: bool) -> Result<(), ServiceFailure> {
+pub(crate) fn check_id(kind: &str, id: &str, valid: bool) -> Result<(), ServiceFailure> {
     if valid && !id.contains(['+', '#']) {
         Ok(())
     } else {
@@ -209,7 +209,7 @@ impl HubRuntime {
     /// The store part of [`HubRuntime::put_device`], under the lifecycle lock (a plain
     /// function: the lock must not be held across an await). The device, whether it was
     /// created, and whether its connections must be dropped.
-    fn write_device(
+    pub(crate) fn write_device(
         &self,
         hub: &str,
         device_id: &str,
@@ -298,7 +298,7 @@ impl HubRuntime {
     }
 
     /// The store part of [`HubRuntime::delete_device`], under the lifecycle lock.
-    fn remove_device(
+    pub(crate) fn remove_device(
         &self,
         hub: &str,
         device_id: &str,

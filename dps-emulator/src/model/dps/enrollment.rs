@@ -2,7 +2,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::attestation::AttestationMechanism;
+use super::attestation::{
+    AttestationMechanism, AttestationType, SymmetricKeyAttestation, X509Attestation,
+    X509CertificateWithInfo, X509Certificates,
+};
 use super::registration::DeviceRegistrationState;
 
 /// Whether devices of an enrollment may provision.
@@ -141,4 +144,179 @@ pub struct EnrollmentGroup {
     /// Settings shared with individual enrollments.
     #[serde(flatten)]
     pub settings: EnrollmentSettings,
+}
+
+// Constructors for the common cases (#15 item 6): a test or a config builder writes
+// `IndividualEnrollment::symmetric_key("dev-1")` instead of a nested struct literal.
+
+impl AttestationMechanism {
+    /// Symmetric-key attestation whose keys the emulator (or the service) generates on create.
+    pub fn symmetric_key() -> Self {
+        Self {
+            kind: AttestationType::SymmetricKey,
+            symmetric_key: Some(SymmetricKeyAttestation::default()),
+            ..Self::default()
+        }
+    }
+
+    /// Symmetric-key attestation with the given base64 keys.
+    pub fn symmetric_key_with(primary: impl Into<String>, secondary: impl Into<String>) -> Self {
+        Self {
+            kind: AttestationType::SymmetricKey,
+            symmetric_key: Some(SymmetricKeyAttestation {
+                primary_key: Some(primary.into()),
+                secondary_key: Some(secondary.into()),
+            }),
+            ..Self::default()
+        }
+    }
+
+    /// X.509 attestation of an individual enrollment: the device's own certificate (PEM or
+    /// base64 DER).
+    pub fn x509_client_certificate(certificate: impl Into<String>) -> Self {
+        Self::x509(X509Attestation {
+            client_certificates: Some(X509Certificates::primary(certificate)),
+            ..X509Attestation::default()
+        })
+    }
+
+    /// X.509 attestation of an enrollment group: the root or intermediate certificate (PEM or
+    /// base64 DER) that signs the devices' chains.
+    pub fn x509_signing_certificate(certificate: impl Into<String>) -> Self {
+        Self::x509(X509Attestation {
+            signing_certificates: Some(X509Certificates::primary(certificate)),
+            ..X509Attestation::default()
+        })
+    }
+
+    fn x509(x509: X509Attestation) -> Self {
+        Self {
+            kind: AttestationType::X509,
+            x509: Some(x509),
+            ..Self::default()
+        }
+    }
+
+    /// The primary symmetric key (base64), if this is symmetric-key attestation with keys.
+    pub fn primary_key(&self) -> Option<&str> {
+        self.symmetric_key.as_ref()?.primary_key.as_deref()
+    }
+
+    /// The secondary symmetric key (base64), if any.
+    pub fn secondary_key(&self) -> Option<&str> {
+        self.symmetric_key.as_ref()?.secondary_key.as_deref()
+    }
+}
+
+impl X509Certificates {
+    /// Just a primary certificate.
+    pub fn primary(certificate: impl Into<String>) -> Self {
+        Self {
+            primary: Some(X509CertificateWithInfo {
+                certificate: Some(certificate.into()),
+                info: None,
+            }),
+            secondary: None,
+        }
+    }
+}
+
+impl EnrollmentSettings {
+    /// Settings with `attestation` and everything else at the service's defaults.
+    pub fn new(attestation: AttestationMechanism) -> Self {
+        Self {
+            attestation,
+            ..Self::default()
+        }
+    }
+}
+
+impl IndividualEnrollment {
+    /// An enrollment for `registration_id` attesting with `attestation`.
+    pub fn new(registration_id: impl Into<String>, attestation: AttestationMechanism) -> Self {
+        Self {
+            registration_id: registration_id.into(),
+            device_id: None,
+            registration_state: None,
+            optional_device_information: None,
+            settings: EnrollmentSettings::new(attestation),
+        }
+    }
+
+    /// A symmetric-key enrollment; the keys are generated when it is created (read them from
+    /// the stored enrollment with [`IndividualEnrollment::primary_key`]).
+    pub fn symmetric_key(registration_id: impl Into<String>) -> Self {
+        Self::new(registration_id, AttestationMechanism::symmetric_key())
+    }
+
+    /// An X.509 enrollment: the device presents `certificate` (PEM or base64 DER), whose
+    /// common name is the registration id.
+    pub fn x509(registration_id: impl Into<String>, certificate: impl Into<String>) -> Self {
+        Self::new(
+            registration_id,
+            AttestationMechanism::x509_client_certificate(certificate),
+        )
+    }
+
+    /// Sets the hubs devices may be assigned to (a subset of the linked hubs).
+    #[must_use]
+    pub fn with_iot_hubs(mut self, hubs: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.settings.iot_hubs = Some(hubs.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// The primary symmetric key (base64), once generated.
+    pub fn primary_key(&self) -> Option<&str> {
+        self.settings.attestation.primary_key()
+    }
+}
+
+impl EnrollmentGroup {
+    /// A group with `enrollment_group_id` attesting with `attestation`.
+    pub fn new(enrollment_group_id: impl Into<String>, attestation: AttestationMechanism) -> Self {
+        Self {
+            enrollment_group_id: enrollment_group_id.into(),
+            settings: EnrollmentSettings::new(attestation),
+        }
+    }
+
+    /// A symmetric-key group; the group keys are generated when it is created. Each device's
+    /// key is derived from the group key ([`EnrollmentGroup::device_key`]).
+    pub fn symmetric_key(enrollment_group_id: impl Into<String>) -> Self {
+        Self::new(enrollment_group_id, AttestationMechanism::symmetric_key())
+    }
+
+    /// An X.509 group: devices present chains signed by `signing_certificate` (PEM or base64
+    /// DER).
+    pub fn x509(
+        enrollment_group_id: impl Into<String>,
+        signing_certificate: impl Into<String>,
+    ) -> Self {
+        Self::new(
+            enrollment_group_id,
+            AttestationMechanism::x509_signing_certificate(signing_certificate),
+        )
+    }
+
+    /// Sets the hubs devices may be assigned to (a subset of the linked hubs).
+    #[must_use]
+    pub fn with_iot_hubs(mut self, hubs: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.settings.iot_hubs = Some(hubs.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// The primary group key (base64), once generated.
+    pub fn primary_key(&self) -> Option<&str> {
+        self.settings.attestation.primary_key()
+    }
+
+    /// The key of device `registration_id` in this symmetric-key group (base64): the HMAC of
+    /// the registration id under the primary group key, as devices derive it
+    /// (dps-device-protocol §2). `None` when the group has no symmetric key or the key or id is
+    /// invalid.
+    pub fn device_key(&self, registration_id: &str) -> Option<String> {
+        let group = dps_auth::GroupKey::from_base64(self.primary_key()?).ok()?;
+        let key = group.derive(registration_id).ok()?;
+        Some(key.to_base64().to_string())
+    }
 }

@@ -4,3 +4,4 @@
 
 pub(crate) mod c2d;
 pub(crate) mod identity;
+pub(crate) mod job;
