@@ -306,6 +306,11 @@ async fn idle(setup: &Setup) -> Result<(), Error> {
     }
     tokio::time::sleep(settle).await;
     print("sdk", &before);
+    if std::env::var_os("DHAT_OUT").is_some() {
+        // The profile's "at the end" figures are then what the idle clients keep.
+        drop(PROFILER.lock().map(|mut p| p.take()));
+        std::process::exit(0);
+    }
     futures_util::future::join_all(clients.iter().map(hub_client::HubClient::close)).await;
     drop(clients);
 
@@ -366,15 +371,22 @@ async fn run(parts: &[String]) -> Result<(), Error> {
     Ok(())
 }
 
+/// The running profiler, written out when dropped.
+static PROFILER: std::sync::Mutex<Option<dhat::Profiler>> = std::sync::Mutex::new(None);
+
 fn main() -> Result<(), Error> {
     let parts: Vec<String> = std::env::args().skip(1).collect();
-    // A full profile (allocation sites) on request; counts only otherwise.
-    let _profiler = match std::env::var_os("DHAT_OUT") {
+    // A full profile (allocation sites) on request; counts only otherwise. With `idle`, the
+    // profile is written while the SDK's idle clients are connected, and the run stops there.
+    let profiler = match std::env::var_os("DHAT_OUT") {
         Some(path) => dhat::Profiler::builder().file_name(path).build(),
         None => dhat::Profiler::builder().testing().build(),
     };
+    *PROFILER.lock().map_err(|_| "poisoned")? = Some(profiler);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(run(&parts))
+    let result = runtime.block_on(run(&parts));
+    drop(PROFILER.lock().map(|mut p| p.take()));
+    result
 }
