@@ -61,6 +61,20 @@ impl<'a> PercentEncoded<'a> {
     pub const fn with_case(text: &'a str, case: HexCase) -> Self {
         Self { text, case }
     }
+
+    /// The length of the encoded text in bytes, for sizing a buffer up front.
+    ///
+    /// ```
+    /// use dps_core::encoding::PercentEncoded;
+    /// assert_eq!(PercentEncoded::new("a/b").encoded_len(), 5);
+    /// ```
+    #[must_use]
+    pub fn encoded_len(&self) -> usize {
+        self.text
+            .bytes()
+            .map(|b| if is_unreserved(b) { 1 } else { 3 })
+            .sum()
+    }
 }
 
 impl fmt::Display for PercentEncoded<'_> {

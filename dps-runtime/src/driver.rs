@@ -6,15 +6,14 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use bytes::Bytes;
 use dps_core::mqtt::{
     ConnectFailure, Connected, ConnectionLoss, IncomingPublish, Machine, PublishId, QoS, Transmit,
 };
 use dps_transport_mqtt::{
-    CloseReason, Incoming, MqttConnection, MqttSender, QoS as WireQoS, TransportError,
+    CloseReason, Incoming, MqttConnection, MqttSender, PublishOutcomes, QoS as WireQoS,
+    TransportError,
 };
-use futures_util::StreamExt as _;
-use futures_util::stream::FuturesUnordered;
+use tokio::time::Instant;
 
 use crate::link::{Connector, Failure};
 use crate::shared::{Application, Shared};
@@ -36,23 +35,25 @@ enum Wake {
     Incoming(Option<Incoming>),
 }
 
-/// The live connection and the operations running on it.
+/// The live connection and the operations running on it. Publishes are tagged with their
+/// [`PublishId`] and their outcomes read from the connection, so a message in flight costs no
+/// future, channel or allocation of its own here; dropping the connection forgets them all.
 #[derive(Default)]
 struct Conn {
     connection: Option<MqttConnection>,
     sender: Option<MqttSender>,
+    outcomes: Option<PublishOutcomes>,
     connecting: Option<Attempt>,
     subscribing: Option<BoxFuture<bool>>,
-    publishes: FuturesUnordered<BoxFuture<(PublishId, Result<(), TransportError>)>>,
 }
 
 impl Conn {
     /// Forgets the connection and everything running on it; returns the connection to close.
     fn reset(&mut self) -> Option<MqttConnection> {
         self.sender = None;
+        self.outcomes = None;
         self.connecting = None;
         self.subscribing = None;
-        self.publishes = FuturesUnordered::new();
         self.connection.take()
     }
 }
@@ -68,10 +69,18 @@ where
     C: Connector<M>,
 {
     let mut conn = Conn::default();
+    // Reused by every drain: most drains find one or two transmits.
+    let mut transmits = Vec::new();
+    // One timer for the driver's life, moved earlier when the machine's next timeout comes
+    // sooner, never later: the hub session's acknowledgement deadline moves with every PUBACK,
+    // and re-arming per message costs more than the rare early wake-up this leaves.
+    let timer = tokio::time::sleep_until(Instant::now());
+    tokio::pin!(timer);
+    let mut armed: Option<Instant> = None;
     loop {
-        let drained = shared.drain();
-        let acted = !drained.transmits.is_empty();
-        for transmit in drained.transmits {
+        let drained = shared.drain(&mut transmits);
+        let acted = !transmits.is_empty();
+        for transmit in transmits.drain(..) {
             perform(
                 &shared,
                 &mut connector,
@@ -88,18 +97,25 @@ where
         if drained.finished {
             break;
         }
+        if let Some(timeout) = drained.timeout {
+            let due = Instant::now() + timeout.saturating_duration_since(shared.now());
+            if armed.is_none_or(|at| due < at) {
+                timer.as_mut().reset(due);
+                armed = Some(due);
+            }
+        }
         let mut room = drained.room;
         let reading = room.is_none();
-        let wait = drained
-            .timeout
-            .map(|t| t.saturating_duration_since(shared.now()));
         let wake = tokio::select! {
             () = shared.notified() => Wake::Notified,
-            () = sleep(wait) => Wake::Timeout,
+            () = &mut timer, if armed.is_some() => {
+                armed = None;
+                Wake::Timeout
+            }
             result = connecting(&mut conn.connecting) => Wake::Connected(result),
             granted = maybe(&mut conn.subscribing) => Wake::Subscribed(granted),
-            Some((id, result)) = conn.publishes.next(), if !conn.publishes.is_empty() => {
-                Wake::Published(id, result)
+            (id, result) = published(conn.outcomes.as_ref()) => {
+                Wake::Published(PublishId::new(id), result)
             }
             // Room for what the application held back: the next drain offers it again.
             () = maybe(&mut room) => Wake::Notified,
@@ -196,9 +212,13 @@ async fn perform<M, A, C>(
                 QoS::AtMostOnce => WireQoS::AtMostOnce,
                 _ => WireQoS::AtLeastOnce,
             };
-            let sender = conn.sender.clone();
-            conn.publishes
-                .push(Box::pin(publish(sender, id, topic, payload, qos)));
+            let queued = match &conn.connection {
+                Some(connection) => connection.publish_tagged(id.get(), topic, payload, qos),
+                None => Err(TransportError::ConnectionClosed),
+            };
+            if let Err(error) = queued {
+                handle(shared, conn, Wake::Published(id, Err(error)));
+            }
         }
         Transmit::Ack { packet_id } => {
             if let Some(sender) = &conn.sender {
@@ -222,19 +242,6 @@ async fn perform<M, A, C>(
     }
 }
 
-async fn publish(
-    sender: Option<MqttSender>,
-    id: PublishId,
-    topic: String,
-    payload: Bytes,
-    qos: WireQoS,
-) -> (PublishId, Result<(), TransportError>) {
-    match sender {
-        Some(sender) => (id, sender.publish(&topic, payload, qos).await),
-        None => (id, Err(TransportError::ConnectionClosed)),
-    }
-}
-
 fn handle<M, A>(shared: &Arc<Shared<M, A>>, conn: &mut Conn, wake: Wake)
 where
     M: Machine + Send + 'static,
@@ -242,7 +249,12 @@ where
 {
     match wake {
         Wake::Notified => {}
-        Wake::Timeout => shared.update(|inner, now| inner.machine.handle_timeout(now)),
+        Wake::Timeout => shared.update(|inner, now| {
+            // The timer may fire before the machine's timeout (it is never moved later).
+            if inner.machine.poll_timeout().is_some_and(|at| at <= now) {
+                inner.machine.handle_timeout(now);
+            }
+        }),
         Wake::Connected(result) => {
             let expiry = conn.connecting.take().and_then(|(_, expiry)| expiry);
             match result {
@@ -250,6 +262,7 @@ where
                     let session_present = connection.session_present();
                     tracing::debug!(session_present, "connack");
                     conn.sender = Some(connection.sender());
+                    conn.outcomes = Some(connection.outcomes());
                     conn.connection = Some(connection);
                     // Rounded up: the token was minted with the time rounded down, so the
                     // renewal errs on the early side.
@@ -286,14 +299,29 @@ where
             }
             shared.update(|inner, now| inner.machine.handle_subscribed(now, granted));
         }
-        Wake::Published(id, result) => match result {
-            Ok(()) => shared.update(|inner, now| inner.machine.handle_puback(now, id)),
-            Err(error) => {
-                tracing::debug!(%error, "publish failed");
-                drop(conn.reset());
-                shared.update(|inner, now| inner.machine.handle_publish_failed(now, id));
+        Wake::Published(id, Ok(())) => {
+            // Every PUBACK already in, under one lock: one drain for the whole batch.
+            let failed = shared.update(|inner, now| {
+                inner.machine.handle_puback(now, id);
+                let outcomes = conn.outcomes.as_ref()?;
+                while let Some((id, result)) = outcomes.try_next() {
+                    let id = PublishId::new(id);
+                    match result {
+                        Ok(()) => inner.machine.handle_puback(now, id),
+                        Err(error) => return Some((id, error)),
+                    }
+                }
+                None
+            });
+            if let Some((id, error)) = failed {
+                handle(shared, conn, Wake::Published(id, Err(error)));
             }
-        },
+        }
+        Wake::Published(id, Err(error)) => {
+            tracing::debug!(%error, "publish failed");
+            drop(conn.reset());
+            shared.update(|inner, now| inner.machine.handle_publish_failed(now, id));
+        }
         Wake::Incoming(Some(Incoming::Publish {
             topic,
             payload,
@@ -326,13 +354,6 @@ where
     }
 }
 
-async fn sleep(wait: Option<std::time::Duration>) {
-    match wait {
-        Some(wait) => tokio::time::sleep(wait).await,
-        None => std::future::pending().await,
-    }
-}
-
 async fn maybe<F: Future + Unpin>(future: &mut Option<F>) -> F::Output {
     match future {
         Some(f) => f.await,
@@ -343,6 +364,13 @@ async fn maybe<F: Future + Unpin>(future: &mut Option<F>) -> F::Output {
 async fn connecting(attempt: &mut Option<Attempt>) -> Result<MqttConnection, TransportError> {
     match attempt {
         Some((f, _)) => f.await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn published(outcomes: Option<&PublishOutcomes>) -> (u64, Result<(), TransportError>) {
+    match outcomes {
+        Some(o) => o.next().await,
         None => std::future::pending().await,
     }
 }

@@ -57,9 +57,8 @@ pub struct Driven<M, A> {
     pub last_failure: Option<Failure>,
 }
 
-/// What one drain found.
+/// What one drain found (besides the transmits).
 pub(crate) struct Drained {
-    pub(crate) transmits: Vec<Transmit>,
     pub(crate) timeout: Option<Timestamp>,
     pub(crate) finished: bool,
     /// Set while the application holds back a delivery: read nothing more until it completes.
@@ -125,12 +124,11 @@ impl<M: Machine, A: Application<M>> Shared<M, A> {
         self.wake.notified().await;
     }
 
-    /// Takes what the machine wants sent and hands every event to the application, until
-    /// neither produces more.
-    pub(crate) fn drain(self: &Arc<Self>) -> Drained {
+    /// Takes what the machine wants sent (into `transmits`) and hands every event to the
+    /// application, until neither produces more.
+    pub(crate) fn drain(self: &Arc<Self>, transmits: &mut Vec<Transmit>) -> Drained {
         let mut guard = self.lock();
         let inner = &mut *guard;
-        let mut transmits = Vec::new();
         let now = self.now();
         inner.app.resume(&mut inner.machine, now);
         loop {
@@ -149,7 +147,6 @@ impl<M: Machine, A: Application<M>> Shared<M, A> {
             }
         }
         Drained {
-            transmits,
             timeout: inner.machine.poll_timeout(),
             finished: inner.machine.is_finished(),
             room: inner.app.room(),

@@ -80,7 +80,7 @@ mod transport;
 pub use error::{TimeoutStage, TlsErrorKind, TransportError};
 pub use mqtt_transport::MqttTransport;
 pub use options::ConnectOptions;
-pub use session::{CloseReason, Incoming, MqttConnection, MqttSender, QoS};
+pub use session::{CloseReason, Incoming, MqttConnection, MqttSender, PublishOutcomes, QoS};
 pub use tls::TlsConfig;
 pub use transport::Transport;
 

@@ -135,14 +135,16 @@ pub struct MessageProperties {
 }
 
 impl MessageProperties {
-    /// The encoded bag as a `String` sized for it up front: `to_string` would regrow it three
-    /// or four times for a typical bag. The size is exact unless a value needs percent-encoding.
+    /// The encoded bag as a `String` of exactly its size, allocated once: `to_string` would
+    /// regrow it three or four times for a typical bag, and a size that misses the escapes
+    /// (`application/json` is `application%2Fjson`) once.
     pub(crate) fn encode(&self) -> String {
+        let len = |text: &str| PercentEncoded::new(text).encoded_len();
         let system = SystemProperty::ALL
             .iter()
             .zip(&self.system)
-            .filter_map(|(p, v)| v.as_ref().map(|v| p.encoded_key().len() + v.len() + 2));
-        let application = self.application.iter().map(|(k, v)| k.len() + v.len() + 2);
+            .filter_map(|(p, v)| v.as_ref().map(|v| p.encoded_key().len() + len(v) + 2));
+        let application = self.application.iter().map(|(k, v)| len(k) + len(v) + 2);
         let capacity: usize = system.chain(application).sum();
         let mut bag = String::with_capacity(capacity);
         // Writing into a `String` cannot fail.

@@ -13,7 +13,9 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use super::handshake::{MAX_INCOMING_PACKET, MAX_OUTGOING_PACKET};
-use super::{CLOSE_TIMEOUT, CloseReason, Command, Incoming, QoS, Reply, Shared};
+use super::{
+    CLOSE_TIMEOUT, CloseReason, Command, Done, Incoming, QoS, Reply, Shared, Tagged, lock,
+};
 use crate::error::TransportError;
 
 /// How much room to make in the read buffer while data streams in.
@@ -26,6 +28,10 @@ const IDLE_READ: usize = 1024;
 /// that the task holds what it has already read and stops reading the stream, so TCP pushes
 /// back on the server instead of the messages piling up in memory.
 pub(super) const INCOMING_CAPACITY: usize = 32;
+
+/// How many commands are taken in one go before the task writes: publishes queued together go
+/// out in one write (one TLS record, one system call) instead of one each.
+const COMMAND_BATCH: usize = 64;
 
 /// What a SUBACK grants, filter by filter.
 type Granted = Vec<Option<QoS>>;
@@ -50,7 +56,7 @@ pub(super) struct Driver<S> {
     last_received: Instant,
     ping_outstanding: bool,
     next_pkid: u16,
-    publishes: HashMap<u16, Reply<()>>,
+    publishes: HashMap<u16, Done>,
     /// Outstanding subscribes: the number of filters and who waits for the SUBACK.
     subscribes: HashMap<u16, (usize, Reply<Granted>)>,
     unsubscribes: HashMap<u16, Reply<()>>,
@@ -61,7 +67,7 @@ pub(super) struct Driver<S> {
     /// Whether everything written has been flushed.
     flushed: bool,
     /// QoS 0 publishes waiting for their last byte (an offset in `queued`) to be flushed.
-    write_waiters: VecDeque<(u64, Reply<()>)>,
+    write_waiters: VecDeque<(u64, Done)>,
 }
 
 /// The name of a packet type, for logs and errors.
@@ -104,7 +110,8 @@ where
             write,
             rbuf,
             streaming: false,
-            wbuf: BytesMut::with_capacity(4096),
+            // Grows with the first packet: an idle connection need not hold a write buffer.
+            wbuf: BytesMut::new(),
             commands,
             incoming,
             held: VecDeque::new(),
@@ -142,8 +149,21 @@ where
         if let Err(reason) = self.process_input() {
             return reason;
         }
+        let shared = Arc::clone(&self.shared);
+        // One timer for the connection's life. It is moved earlier when the keep-alive needs
+        // attention sooner, never later: every packet sent or received moves the keep-alive
+        // deadline, and re-arming a timer per packet costs more than the one early wake-up
+        // per keep-alive period this leaves (`on_timer` checks what is really due).
+        let timer = tokio::time::sleep_until(Instant::now());
+        tokio::pin!(timer);
+        let mut armed: Option<Instant> = None;
         loop {
-            let timer = self.next_timer();
+            if let Some(due) = self.next_timer() {
+                if armed.is_none_or(|at| due < at) {
+                    timer.as_mut().reset(due);
+                    armed = Some(due);
+                }
+            }
             let want_write = !self.wbuf.is_empty();
             let want_flush = !want_write && !self.flushed;
             let room = self.rbuf.capacity() - self.rbuf.len();
@@ -205,12 +225,23 @@ where
                     }
                 },
                 command = self.commands.recv() => match command {
-                    Some(command) => self.handle_command(*command),
+                    Some(command) => {
+                        self.handle_command(*command);
+                        // Whatever else is queued joins the same write.
+                        for _ in 1..COMMAND_BATCH {
+                            match self.commands.try_recv() {
+                                Ok(command) => self.handle_command(*command),
+                                Err(_) => break,
+                            }
+                        }
+                    }
                     // Only the connection handle and its senders hold the channel; with all of
                     // them gone, nobody can use the connection any more.
                     None => return self.close_gracefully().await,
                 },
-                () = sleep_until(timer), if timer.is_some() => {
+                () = shared.outbox_ready.notified() => self.take_outbox(),
+                () = &mut timer, if armed.is_some() => {
+                    armed = None;
                     if let Some(reason) = self.on_timer() {
                         return reason;
                     }
@@ -236,6 +267,28 @@ where
             }
         }
         self.last_received = Instant::now();
+    }
+
+    /// Encodes every tagged publish queued so far behind what waits to be written.
+    fn take_outbox(&mut self) {
+        let mut outbox = lock(&self.shared.outbox);
+        // Swapped out so the lock is not held while encoding; the emptied queue (with its room)
+        // goes back afterwards unless new publishes arrived meanwhile.
+        let mut queue = std::mem::take(&mut outbox.queue);
+        drop(outbox);
+        for Tagged {
+            tag,
+            topic,
+            payload,
+            qos,
+        } in queue.drain(..)
+        {
+            self.publish(topic, payload, qos, Done::Tag(tag));
+        }
+        let mut outbox = lock(&self.shared.outbox);
+        if outbox.queue.is_empty() {
+            outbox.queue = queue;
+        }
     }
 
     /// When the keep-alive next needs attention. While reading is paused only the pings are
@@ -327,9 +380,7 @@ where
                 }
             }
             v4::Packet::PubAck(ack) => match self.publishes.remove(&ack.pkid) {
-                Some(done) => {
-                    let _ = done.send(Ok(()));
-                }
+                Some(done) => done.complete(&self.shared, Ok(())),
                 None => tracing::debug!(pkid = ack.pkid, "puback for no outstanding publish"),
             },
             v4::Packet::SubAck(ack) => match self.subscribes.remove(&ack.pkid) {
@@ -371,6 +422,34 @@ where
         Ok(())
     }
 
+    /// Queues a PUBLISH; `done` learns the outcome (at QoS 1 from the PUBACK).
+    fn publish(&mut self, topic: String, payload: bytes::Bytes, qos: QoS, done: Done) {
+        let mut publish = v4::Publish::from_bytes(topic, qos.to_wire(), payload);
+        if qos == QoS::AtLeastOnce {
+            let Some(pkid) = self.allocate_pkid() else {
+                done.complete(
+                    &self.shared,
+                    Err(TransportError::Unsupported(
+                        "more than 65535 operations in flight",
+                    )),
+                );
+                return;
+            };
+            publish.pkid = pkid;
+            match self.queue(&v4::Packet::Publish(publish)) {
+                Ok(()) => {
+                    self.publishes.insert(pkid, done);
+                }
+                Err(e) => done.complete(&self.shared, Err(e)),
+            }
+        } else {
+            match self.queue(&v4::Packet::Publish(publish)) {
+                Ok(()) => self.write_waiters.push_back((self.queued, done)),
+                Err(e) => done.complete(&self.shared, Err(e)),
+            }
+        }
+    }
+
     fn handle_command(&mut self, command: Command) {
         match command {
             Command::Publish {
@@ -378,33 +457,7 @@ where
                 payload,
                 qos,
                 done,
-            } => {
-                let mut publish = v4::Publish::from_bytes(topic, qos.to_wire(), payload);
-                if qos == QoS::AtLeastOnce {
-                    let Some(pkid) = self.allocate_pkid() else {
-                        let _ = done.send(Err(TransportError::Unsupported(
-                            "more than 65535 operations in flight",
-                        )));
-                        return;
-                    };
-                    publish.pkid = pkid;
-                    match self.queue(&v4::Packet::Publish(publish)) {
-                        Ok(()) => {
-                            self.publishes.insert(pkid, done);
-                        }
-                        Err(e) => {
-                            let _ = done.send(Err(e));
-                        }
-                    }
-                } else {
-                    match self.queue(&v4::Packet::Publish(publish)) {
-                        Ok(()) => self.write_waiters.push_back((self.queued, done)),
-                        Err(e) => {
-                            let _ = done.send(Err(e));
-                        }
-                    }
-                }
-            }
+            } => self.publish(topic, payload, qos, Done::Reply(done)),
             Command::Ack { packet_id } => {
                 if let Err(error) = self.queue(&v4::Packet::PubAck(v4::PubAck::new(packet_id))) {
                     tracing::debug!(%error, packet_id, "puback not written");
@@ -472,14 +525,17 @@ where
         None
     }
 
-    /// Encodes `packet` behind whatever is waiting to be written.
+    /// Encodes `packet` behind whatever is waiting to be written, in place.
     fn queue(&mut self, packet: &v4::Packet) -> Result<(), TransportError> {
-        let mut encoded = BytesMut::with_capacity(packet.size());
-        packet
-            .write(&mut encoded, MAX_OUTGOING_PACKET)
-            .map_err(|e| TransportError::ProtocolError(format!("cannot encode packet: {e}")))?;
-        self.queued += encoded.len() as u64;
-        self.wbuf.extend_from_slice(&encoded);
+        let start = self.wbuf.len();
+        if let Err(e) = packet.write(&mut self.wbuf, MAX_OUTGOING_PACKET) {
+            // Nothing of a packet that cannot be encoded may reach the wire.
+            self.wbuf.truncate(start);
+            return Err(TransportError::ProtocolError(format!(
+                "cannot encode packet: {e}"
+            )));
+        }
+        self.queued += (self.wbuf.len() - start) as u64;
         self.last_sent = Instant::now();
         Ok(())
     }
@@ -491,7 +547,7 @@ where
                 break;
             }
             if let Some((_, done)) = self.write_waiters.pop_front() {
-                let _ = done.send(Ok(()));
+                done.complete(&self.shared, Ok(()));
             }
         }
     }
@@ -523,7 +579,7 @@ where
     /// Fails every outstanding operation and every queued command.
     fn fail_outstanding(&mut self) {
         for (_, done) in self.publishes.drain() {
-            let _ = done.send(closed());
+            done.complete(&self.shared, closed());
         }
         for (_, (_, done)) in self.subscribes.drain() {
             let _ = done.send(closed());
@@ -532,7 +588,15 @@ where
             let _ = done.send(closed());
         }
         for (_, done) in self.write_waiters.drain(..) {
-            let _ = done.send(closed());
+            done.complete(&self.shared, closed());
+        }
+        let queued = {
+            let mut outbox = lock(&self.shared.outbox);
+            outbox.closed = true;
+            std::mem::take(&mut outbox.queue)
+        };
+        for tagged in queued {
+            self.shared.push_outcome(tagged.tag, closed());
         }
         self.commands.close();
         while let Ok(command) = self.commands.try_recv() {
@@ -577,11 +641,4 @@ fn network(error: &std::io::Error) -> CloseReason {
 /// at once: this task is the channel's only sender, so nothing else can take it.
 async fn has_room<T>(channel: &mpsc::Sender<T>) -> bool {
     channel.reserve().await.is_ok()
-}
-
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(deadline) => tokio::time::sleep_until(deadline).await,
-        None => std::future::pending().await,
-    }
 }

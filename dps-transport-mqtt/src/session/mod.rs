@@ -15,14 +15,15 @@
 mod driver;
 mod handshake;
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::io;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
 use rumqttc::mqttbytes;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::error::{TimeoutStage, TransportError};
@@ -135,22 +136,72 @@ impl fmt::Display for CloseReason {
 #[derive(Debug, Default)]
 struct Shared {
     close_reason: Mutex<Option<CloseReason>>,
+    /// Tagged publishes waiting for the task ([`MqttConnection::publish_tagged`]): a queue that
+    /// grows on demand and keeps its room, so the hot path allocates nothing per message and
+    /// the task takes everything queued in one go (one write for all of it).
+    outbox: Mutex<Outbox>,
+    /// Wakes the task when the outbox goes from empty to not empty.
+    outbox_ready: Notify,
+    /// What became of tagged publishes, in completion order.
+    outcomes: Mutex<VecDeque<(u64, Result<(), TransportError>)>>,
+    /// Wakes the reader of outcomes when the queue goes from empty to not empty.
+    outcomes_ready: Notify,
+}
+
+/// A publish that reports its outcome by tag.
+#[derive(Debug)]
+struct Tagged {
+    tag: u64,
+    topic: String,
+    payload: Bytes,
+    qos: QoS,
+}
+
+#[derive(Debug, Default)]
+struct Outbox {
+    queue: VecDeque<Tagged>,
+    /// Set once the task has ended: nothing queued afterwards would ever be sent.
+    closed: bool,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl Shared {
     fn close_reason(&self) -> Option<CloseReason> {
-        self.close_reason
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        lock(&self.close_reason).clone()
     }
 
     fn set_close_reason(&self, reason: CloseReason) {
-        let mut slot = self
-            .close_reason
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        slot.get_or_insert(reason);
+        lock(&self.close_reason).get_or_insert(reason);
+    }
+
+    fn push_outcome(&self, tag: u64, result: Result<(), TransportError>) {
+        let mut outcomes = lock(&self.outcomes);
+        let was_empty = outcomes.is_empty();
+        outcomes.push_back((tag, result));
+        drop(outcomes);
+        if was_empty {
+            self.outcomes_ready.notify_one();
+        }
+    }
+}
+
+/// Who waits for a publish: a handle's future, or the reader of tagged outcomes.
+enum Done {
+    Reply(Reply<()>),
+    Tag(u64),
+}
+
+impl Done {
+    fn complete(self, shared: &Shared, result: Result<(), TransportError>) {
+        match self {
+            Self::Reply(reply) => {
+                let _ = reply.send(result);
+            }
+            Self::Tag(tag) => shared.push_outcome(tag, result),
+        }
     }
 }
 
@@ -307,6 +358,35 @@ impl MqttSender {
     }
 }
 
+/// The outcomes of a connection's [tagged publishes](MqttConnection::publish_tagged), in
+/// completion order. Once the connection has ended, every publish still outstanding comes
+/// back failed with [`TransportError::ConnectionClosed`].
+#[derive(Debug, Clone)]
+pub struct PublishOutcomes {
+    shared: Arc<Shared>,
+}
+
+impl PublishOutcomes {
+    /// The next outcome: the tag and the result. Waits for ever when nothing is outstanding.
+    /// Cancel-safe.
+    pub async fn next(&self) -> (u64, Result<(), TransportError>) {
+        loop {
+            if let Some(outcome) = self.try_next() {
+                return outcome;
+            }
+            // A notification sent since the check above is kept for this wait (`notify_one`
+            // stores a permit), so no outcome is missed.
+            self.shared.outcomes_ready.notified().await;
+        }
+    }
+
+    /// An outcome already in, if any, without waiting.
+    #[must_use]
+    pub fn try_next(&self) -> Option<(u64, Result<(), TransportError>)> {
+        lock(&self.shared.outcomes).pop_front()
+    }
+}
+
 /// An open MQTT connection: publish, subscribe, receive. Made by a [`Transport`](crate::Transport)
 /// or, over a stream you opened yourself, by [`MqttConnection::handshake`].
 ///
@@ -349,6 +429,56 @@ impl MqttConnection {
         qos: QoS,
     ) -> Result<(), TransportError> {
         self.sender.publish(topic, payload, qos).await
+    }
+
+    /// Queues a publish without waiting for it: its outcome comes back, under `tag`, from
+    /// [`outcomes`](Self::outcomes) (QoS 1: once the PUBACK arrives; QoS 0: once written).
+    /// Nothing is allocated per message, and publishes queued together go out in one write:
+    /// the path for a driver that keeps many messages in flight.
+    ///
+    /// # Errors
+    /// At once: [`TransportError::Unsupported`] for QoS 2 or an empty topic,
+    /// [`TransportError::ConnectionClosed`] once the connection has ended. Later, as the
+    /// outcome: [`TransportError::ConnectionClosed`] when the connection ends first,
+    /// [`TransportError::ProtocolError`] when the packet cannot be encoded (too large).
+    pub fn publish_tagged(
+        &self,
+        tag: u64,
+        topic: String,
+        payload: Bytes,
+        qos: QoS,
+    ) -> Result<(), TransportError> {
+        if qos == QoS::ExactlyOnce {
+            return Err(TransportError::Unsupported("qos 2"));
+        }
+        if topic.is_empty() {
+            return Err(TransportError::Unsupported("an empty topic"));
+        }
+        let mut outbox = lock(&self.shared.outbox);
+        if outbox.closed {
+            return Err(TransportError::ConnectionClosed);
+        }
+        let was_empty = outbox.queue.is_empty();
+        outbox.queue.push_back(Tagged {
+            tag,
+            topic,
+            payload,
+            qos,
+        });
+        drop(outbox);
+        if was_empty {
+            self.shared.outbox_ready.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Where the outcomes of [`publish_tagged`](Self::publish_tagged) come back, as a handle of
+    /// its own so that it can be awaited while the connection [receives](Self::recv).
+    #[must_use]
+    pub fn outcomes(&self) -> PublishOutcomes {
+        PublishOutcomes {
+            shared: Arc::clone(&self.shared),
+        }
     }
 
     /// See [`MqttSender::subscribe`].

@@ -211,6 +211,18 @@ pub struct HubSession {
 }
 
 impl HubSession {
+    /// Gives back the nodes of maps that have emptied: a `BTreeMap` keeps its last node (over
+    /// 1 KiB for the publishes in flight) when its last entry goes, which every idle
+    /// connection would otherwise hold. A busy session refills them at most once per burst.
+    pub(super) fn release_if_idle(&mut self) {
+        if self.in_flight.is_empty() {
+            self.in_flight = BTreeMap::new();
+        }
+        if self.twin.is_empty() {
+            self.twin = BTreeMap::new();
+        }
+    }
+
     /// Starts a session at `now`; the first transmit is [`Transmit::Connect`] (clean session false). `seed` feeds the
     /// backoff and renewal jitter: give each device its own random seed (a fixed one in tests).
     #[must_use]
@@ -623,6 +635,7 @@ impl Machine for HubSession {
                 }
                 Sent::Control(Control::Twin(_)) => {}
             }
+            self.release_if_idle();
         }
         self.drive(now);
     }

@@ -153,6 +153,7 @@ impl HubSession {
         else {
             return self.ignore(topic, IgnoreReason::UnknownRequest, None);
         };
+        self.release_if_idle();
         match (op.kind, message) {
             (TwinKind::Resync, TwinMessage::GetResponse { .. }) => match Twin::parse(payload) {
                 Some(twin) => {

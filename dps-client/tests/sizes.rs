@@ -1,0 +1,25 @@
+//! The bytes one registration in flight keeps in its task, for the fleet's memory figure
+//! (BENCHMARKS.md, #16): `cargo test --release -p dps-client --test sizes -- --nocapture`.
+
+use dps_auth::SymmetricKey;
+use dps_client::ProvisioningClient;
+
+#[test]
+fn a_registration_in_flight_stays_small() {
+    let key = SymmetricKey::from_bytes(&[7; 32]).unwrap();
+    let client = ProvisioningClient::new("0ne00000000", "device-1", key);
+    let register = client.register();
+    let size = std::mem::size_of_val(&register);
+    println!("register future: {size} bytes");
+    println!(
+        "Registration machine: {} bytes",
+        std::mem::size_of::<dps_core::dps::Registration>()
+    );
+    println!(
+        "MqttConnection: {} bytes",
+        std::mem::size_of::<dps_transport_mqtt::MqttConnection>()
+    );
+    // A guard against a future that grows by accident: the driver keeps its large parts
+    // (the connection attempt, the session task) on the heap.
+    assert!(size < 4096, "register future: {size} bytes");
+}
