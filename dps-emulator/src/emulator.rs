@@ -35,7 +35,9 @@ use crate::rest::ServiceFailure;
 use crate::store::{Store, StoreData, StoreError};
 use crate::tls::{CA_KEY_FILE, SERVER_KEY_FILE, TlsError, TlsMaterial};
 
-const STORE_FILE: &str = "state.json";
+/// The store (a redb database); `state.json`, the snapshot of earlier versions, is migrated.
+const STORE_FILE: &str = "state.redb";
+const LEGACY_STORE_FILE: &str = "state.json";
 const SERVICE_KEY_FILE: &str = "service-key";
 
 /// Why the emulator could not start.
@@ -648,7 +650,7 @@ impl Emulator {
     /// Stops listening, closes every connection and writes the state.
     pub async fn shutdown(self) {
         self.servers.shutdown().await;
-        self.store.flush().await;
+        self.store.close().await;
     }
 }
 
@@ -694,7 +696,9 @@ pub(crate) fn prepare_data_dir(dir: &Path) -> Result<(), EmulatorError> {
         );
     }
     let store = dir.join(STORE_FILE);
-    if store.try_exists().map_err(io_error)? {
+    if store.try_exists().map_err(io_error)?
+        || dir.join(LEGACY_STORE_FILE).try_exists().map_err(io_error)?
+    {
         return Ok(());
     }
     let earlier = [CA_KEY_FILE, SERVICE_KEY_FILE, SERVER_KEY_FILE]
@@ -704,7 +708,8 @@ pub(crate) fn prepare_data_dir(dir: &Path) -> Result<(), EmulatorError> {
     if let Some(found) = earlier {
         return Err(EmulatorError::StoreMissing { store, found });
     }
-    crate::persist::write_atomic_private(&store, b"{}\n").map_err(io_error)
+    // A fresh directory: the store creates its database (owner-only) when it opens.
+    Ok(())
 }
 
 #[cfg(unix)]

@@ -1648,7 +1648,7 @@ async fn state_keys_and_ca_survive_a_restart() {
     let record = emu.registration("keeper").unwrap();
     let device = emu.hub_device(&hub, "keeper").unwrap();
     emu.shutdown().await;
-    for file in ["ca.pem", "state.json", "service-key"] {
+    for file in ["ca.pem", "state.redb", "service-key"] {
         assert!(dir.path().join(file).exists(), "{file}");
     }
 

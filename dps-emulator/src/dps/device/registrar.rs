@@ -619,13 +619,6 @@ mod tests {
         }
     }
 
-    fn on_disk(path: &std::path::Path) -> serde_json::Value {
-        std::fs::read(path)
-            .ok()
-            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-            .unwrap_or_default()
-    }
-
     /// #11: "assigned" is answered only once the registration record and the hub device are
     /// on disk, so a crash right after the answer cannot take the assignment back. On a
     /// single-threaded runtime the write-behind flusher cannot run between the change and the
@@ -633,8 +626,7 @@ mod tests {
     #[tokio::test(flavor = "current_thread")]
     async fn assignment_is_on_disk_before_it_is_answered() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("state.json");
-        let store = Store::open(path.clone()).unwrap();
+        let store = Store::open(dir.path().join("state.redb")).unwrap();
         let enrollment: crate::model::IndividualEnrollment = serde_json::from_value(json!({
             "registrationId": "dev-1",
             "attestation": { "type": "symmetricKey", "symmetricKey": {
@@ -663,20 +655,19 @@ mod tests {
             String::from_utf8_lossy(&reply.body)
         );
 
-        let state = on_disk(&path);
+        let state = store.committed();
         assert_eq!(
             state["registrations"]["dev-1"]["status"], "assigned",
             "{state}"
         );
-        assert!(state["hubDevices"].get("hub-a/dev-1").is_some(), "{state}");
+        assert!(state["hub_devices"].get("hub-a/dev-1").is_some(), "{state}");
     }
 
     /// A refusal told to the device (here: a disabled enrollment) is on disk too.
     #[tokio::test(flavor = "current_thread")]
     async fn disabled_answer_is_on_disk_before_it_is_answered() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("state.json");
-        let store = Store::open(path.clone()).unwrap();
+        let store = Store::open(dir.path().join("state.redb")).unwrap();
         let enrollment: crate::model::IndividualEnrollment = serde_json::from_value(json!({
             "registrationId": "dev-2",
             "provisioningStatus": "disabled",
@@ -700,7 +691,7 @@ mod tests {
             .await;
         assert_eq!(reply.status, 200);
         assert_eq!(
-            on_disk(&path)["registrations"]["dev-2"]["status"],
+            store.committed()["registrations"]["dev-2"]["status"],
             "disabled"
         );
     }

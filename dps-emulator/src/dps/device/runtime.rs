@@ -408,7 +408,7 @@ mod tests {
     #[tokio::test]
     async fn unknown_registration_ids_are_bounded() {
         let dir = tempfile::tempdir().unwrap();
-        let store = crate::store::Store::open(dir.path().join("state.json")).unwrap();
+        let store = crate::store::Store::open(dir.path().join("state.redb")).unwrap();
         struct NoIssuer;
         impl super::super::registrar::CertificateIssuer for NoIssuer {
             fn issue(&self, _csr: &[u8]) -> Result<Vec<Vec<u8>>, String> {

@@ -249,9 +249,8 @@ mod tests {
     #[tokio::test(flavor = "current_thread")]
     async fn reported_patch_is_on_disk_before_it_is_acknowledged() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("state.json");
-        let store = crate::store::Store::open(path.clone()).unwrap();
-        let runtime = HubRuntime::new(store, vec!["hub-a".into()], Vec::new());
+        let store = crate::store::Store::open(dir.path().join("state.redb")).unwrap();
+        let runtime = HubRuntime::new(store.clone(), vec!["hub-a".into()], Vec::new());
         let device = DeviceIdentity {
             device_id: "dev-1".into(),
             authentication: HubAuthentication::default(),
@@ -269,8 +268,8 @@ mod tests {
             .unwrap();
         assert!(version >= 1);
 
-        let state: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
-        let twin = &state["hubDevices"]["hub-a/dev-1"]["twin"];
+        let state: Value = store.committed();
+        let twin = &state["hub_devices"]["hub-a/dev-1"]["twin"];
         assert_eq!(twin["properties"]["reported"]["temperature"], 21, "{state}");
     }
 }
