@@ -130,7 +130,6 @@ async fn register(
 /// The template device's registration record and hub device, read out of the database, in the
 /// snapshot's shape.
 fn template_rows(db: &Path) -> Result<serde_json::Value, Error> {
-    use redb::ReadableTable as _;
     let db = redb::Database::open(db)?;
     let read = db.begin_read()?;
     let row = |table: &str, key: &str| -> Result<serde_json::Value, Error> {
