@@ -2,6 +2,7 @@
 
 // The knobs of the device lifecycle paths (#12).
 mod ack_faults;
+mod blob_containers;
 mod lifecycle;
 
 use std::net::SocketAddr;

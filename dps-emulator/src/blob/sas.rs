@@ -44,6 +44,32 @@ pub(crate) fn blob_sas(
     ))
 }
 
+/// A container SAS as query parameters, granting `permissions` on every blob of `container`
+/// until `expiry_unix` (what an import or export job's container URI carries).
+pub(crate) fn container_sas(
+    account: &str,
+    key: &SymmetricKey,
+    container: &str,
+    permissions: &str,
+    expiry_unix: u64,
+) -> Result<String, String> {
+    let expiry = format_iso(expiry_unix);
+    let fields = SignedFields {
+        permissions,
+        expiry: &expiry,
+        resource: "c",
+        version: SAS_VERSION,
+        ..SignedFields::default()
+    };
+    let signature = sign(key, &fields.string_to_sign(account, container, ""))?;
+    Ok(format!(
+        "sv={SAS_VERSION}&sr=c&sp={}&se={}&sig={}",
+        encode(permissions),
+        encode(&expiry),
+        encode(&signature)
+    ))
+}
+
 /// An account SAS for the blob service (`ss=b`), for the emulator's own calls to an external
 /// account (creating the upload container, reading a blob's size). "Create an account SAS",
 /// version 2020-12-06 and later.

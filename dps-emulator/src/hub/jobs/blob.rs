@@ -1,7 +1,8 @@
 //! The little of the Azure Blob Storage REST API that import and export jobs need: put a block
 //! blob and get a blob, addressed by a container URI with a SAS (`outputBlobContainerUri`,
 //! `inputBlobContainerUri`), as the hub's jobs use them. Plain `http` (Azurite, the storage
-//! emulator) and `https` (Azure Storage, trusting the public roots) are both supported.
+//! emulator) and `https` (Azure Storage, trusting the public roots; the emulator's own blob
+//! endpoint, trusting its CA) are both supported.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,7 +11,7 @@ use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt as _, Full};
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
-use rustls::pki_types::ServerName;
+use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::net::TcpStream;
 
 /// The Blob service version the requests speak (supported by Azure Storage and Azurite).
@@ -26,6 +27,8 @@ pub(crate) struct BlobUrl {
     port: u16,
     /// `/{account}/{container}/{blob}?{sas}` (Azurite) or `/{container}/{blob}?{sas}`.
     path_and_query: String,
+    /// Roots trusted besides the public ones: the emulator's CA, for its own blob endpoint.
+    extra_roots: Vec<CertificateDer<'static>>,
 }
 
 impl BlobUrl {
@@ -70,6 +73,7 @@ impl BlobUrl {
             host,
             port,
             path_and_query: format!("{container}/{blob}{query}"),
+            extra_roots: Vec::new(),
         })
     }
 
@@ -95,6 +99,12 @@ impl BlobUrl {
                     .collect::<String>()
             ))
         }
+    }
+
+    /// Also trusts `roots` (the emulator's CA: a job may write to its built-in blob endpoint).
+    pub(crate) fn trusting(mut self, roots: &[CertificateDer<'static>]) -> Self {
+        self.extra_roots = roots.to_vec();
+        self
     }
 
     /// Reads the blob.
@@ -140,7 +150,8 @@ impl BlobUrl {
         if self.scheme_https {
             let name = ServerName::try_from(self.host.clone())
                 .map_err(|e| failed("bad host name in", &e))?;
-            let config = public_roots_config().map_err(|e| failed("TLS configuration for", &e))?;
+            let config =
+                roots_config(&self.extra_roots).map_err(|e| failed("TLS configuration for", &e))?;
             let tls = tokio_rustls::TlsConnector::from(config)
                 .connect(name, tcp)
                 .await
@@ -168,9 +179,15 @@ where
     Ok((status, body.to_vec()))
 }
 
-/// A client configuration trusting the public roots (Azure Storage's certificates).
-fn public_roots_config() -> Result<Arc<rustls::ClientConfig>, rustls::Error> {
-    let roots = rustls::RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+/// A client configuration trusting the public roots (Azure Storage's certificates) and `extra`.
+fn roots_config(
+    extra: &[CertificateDer<'static>],
+) -> Result<Arc<rustls::ClientConfig>, rustls::Error> {
+    let mut roots =
+        rustls::RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    for root in extra {
+        roots.add(root.clone())?;
+    }
     let provider = Arc::new(crate::tls::crypto_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?

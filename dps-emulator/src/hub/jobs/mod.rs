@@ -186,7 +186,7 @@ impl HubRuntime {
     async fn export(&self, hub: &str, job: &Job) -> Result<(), String> {
         let container = job.output_blob_container_uri.as_deref().unwrap_or_default();
         let name = job.output_blob_name.as_deref().unwrap_or(DEVICES_BLOB);
-        let url = BlobUrl::new(container, name)?;
+        let url = BlobUrl::new(container, name)?.trusting(&self.trusted_cas);
         self.sync_lifecycle();
         let prefix = StoreData::hub_device_key(hub, "");
         let devices: Vec<HubDevice> = self.store.read(|data| {
@@ -208,7 +208,10 @@ impl HubRuntime {
     async fn import(&self, hub: &str, job: &Job) -> Result<(), String> {
         let input = job.input_blob_container_uri.as_deref().unwrap_or_default();
         let name = job.input_blob_name.as_deref().unwrap_or(DEVICES_BLOB);
-        let text = BlobUrl::new(input, name)?.get().await?;
+        let text = BlobUrl::new(input, name)?
+            .trusting(&self.trusted_cas)
+            .get()
+            .await?;
         let text = String::from_utf8(text).map_err(|_| format!("{name} is not UTF-8 text"))?;
         let mut errors = Vec::new();
         for (number, line) in text
@@ -229,6 +232,7 @@ impl HubRuntime {
             let container = job.output_blob_container_uri.as_deref().unwrap_or_default();
             let log: String = errors.iter().map(|e| format!("{e}\n")).collect();
             BlobUrl::new(container, IMPORT_ERRORS_BLOB)?
+                .trusting(&self.trusted_cas)
                 .put(log.into_bytes())
                 .await?;
         }
