@@ -5,7 +5,7 @@ use tokio::time::Instant;
 use tracing::Instrument as _;
 
 use crate::error::{TimeoutStage, TransportError};
-use crate::net::{Endpoint, tcp_connect, within};
+use crate::net::{Endpoint, tcp_connect_with, within};
 use crate::options::ConnectOptions;
 use crate::session::MqttConnection;
 use crate::transport::Transport;
@@ -42,7 +42,7 @@ impl Transport for MqttTransport {
             let tcp = within(
                 deadline,
                 TimeoutStage::Tcp,
-                tcp_connect(&endpoint.host, endpoint.port),
+                tcp_connect_with(&options.tls, &endpoint.host, endpoint.port),
             )
             .await?;
             let tls = within(

@@ -99,6 +99,28 @@ impl Endpoint {
     }
 }
 
+/// Opens a TCP connection to `host` at the address `tls` fixes for it
+/// ([`TlsConfig::connect_address`](crate::TlsConfig::connect_address)), or else as
+/// [`tcp_connect`] does.
+///
+/// # Errors
+/// As [`tcp_connect`].
+pub async fn tcp_connect_with(
+    tls: &crate::TlsConfig,
+    host: &str,
+    port: u16,
+) -> Result<TcpStream, TransportError> {
+    let Some(addr) = tls.address_for(host) else {
+        return tcp_connect(host, port).await;
+    };
+    let stream = TcpStream::connect(addr)
+        .await
+        .map_err(|e| TransportError::from_io(&e))?;
+    let _ = stream.set_nodelay(true);
+    tracing::debug!(%addr, host, "tcp connected at the fixed address");
+    Ok(stream)
+}
+
 /// Resolves `host` and opens a TCP connection to the first address that answers (no Nagle).
 ///
 /// # Errors

@@ -1,6 +1,7 @@
 //! [`TlsConfig`]: the TLS policy of Azure IoT devices, shared by every transport.
 
 use std::fmt;
+use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 
 use dps_auth::X509Identity;
@@ -48,6 +49,9 @@ pub struct TlsConfig {
     no_webpki_roots: bool,
     ecc_only: bool,
     max_fragment_size: Option<usize>,
+    /// Host names connected to at a fixed address instead of their DNS answer (the
+    /// certificate is still verified for the name).
+    addresses: Arc<Vec<(String, SocketAddr)>>,
     /// The rustls configuration for connections without a client certificate, built once and
     /// shared by every clone: a fleet's connections share one root store, verifier and session
     /// cache instead of building their own. Every setter starts a new one.
@@ -61,6 +65,7 @@ impl fmt::Debug for TlsConfig {
             .field("extra_roots", &self.extra_roots.len())
             .field("ecc_only", &self.ecc_only)
             .field("max_fragment_size", &self.max_fragment_size)
+            .field("addresses", &self.addresses)
             .finish()
     }
 }
@@ -97,6 +102,29 @@ impl TlsConfig {
         self.extra_roots.extend(roots);
         self.shared = Arc::default();
         Ok(self)
+    }
+
+    /// Connects to `addr` whenever an endpoint's host is `name` (case-insensitive), instead of
+    /// what DNS answers, and still verifies the server's certificate for `name`: the real
+    /// host-name layout (`global.azure-devices-provisioning.net`, `{hub}.azure-devices.net`)
+    /// against a local emulator or a test double, as an `/etc/hosts` entry would, without one.
+    #[must_use]
+    pub fn connect_address(mut self, name: impl Into<String>, addr: SocketAddr) -> Self {
+        let mut name = name.into();
+        name.make_ascii_lowercase();
+        let addresses = Arc::make_mut(&mut self.addresses);
+        addresses.retain(|(n, _)| *n != name);
+        addresses.push((name, addr));
+        self
+    }
+
+    /// The address set for `host` with [`connect_address`](Self::connect_address).
+    #[must_use]
+    pub fn address_for(&self, host: &str) -> Option<SocketAddr> {
+        self.addresses
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case(host))
+            .map(|(_, addr)| *addr)
     }
 
     /// Whether to trust the Mozilla roots of `webpki-roots` (default `true`). With `false`,

@@ -1,7 +1,7 @@
 //! [`WebSocketTransport`]: MQTT over WebSocket over TLS, optionally through a proxy.
 
 use async_trait::async_trait;
-use dps_transport_mqtt::net::{Endpoint, tcp_connect, within};
+use dps_transport_mqtt::net::{Endpoint, tcp_connect, tcp_connect_with, within};
 use dps_transport_mqtt::{ConnectOptions, MqttConnection, TimeoutStage, Transport, TransportError};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
@@ -61,12 +61,13 @@ impl WebSocketTransport {
         &self,
         target: &Endpoint,
         deadline: Instant,
+        tls: &dps_transport_mqtt::TlsConfig,
     ) -> Result<tokio::net::TcpStream, TransportError> {
         let Some(proxy) = &self.proxy else {
             return within(
                 deadline,
                 TimeoutStage::Tcp,
-                tcp_connect(&target.host, target.port),
+                tcp_connect_with(tls, &target.host, target.port),
             )
             .await;
         };
@@ -95,7 +96,7 @@ impl Transport for WebSocketTransport {
             client_id = %options.client_id
         );
         async {
-            let tcp = self.open_tcp(&target, deadline).await?;
+            let tcp = self.open_tcp(&target, deadline, &options.tls).await?;
             let tls = within(
                 deadline,
                 TimeoutStage::Tls,

@@ -707,3 +707,76 @@ async fn a_certificate_is_renewed_over_the_hub_before_it_expires_over_mqtt() {
 async fn a_certificate_is_renewed_over_the_hub_before_it_expires_over_websocket() {
     renewed_over_the_hub(Kind::Ws).await;
 }
+
+/// The real host-name layout with full verification: DPS at
+/// `global.azure-devices-provisioning.net`, the device assigned to a second linked hub by its
+/// own name; every name is connected to at the emulator's address
+/// (`TlsConfig::connect_address`) and its certificate verified for that name.
+async fn real_host_names(kind: Kind) {
+    const DPS_HOST: &str = "global.azure-devices-provisioning.net";
+    let emu = TestEmulator::start_with(|c| {
+        let mut c = c.linked_hubs([HUB_A, HUB_B]);
+        c.hostname = DPS_HOST.into();
+        c
+    })
+    .await;
+    let id = format!("named-{kind:?}").to_lowercase();
+    let key = emu.enroll_symmetric(&id).await;
+    enroll_on(&emu, &id, HUB_B).await;
+    let addr = match kind {
+        Kind::Mqtt => emu.mqtt_addr(),
+        Kind::Ws => emu.https_addr(),
+    };
+    let tls = emu
+        .tls()
+        .connect_address(DPS_HOST, addr)
+        .connect_address(HUB_A, addr)
+        .connect_address(HUB_B, addr);
+    let port = addr.port();
+    let device = builder(&emu, kind, &id)
+        .dps_endpoint(format!("{DPS_HOST}:{port}"))
+        .hub_endpoint(move |hub| format!("{hub}:{port}"))
+        .tls(tls)
+        .credential(key)
+        .start()
+        .unwrap();
+    let seen = until_connected(&mut device.lifecycle_events()).await;
+    assert!(
+        seen.iter()
+            .any(|e| matches!(e, LifecycleEvent::Provisioned { hub, .. } if hub == HUB_B)),
+        "{seen:?}"
+    );
+    device.hub().send(Message::new("by name")).await.unwrap();
+    assert_eq!(telemetry_on(&emu, HUB_B, &id), ["by name"]);
+    device.close().await;
+
+    // A name the certificate does not cover is refused by the verification, not connected.
+    let wrong = builder(&emu, kind, &id)
+        .dps_endpoint(format!("not-covered.example:{port}"))
+        .tls(emu.tls().connect_address("not-covered.example", addr))
+        .credential(SymmetricKey::from_base64(&test_key(9)).unwrap())
+        .start()
+        .unwrap();
+    let mut events = wrong.lifecycle_events();
+    let stopped = loop {
+        let event = tokio::time::timeout(LIMIT, events.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        if let LifecycleEvent::Stopped(reason) = event {
+            break reason;
+        }
+    };
+    assert_eq!(stopped, hub_client::device::DeviceStopReason::Unrecoverable);
+    emu.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_real_host_names_are_verified_over_mqtt() {
+    real_host_names(Kind::Mqtt).await;
+}
+
+#[tokio::test]
+async fn the_real_host_names_are_verified_over_websocket() {
+    real_host_names(Kind::Ws).await;
+}

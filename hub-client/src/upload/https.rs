@@ -6,7 +6,7 @@
 
 use bytes::Bytes;
 use dps_auth::X509Identity;
-use dps_transport_mqtt::net::{Endpoint, tcp_connect, within};
+use dps_transport_mqtt::net::{Endpoint, tcp_connect, tcp_connect_with, within};
 use dps_transport_mqtt::{TimeoutStage, TlsConfig, TransportError};
 use dps_transport_ws::ProxyConfig;
 use http::{Request, Response};
@@ -97,7 +97,7 @@ impl Dialer {
         within(
             deadline,
             TimeoutStage::Tcp,
-            tcp_connect(&target.host, target.port),
+            tcp_connect_with(&self.tls, &target.host, target.port),
         )
         .await
     }
