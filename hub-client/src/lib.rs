@@ -94,6 +94,7 @@
 
 mod app;
 mod backlog;
+mod builder;
 mod client;
 mod completion;
 mod config_error;
@@ -109,7 +110,8 @@ mod streams;
 #[cfg_attr(docsrs, doc(cfg(feature = "file-upload")))]
 pub mod upload;
 
-pub use client::{HubClient, HubClientBuilder, SendReceipt, USER_AGENT};
+pub use builder::HubClientBuilder;
+pub use client::{HubClient, SendReceipt, USER_AGENT};
 pub use completion::{Completion, Delivered};
 pub use config_error::{ConfigError, ConfigProblem};
 pub use connection_string::ConnectionString;
