@@ -327,7 +327,7 @@ impl HubClientBuilder {
 
     /// Manual completion (#11): nothing the hub delivers (messages, inputs, desired patches,
     /// method requests) is acknowledged before the application completes it; read with
-    /// [`Subscription::recv_delivery`] and call [`Delivered::complete`](crate::Delivered::complete) once the item is
+    /// [`Subscription::recv_delivery`](crate::Subscription::recv_delivery) and call [`Delivered::complete`](crate::Delivered::complete) once the item is
     /// processed (for example in the application's own store). Default: automatic, each
     /// delivery acknowledged once its stream took it.
     #[must_use]

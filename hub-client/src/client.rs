@@ -110,8 +110,8 @@ impl fmt::Debug for HubClient {
 
 impl HubClient {
     /// A builder for `device_id` on the hub `host` (`{name}.azure-devices.net`), authenticating
-    /// with `authenticator`: a [`SymmetricKey`], an [`X509Identity`](dps_auth::X509Identity), a
-    /// [`SasAuthenticator`] around a hardware signer, or any [`Authenticator`].
+    /// with `authenticator`: a [`SymmetricKey`](dps_auth::SymmetricKey), an [`X509Identity`](dps_auth::X509Identity), a
+    /// [`SasAuthenticator`](dps_auth::SasAuthenticator) around a hardware signer, or any [`Authenticator`].
     pub fn builder(
         host: impl Into<String>,
         device_id: impl Into<String>,
