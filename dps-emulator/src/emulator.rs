@@ -3,10 +3,11 @@
 // The knobs of the device lifecycle paths (#12).
 mod ack_faults;
 mod blob_containers;
+mod data_dir;
 mod lifecycle;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -34,9 +35,12 @@ use crate::net::{
 };
 use crate::rest::ServiceFailure;
 use crate::store::{Store, StoreData, StoreError};
-use crate::tls::{CA_KEY_FILE, SERVER_KEY_FILE, TlsError, TlsMaterial};
+use crate::tls::{TlsError, TlsMaterial};
 
 /// The store (a redb database); `state.json`, the snapshot of earlier versions, is migrated.
+pub(crate) use data_dir::prepare_data_dir;
+use data_dir::service_key;
+
 const STORE_FILE: &str = "state.redb";
 const LEGACY_STORE_FILE: &str = "state.json";
 const SERVICE_KEY_FILE: &str = "service-key";
@@ -653,79 +657,6 @@ impl Emulator {
         self.servers.shutdown().await;
         self.store.close().await;
     }
-}
-
-/// Reads the service key from the config or the data dir, creating and saving one if needed.
-fn service_key(config: &EmulatorConfig) -> Result<String, EmulatorError> {
-    if let Some(key) = &config.service_key {
-        return Ok(key.clone());
-    }
-    let path = config.data_dir.join(SERVICE_KEY_FILE);
-    match std::fs::read_to_string(&path) {
-        Ok(text) => Ok(text.trim().to_owned()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let key = crate::util::ids::service_key();
-            crate::persist::write_atomic_private(&path, key.as_bytes()).map_err(|e| {
-                EmulatorError::ServiceKey(format!("cannot save {}: {e}", path.display()))
-            })?;
-            Ok(key)
-        }
-        Err(e) => Err(EmulatorError::ServiceKey(format!(
-            "cannot read {}: {e}",
-            path.display()
-        ))),
-    }
-}
-
-/// Creates the data directory (owner-only: it holds keys and every enrollment's secrets),
-/// removes what an interrupted write left, and checks that the state file of an earlier run is
-/// still there; on a fresh directory it writes an empty state file first, before any key, so a
-/// later start can tell "fresh" from "lost".
-pub(crate) fn prepare_data_dir(dir: &Path) -> Result<(), EmulatorError> {
-    let io_error = |source| EmulatorError::DataDir {
-        path: dir.to_path_buf(),
-        source,
-    };
-    create_private_dir(dir).map_err(io_error)?;
-    // A crash (`kill -9`) mid-write leaves temporary files behind; they are never valid state
-    // and may hold secrets.
-    let removed = crate::persist::remove_temp_files(dir).map_err(io_error)?;
-    if removed > 0 {
-        tracing::info!(
-            removed,
-            "removed temporary files left by an interrupted write"
-        );
-    }
-    let store = dir.join(STORE_FILE);
-    if store.try_exists().map_err(io_error)?
-        || dir.join(LEGACY_STORE_FILE).try_exists().map_err(io_error)?
-    {
-        return Ok(());
-    }
-    let earlier = [CA_KEY_FILE, SERVICE_KEY_FILE, SERVER_KEY_FILE]
-        .iter()
-        .map(|name| dir.join(name))
-        .find(|path| path.exists());
-    if let Some(found) = earlier {
-        return Err(EmulatorError::StoreMissing { store, found });
-    }
-    // A fresh directory: the store creates its database (owner-only) when it opens.
-    Ok(())
-}
-
-#[cfg(unix)]
-fn create_private_dir(dir: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::DirBuilderExt as _;
-    // Only directories created here get 0700; an existing directory is the user's choice.
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-}
-
-#[cfg(not(unix))]
-fn create_private_dir(dir: &Path) -> std::io::Result<()> {
-    std::fs::create_dir_all(dir)
 }
 
 /// Sends each MQTT connection to DPS or to the hub by its username.

@@ -161,6 +161,11 @@ pub enum StoreError {
     },
 }
 
+/// Creates the empty database at `path` (owner-only) and closes it again.
+pub(crate) fn create(path: &Path) -> Result<(), StoreError> {
+    db::open(path).map(drop).map_err(|e| database(path, e))
+}
+
 /// The shared, persisted state. The database holds every enrollment's keys: it is created
 /// owner-only (mode 0600).
 #[derive(Debug, Clone)]
