@@ -59,7 +59,9 @@ impl Emulator {
             .join("target/loadgen")
             .join(format!("emulator-{}", std::process::id()));
         // An empty store, not a missing one: the emulator refuses to start when the store of a
-        // data directory with keys has gone missing. Fails harmlessly on the first start.
+        // data directory with keys has gone missing. An empty snapshot in the place of the
+        // database is migrated into a new, empty one. Fails harmlessly on the first start.
+        let _ = std::fs::remove_file(data_dir.join("state/state.redb"));
         let _ = std::fs::write(data_dir.join("state/state.json"), b"{}\n");
         std::fs::create_dir_all(&data_dir)?;
         // A fixed group key: the benchmarks need a key, not a secret.
