@@ -5,19 +5,19 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Weak};
 
-use crate::host::{Core, Host, back_refs};
-
 use dps_core::Timestamp;
 use dps_core::hub::{
     ConnectionState, Delivery, Event, HubSession, MessageId, ReceivedMessage, RequestId, SendError,
     Twin, TwinError,
 };
 use dps_runtime::{Application, Shared};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{oneshot, watch};
 
 use crate::backlog::{Backlog, Item, Offer, offer as offer_item};
 use crate::completion::{Accept, Completion, Delivered};
 use crate::desired::DesiredUpdate;
+use crate::host::{Core, Host, back_refs};
+use crate::lazy_stream::LazyStream;
 use crate::method::MethodRequest;
 
 type Waiter<T> = oneshot::Sender<T>;
@@ -26,53 +26,51 @@ type Waiter<T> = oneshot::Sender<T>;
 pub(crate) type HubShared = Shared<HubSession, HubApp>;
 
 /// The streams of a new client: the outlets its application feeds and the receivers its
-/// handles take, each holding up to `capacity` items.
+/// handles take (the same streams, made on first use), each holding up to `capacity` items.
 pub(crate) fn streams(capacity: usize) -> (Outlets, Receivers) {
-    let (c2d, c2d_rx) = mpsc::channel(capacity);
-    let (inputs, inputs_rx) = mpsc::channel(capacity);
-    let (desired, desired_rx) = mpsc::channel(capacity);
-    let (methods, methods_rx) = mpsc::channel(capacity);
-    let (states, states_rx) = mpsc::channel(capacity);
-    (
-        Outlets {
-            c2d,
-            inputs,
-            desired,
-            methods,
-            states,
-        },
-        Receivers {
-            c2d: Some(c2d_rx),
-            inputs: Some(inputs_rx),
-            desired: Some(desired_rx),
-            methods: Some(methods_rx),
-            states: Some(states_rx),
-        },
-    )
+    let receivers = Receivers {
+        c2d: LazyStream::new(capacity),
+        inputs: LazyStream::new(capacity),
+        desired: LazyStream::new(capacity),
+        methods: LazyStream::new(capacity),
+        states: LazyStream::new(capacity),
+    };
+    let outlets = Outlets {
+        c2d: receivers.c2d.clone(),
+        inputs: receivers.inputs.clone(),
+        desired: receivers.desired.clone(),
+        methods: receivers.methods.clone(),
+        states: receivers.states.clone(),
+    };
+    (outlets, receivers)
 }
 
-/// The sending end of a stream.
-pub(crate) type Outlet<T> = mpsc::Sender<Box<Delivered<T>>>;
-/// The receiving end of a stream.
-pub(crate) type Inlet<T> = mpsc::Receiver<Box<Delivered<T>>>;
-
-/// The senders of the streams; dropped when the client stops, which ends the streams.
+/// The feeding side of the streams; dropped when the client stops, which ends the streams.
 pub(crate) struct Outlets {
-    pub(crate) c2d: Outlet<ReceivedMessage>,
-    pub(crate) inputs: Outlet<ReceivedMessage>,
-    pub(crate) desired: Outlet<DesiredUpdate>,
-    pub(crate) methods: Outlet<MethodRequest>,
-    pub(crate) states: Outlet<ConnectionState>,
+    pub(crate) c2d: LazyStream<ReceivedMessage>,
+    pub(crate) inputs: LazyStream<ReceivedMessage>,
+    pub(crate) desired: LazyStream<DesiredUpdate>,
+    pub(crate) methods: LazyStream<MethodRequest>,
+    pub(crate) states: LazyStream<ConnectionState>,
 }
 
-/// The receivers, until each is taken.
-#[derive(Default)]
+impl Drop for Outlets {
+    fn drop(&mut self) {
+        self.c2d.close();
+        self.inputs.close();
+        self.desired.close();
+        self.methods.close();
+        self.states.close();
+    }
+}
+
+/// The taking side of the streams.
 pub(crate) struct Receivers {
-    pub(crate) c2d: Option<Inlet<ReceivedMessage>>,
-    pub(crate) inputs: Option<Inlet<ReceivedMessage>>,
-    pub(crate) desired: Option<Inlet<DesiredUpdate>>,
-    pub(crate) methods: Option<Inlet<MethodRequest>>,
-    pub(crate) states: Option<Inlet<ConnectionState>>,
+    pub(crate) c2d: LazyStream<ReceivedMessage>,
+    pub(crate) inputs: LazyStream<ReceivedMessage>,
+    pub(crate) desired: LazyStream<DesiredUpdate>,
+    pub(crate) methods: LazyStream<MethodRequest>,
+    pub(crate) states: LazyStream<ConnectionState>,
 }
 
 /// The waiters and outlets.
@@ -301,6 +299,6 @@ fn resolve<K: std::hash::Hash + Eq, T>(waiters: &mut HashMap<K, Waiter<T>>, key:
 
 /// Offers a connection state to its stream; states nobody reads are dropped (they are not
 /// deliveries, and the latest one is also kept in the state watch).
-fn offer_state(outlet: &Outlet<ConnectionState>, state: ConnectionState) {
+fn offer_state(outlet: &LazyStream<ConnectionState>, state: ConnectionState) {
     let _ = outlet.try_send(Box::new(Delivered::new(state, Completion::done())));
 }

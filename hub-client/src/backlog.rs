@@ -15,6 +15,8 @@ use dps_core::hub::{Delivery, ReceivedMessage};
 use dps_runtime::Room;
 use tokio::sync::mpsc;
 
+use crate::lazy_stream::LazyStream;
+
 use crate::app::Outlets;
 use crate::completion::{Accept, Completion, Delivered};
 use crate::desired::DesiredUpdate;
@@ -67,7 +69,7 @@ pub(crate) fn offer(
         None => Completion::done(),
     };
     fn send<T>(
-        outlet: &mpsc::Sender<Box<Delivered<T>>>,
+        outlet: &LazyStream<T>,
         value: T,
         completion: Completion,
         wrap: fn(T) -> Item,
@@ -137,12 +139,15 @@ impl Backlog {
 
     /// A future that completes once the stream of the oldest held item has room (or is gone).
     pub(crate) fn room(&self, outlets: &Outlets) -> Option<Room> {
-        fn wait<T: Send + 'static>(outlet: &mpsc::Sender<Box<Delivered<T>>>) -> Room {
-            let outlet = outlet.clone();
+        fn wait<T: Send + 'static>(outlet: &LazyStream<T>) -> Room {
+            let outlet = outlet.sender();
             // The permit is dropped at once: it only tells that a slot is free; the next drain
-            // fills it (the driver is the only sender).
+            // fills it (the driver is the only sender). A closed stream has room: what is held
+            // for it is discarded.
             Box::pin(async move {
-                drop(outlet.reserve_owned().await);
+                if let Some(outlet) = outlet {
+                    drop(outlet.reserve_owned().await);
+                }
             })
         }
         let (item, _) = self.held.front()?;

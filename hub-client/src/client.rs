@@ -284,7 +284,7 @@ impl HubClient {
     /// [`StreamTaken`] when an earlier call took this stream.
     pub fn c2d_messages(&self) -> Result<Subscription<ReceivedMessage>, StreamTaken> {
         let receiver = take_stream(
-            lock(&self.handle.receivers).c2d.take(),
+            lock(&self.handle.receivers).c2d.take_receiver(),
             "cloud-to-device message",
         )?;
         Ok(Subscription::new(Some(receiver)))
@@ -295,7 +295,10 @@ impl HubClient {
     /// # Errors
     /// [`StreamTaken`] when an earlier call took this stream.
     pub fn inputs(&self) -> Result<Subscription<ReceivedMessage>, StreamTaken> {
-        let receiver = take_stream(lock(&self.handle.receivers).inputs.take(), "input message")?;
+        let receiver = take_stream(
+            lock(&self.handle.receivers).inputs.take_receiver(),
+            "input message",
+        )?;
         Ok(Subscription::new(Some(receiver)))
     }
 
@@ -306,7 +309,7 @@ impl HubClient {
     /// [`StreamTaken`] when an earlier call took this stream.
     pub fn desired_patches(&self) -> Result<Subscription<DesiredUpdate>, StreamTaken> {
         let receiver = take_stream(
-            lock(&self.handle.receivers).desired.take(),
+            lock(&self.handle.receivers).desired.take_receiver(),
             "desired-property",
         )?;
         Ok(Subscription::new(Some(receiver)))
@@ -318,7 +321,7 @@ impl HubClient {
     /// [`StreamTaken`] when an earlier call took this stream.
     pub fn method_requests(&self) -> Result<Subscription<MethodRequest>, StreamTaken> {
         let receiver = take_stream(
-            lock(&self.handle.receivers).methods.take(),
+            lock(&self.handle.receivers).methods.take_receiver(),
             "method request",
         )?;
         Ok(Subscription::new(Some(receiver)))
@@ -330,7 +333,7 @@ impl HubClient {
     /// [`StreamTaken`] when an earlier call took this stream.
     pub fn connection_states(&self) -> Result<Subscription<ConnectionState>, StreamTaken> {
         let receiver = take_stream(
-            lock(&self.handle.receivers).states.take(),
+            lock(&self.handle.receivers).states.take_receiver(),
             "connection state",
         )?;
         Ok(Subscription::new(Some(receiver)))

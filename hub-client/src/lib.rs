@@ -103,6 +103,7 @@ mod desired;
 pub mod device;
 mod error;
 mod host;
+mod lazy_stream;
 mod method;
 pub mod pnp;
 mod streams;

@@ -5,8 +5,8 @@ use std::fmt;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use crate::app::Inlet;
 use crate::completion::Delivered;
+use crate::lazy_stream::Inlet;
 
 /// A stream of `T` from the client: read it with [`recv`](Self::recv) or as a
 /// [`futures_util::Stream`].
