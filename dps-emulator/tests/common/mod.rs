@@ -306,6 +306,28 @@ pub(crate) async fn connect_raw_named(
     let stream = tls_named(emu, emu.mqtt_addr(), name, identity)
         .await
         .expect("TLS handshake");
+    mqtt_connect(stream, connect).await
+}
+
+/// Sends raw CONNECT bytes to the MQTT port at `addr`, trusting what `config` trusts: for an
+/// emulator in another process.
+pub(crate) async fn connect_raw_to(
+    config: Arc<ClientConfig>,
+    addr: std::net::SocketAddr,
+    connect: &[u8],
+) -> ConnectOutcome {
+    let tcp = TcpStream::connect(addr).await.expect("TCP connect");
+    let stream = tokio::time::timeout(
+        STEP,
+        TlsConnector::from(config).connect(ServerName::try_from("localhost").unwrap(), tcp),
+    )
+    .await
+    .expect("TLS handshake in time")
+    .expect("TLS handshake");
+    mqtt_connect(stream, connect).await
+}
+
+async fn mqtt_connect(stream: TlsStream<TcpStream>, connect: &[u8]) -> ConnectOutcome {
     let mut conn = Conn {
         stream,
         buf: BytesMut::new(),
@@ -689,15 +711,47 @@ pub(crate) async fn https(
     body: Option<Vec<u8>>,
 ) -> HttpReply {
     let stream = tls(emu, emu.https_addr(), None).await;
+    https_over(stream, emu.https_addr(), method, path, headers, body).await
+}
+
+/// [`https`] to the HTTPS port at `addr`, trusting what `config` trusts: for an emulator in
+/// another process.
+pub(crate) async fn https_to(
+    config: Arc<ClientConfig>,
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, String)],
+    body: Option<Vec<u8>>,
+) -> HttpReply {
+    let tcp = TcpStream::connect(addr).await.expect("TCP connect");
+    let stream = tokio::time::timeout(
+        STEP,
+        TlsConnector::from(config).connect(ServerName::try_from("localhost").unwrap(), tcp),
+    )
+    .await
+    .expect("TLS handshake in time")
+    .expect("TLS handshake");
+    https_over(stream, addr, method, path, headers, body).await
+}
+
+async fn https_over(
+    stream: TlsStream<TcpStream>,
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, String)],
+    body: Option<Vec<u8>>,
+) -> HttpReply {
     let (mut sender, connection) =
         hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
             .await
             .unwrap();
     tokio::spawn(connection);
-    let mut request = http::Request::builder().method(method).uri(path).header(
-        http::header::HOST,
-        format!("localhost:{}", emu.https_addr().port()),
-    );
+    let mut request = http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header(http::header::HOST, format!("localhost:{}", addr.port()));
     if body.is_some() {
         request = request.header(
             http::header::CONTENT_TYPE,
