@@ -17,5 +17,6 @@ pub mod fixtures;
 pub mod measure;
 pub mod plot;
 pub mod raw;
+pub mod ready;
 pub mod report;
 pub mod stats;

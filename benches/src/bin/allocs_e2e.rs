@@ -13,7 +13,6 @@
 //!
 //! Parts: `registration`, `in-flight`, `telemetry`, `idle` (all by default).
 
-use std::io::{BufRead as _, BufReader};
 use std::net::ToSocketAddrs as _;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -72,21 +71,13 @@ impl Emulator {
             .stderr(Stdio::null())
             .spawn()
             .map_err(|e| format!("{}: {e}", binary.display()))?;
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().ok_or("no stdout")?).read_line(&mut line)?;
-        let info: serde_json::Value = serde_json::from_str(&line)?;
-        let field = |name: &str| {
-            info[name]
-                .as_str()
-                .map(str::to_owned)
-                .ok_or_else(|| format!("no {name} in the emulator's ready line: {line}"))
-        };
+        let ready = dps_benches::ready::read(&mut child)?.ok_or("the emulator did not start")?;
         Ok(Self {
             child,
             dir,
-            endpoint: field("mqttEndpoint")?,
-            ca: PathBuf::from(field("caFile")?),
-            scope: field("idScope")?,
+            endpoint: ready.endpoint,
+            ca: ready.ca,
+            scope: ready.scope,
         })
     }
 }

@@ -17,7 +17,6 @@
 //! registrations go through its MQTT endpoint with the SDK's `ProvisioningClient`. The emulator
 //! runs as its own process, so its CPU time is its own (`/proc/<pid>/stat`).
 
-use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -70,23 +69,14 @@ fn spawn(binary: &Path, data_dir: &Path) -> Result<Running, Error> {
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()?;
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().ok_or("no stdout")?).read_line(&mut line)?;
+    let ready = dps_benches::ready::read(&mut child)?.ok_or("the emulator did not start")?;
     let startup = started.elapsed();
-    let info: serde_json::Value = serde_json::from_str(&line)
-        .map_err(|e| format!("no ready line from the emulator ({e}): {line:?}"))?;
-    let field = |name: &str| {
-        info[name]
-            .as_str()
-            .map(str::to_owned)
-            .ok_or(format!("no {name}"))
-    };
     Ok(Running {
         pid: child.id(),
         child,
-        endpoint: field("mqttEndpoint")?,
-        ca: PathBuf::from(field("caFile")?),
-        scope: field("idScope")?,
+        endpoint: ready.endpoint,
+        ca: ready.ca,
+        scope: ready.scope,
         startup,
     })
 }

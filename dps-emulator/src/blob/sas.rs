@@ -27,21 +27,14 @@ pub(crate) fn blob_sas(
     permissions: &str,
     expiry_unix: u64,
 ) -> Result<String, String> {
-    let expiry = format_iso(expiry_unix);
-    let fields = SignedFields {
+    service_sas(
+        account,
+        key,
+        container,
+        Some(blob),
         permissions,
-        expiry: &expiry,
-        resource: "b",
-        version: SAS_VERSION,
-        ..SignedFields::default()
-    };
-    let signature = sign(key, &fields.string_to_sign(account, container, blob))?;
-    Ok(format!(
-        "sv={SAS_VERSION}&sr=b&sp={}&se={}&sig={}",
-        encode(permissions),
-        encode(&expiry),
-        encode(&signature)
-    ))
+        expiry_unix,
+    )
 }
 
 /// A container SAS as query parameters, granting `permissions` on every blob of `container`
@@ -53,17 +46,32 @@ pub(crate) fn container_sas(
     permissions: &str,
     expiry_unix: u64,
 ) -> Result<String, String> {
+    service_sas(account, key, container, None, permissions, expiry_unix)
+}
+
+/// A service SAS for one blob (`sr=b`) or a whole container (`sr=c`, signed with an empty
+/// blob name).
+fn service_sas(
+    account: &str,
+    key: &SymmetricKey,
+    container: &str,
+    blob: Option<&str>,
+    permissions: &str,
+    expiry_unix: u64,
+) -> Result<String, String> {
     let expiry = format_iso(expiry_unix);
+    let resource = if blob.is_some() { "b" } else { "c" };
     let fields = SignedFields {
         permissions,
         expiry: &expiry,
-        resource: "c",
+        resource,
         version: SAS_VERSION,
         ..SignedFields::default()
     };
-    let signature = sign(key, &fields.string_to_sign(account, container, ""))?;
+    let to_sign = fields.string_to_sign(account, container, blob.unwrap_or_default());
+    let signature = sign(key, &to_sign)?;
     Ok(format!(
-        "sv={SAS_VERSION}&sr=c&sp={}&se={}&sig={}",
+        "sv={SAS_VERSION}&sr={resource}&sp={}&se={}&sig={}",
         encode(permissions),
         encode(&expiry),
         encode(&signature)

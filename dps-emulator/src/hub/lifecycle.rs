@@ -118,43 +118,19 @@ pub(crate) fn lifecycle_event(
         (Operation::Create, true) => "createModuleIdentity",
         (Operation::Delete, true) => "deleteModuleIdentity",
     };
-    let mut properties = BTreeMap::from([
-        ("opType".to_owned(), op_type.to_owned()),
-        ("hubName".to_owned(), hub.to_owned()),
-        ("deviceId".to_owned(), device_id.to_owned()),
-        ("operationTimestamp".to_owned(), now.clone()),
-        (
-            "iothub-message-schema".to_owned(),
-            "deviceLifecycleNotification".to_owned(),
-        ),
-    ]);
-    if let Some(module_id) = module_id {
-        properties.insert("moduleId".into(), module_id.to_owned());
-    }
-    let system_properties = BTreeMap::from([
-        ("contentType".to_owned(), "application/json".to_owned()),
-        ("contentEncoding".to_owned(), "utf-8".to_owned()),
-        ("iothub-enqueuedtime".to_owned(), now.clone()),
-        (
-            "iothub-message-source".to_owned(),
-            "deviceLifecycleEvents".to_owned(),
-        ),
-        (
-            "iothub-connection-device-id".to_owned(),
-            device_id.to_owned(),
-        ),
-    ]);
-    HubEvent {
-        sequence_number: 0,
-        hub: hub.to_owned(),
-        kind: HubEventKind::DeviceLifecycle,
-        device_id: device_id.to_owned(),
-        module_id: module_id.map(str::to_owned),
-        enqueued_time: now,
-        system_properties,
-        properties,
-        body: body.to_string().into_bytes(),
-    }
+    notification(
+        Notice {
+            hub,
+            device_id,
+            module_id,
+            op_type,
+            schema: "deviceLifecycleNotification",
+            source: "deviceLifecycleEvents",
+            kind: HubEventKind::DeviceLifecycle,
+        },
+        now,
+        body.to_string().into_bytes(),
+    )
 }
 
 /// A connection-state notification as the service routes `deviceConnectionStateEvents`:
@@ -183,15 +159,55 @@ pub(crate) fn connection_state_event(
     } else {
         "deviceDisconnected"
     };
+    let body = json!({ "sequenceNumber": sequence })
+        .to_string()
+        .into_bytes();
+    notification(
+        Notice {
+            hub,
+            device_id,
+            module_id,
+            op_type,
+            schema: "deviceConnectionStateNotification",
+            source: "deviceConnectionStateEvents",
+            kind: HubEventKind::DeviceConnectionState,
+        },
+        now,
+        body,
+    )
+}
+
+/// What tells one routed notification from another.
+struct Notice<'a> {
+    hub: &'a str,
+    device_id: &'a str,
+    module_id: Option<&'a str>,
+    op_type: &'a str,
+    /// `iothub-message-schema`.
+    schema: &'a str,
+    /// `iothub-message-source`.
+    source: &'a str,
+    kind: HubEventKind,
+}
+
+/// A notification on the events feed with the properties and system properties the service
+/// routes with every lifecycle and connection-state notification.
+fn notification(notice: Notice<'_>, now: String, body: Vec<u8>) -> HubEvent {
+    let Notice {
+        hub,
+        device_id,
+        module_id,
+        op_type,
+        schema,
+        source,
+        kind,
+    } = notice;
     let mut properties = BTreeMap::from([
         ("opType".to_owned(), op_type.to_owned()),
         ("hubName".to_owned(), hub.to_owned()),
         ("deviceId".to_owned(), device_id.to_owned()),
         ("operationTimestamp".to_owned(), now.clone()),
-        (
-            "iothub-message-schema".to_owned(),
-            "deviceConnectionStateNotification".to_owned(),
-        ),
+        ("iothub-message-schema".to_owned(), schema.to_owned()),
     ]);
     if let Some(module_id) = module_id {
         properties.insert("moduleId".into(), module_id.to_owned());
@@ -200,10 +216,7 @@ pub(crate) fn connection_state_event(
         ("contentType".to_owned(), "application/json".to_owned()),
         ("contentEncoding".to_owned(), "utf-8".to_owned()),
         ("iothub-enqueuedtime".to_owned(), now.clone()),
-        (
-            "iothub-message-source".to_owned(),
-            "deviceConnectionStateEvents".to_owned(),
-        ),
+        ("iothub-message-source".to_owned(), source.to_owned()),
         (
             "iothub-connection-device-id".to_owned(),
             device_id.to_owned(),
@@ -212,14 +225,12 @@ pub(crate) fn connection_state_event(
     HubEvent {
         sequence_number: 0,
         hub: hub.to_owned(),
-        kind: HubEventKind::DeviceConnectionState,
+        kind,
         device_id: device_id.to_owned(),
         module_id: module_id.map(str::to_owned),
         enqueued_time: now,
         system_properties,
         properties,
-        body: json!({ "sequenceNumber": sequence })
-            .to_string()
-            .into_bytes(),
+        body,
     }
 }

@@ -3,7 +3,6 @@
 use crate::Error;
 use crate::env::Env;
 use dps_benches::measure;
-use std::io::{BufRead as _, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -94,9 +93,7 @@ impl Emulator {
             .stderr(log)
             .spawn()?;
         let pid = child.id();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().ok_or("no stdout")?).read_line(&mut line)?;
-        if line.trim().is_empty() {
+        let Some(ready) = dps_benches::ready::read(&mut child)? else {
             let _ = child.wait();
             let log = std::fs::read_to_string(data_dir.join("emulator.log")).unwrap_or_default();
             return Err(format!(
@@ -104,20 +101,13 @@ impl Emulator {
                  namespace, or leave out --clients python):\n{log}"
             )
             .into());
-        }
-        let info: serde_json::Value = serde_json::from_str(&line)?;
-        let field = |name: &str| {
-            info[name]
-                .as_str()
-                .map(str::to_owned)
-                .ok_or_else(|| format!("no {name} in the emulator's ready line: {line}"))
         };
         Ok(Self {
             child,
             pid,
-            endpoint: field("mqttEndpoint")?,
-            ca: PathBuf::from(field("caFile")?),
-            scope: field("idScope")?,
+            endpoint: ready.endpoint,
+            ca: ready.ca,
+            scope: ready.scope,
             group_key: group_key.to_owned(),
             data_dir,
         })
