@@ -139,8 +139,8 @@ struct ListenerContext {
 
 /// Binds one listener; a failure names the address, what it was for and how to pick another
 /// port (#15: "Address already in use" alone does not say which of the two ports is taken).
-async fn bind(ip: IpAddr, port: u16, what: &str, flag: &str) -> io::Result<TcpListener> {
-    TcpListener::bind((ip, port)).await.map_err(|e| {
+fn bind(ip: IpAddr, port: u16, what: &str, flag: &str) -> io::Result<TcpListener> {
+    listen(SocketAddr::new(ip, port)).map_err(|e| {
         let addr = SocketAddr::new(ip, port);
         let hint = match e.kind() {
             io::ErrorKind::AddrInUse => {
@@ -156,12 +156,29 @@ async fn bind(ip: IpAddr, port: u16, what: &str, flag: &str) -> io::Result<TcpLi
     })
 }
 
+/// A listening socket with room for a fleet's connections arriving at once: tokio's `bind`
+/// queues at most 1,024 of them, and the connections past that wait for a retransmitted SYN
+/// (one second each), which is all a burst of a thousand devices measures otherwise.
+fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = match addr {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    #[cfg(unix)]
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    // The kernel caps it at net.core.somaxconn.
+    socket.listen(LISTEN_BACKLOG)
+}
+
+/// The accept queue asked for (see [`listen`]).
+const LISTEN_BACKLOG: u32 = 8192;
+
 impl Servers {
     /// Binds both listeners and starts accepting. Fails if a port cannot be bound.
     pub async fn start(options: ServerOptions) -> io::Result<Self> {
-        let mqtt_listener = bind(options.bind, options.mqtt_port, "MQTT", "--mqtt-port").await?;
-        let https_listener =
-            bind(options.bind, options.https_port, "HTTPS", "--https-port").await?;
+        let mqtt_listener = bind(options.bind, options.mqtt_port, "MQTT", "--mqtt-port")?;
+        let https_listener = bind(options.bind, options.https_port, "HTTPS", "--https-port")?;
         let mqtt_addr = mqtt_listener.local_addr()?;
         let https_addr = https_listener.local_addr()?;
 
@@ -352,5 +369,31 @@ async fn serve_connection(
             )
             .await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_taken_port_is_named_with_the_flag_that_moves_it() {
+        let first = bind(IpAddr::from([127, 0, 0, 1]), 0, "MQTT", "--mqtt-port").unwrap();
+        let port = first.local_addr().unwrap().port();
+        let error = bind(IpAddr::from([127, 0, 0, 1]), port, "MQTT", "--mqtt-port").unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::AddrInUse);
+        let text = error.to_string();
+        assert!(
+            text.starts_with(&format!("MQTT port 127.0.0.1:{port}: ")),
+            "{text}"
+        );
+        assert!(text.contains("--mqtt-port"), "{text}");
+        // The listener still takes connections.
+        let (accepted, connected) = tokio::join!(
+            first.accept(),
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+        );
+        accepted.unwrap();
+        connected.unwrap();
     }
 }
