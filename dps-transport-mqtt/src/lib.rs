@@ -73,6 +73,7 @@ mod external_key;
 mod mqtt_transport;
 pub mod net;
 mod options;
+mod resolve;
 mod session;
 mod tls;
 mod transport;

@@ -6,6 +6,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use crate::error::{TimeoutStage, TransportError};
+use crate::resolve::Resolver;
 
 /// An endpoint parsed from [`ConnectOptions::host`](crate::ConnectOptions::host).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -121,24 +122,17 @@ pub async fn tcp_connect_with(
     Ok(stream)
 }
 
-/// Resolves `host` and opens a TCP connection to the first address that answers (no Nagle).
+/// Resolves `host` (once for all connections to it, see the `resolve` module) and opens a TCP
+/// connection to the first address that answers (no Nagle).
 ///
 /// # Errors
 /// [`TransportError::Dns`] when resolution fails, [`TransportError::Io`] when no address
 /// accepts the connection.
 pub async fn tcp_connect(host: &str, port: u16) -> Result<TcpStream, TransportError> {
-    let addrs: Vec<_> = tokio::net::lookup_host((host, port))
-        .await
-        .map_err(|e| TransportError::Dns {
-            host: host.to_owned(),
-            message: e.to_string(),
-        })?
-        .collect();
-    let mut last = TransportError::Dns {
-        host: host.to_owned(),
-        message: "no addresses".into(),
-    };
-    for addr in addrs {
+    let resolver = Resolver::global();
+    let addrs = resolver.resolve(host, port).await?;
+    let mut last = None;
+    for addr in addrs.iter() {
         match TcpStream::connect(addr).await {
             Ok(stream) => {
                 let _ = stream.set_nodelay(true);
@@ -147,11 +141,17 @@ pub async fn tcp_connect(host: &str, port: u16) -> Result<TcpStream, TransportEr
             }
             Err(e) => {
                 tracing::debug!(%addr, error = %e, "tcp connect failed");
-                last = TransportError::from_io(&e);
+                last = Some(TransportError::from_io(&e));
             }
         }
     }
-    Err(last)
+    // No address took the connection: the next attempt asks the resolver again (the host
+    // may have moved).
+    resolver.forget(host, port);
+    Err(last.unwrap_or_else(|| TransportError::Dns {
+        host: host.to_owned(),
+        message: "no addresses".into(),
+    }))
 }
 
 /// Runs `stage` of a connection until `deadline`; past it, fails with
