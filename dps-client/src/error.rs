@@ -150,12 +150,8 @@ impl From<RegistrationError> for ProvisioningError {
                 Self::Unauthorized { status, error }
             }
             RegistrationError::ConnectionRefused { code } => Self::ConnectionRefused { code },
-            RegistrationError::Disabled { state } => Self::Disabled {
-                state: state.map(Box::new),
-            },
-            RegistrationError::Unassigned { state } => Self::Unassigned {
-                state: state.map(Box::new),
-            },
+            RegistrationError::Disabled { state } => Self::Disabled { state },
+            RegistrationError::Unassigned { state } => Self::Unassigned { state },
             RegistrationError::Failed {
                 error_code,
                 message,

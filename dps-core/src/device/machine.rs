@@ -25,10 +25,6 @@ use crate::time::{Timer as TimerKind, TimerTable, Timestamp};
 /// What the device reports: its own steps, and everything the inner machines report.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
-#[expect(
-    clippy::large_enum_variant,
-    reason = "events are drained at once; boxing the forwarded ones would cost every event a deref"
-)]
 pub enum Event {
     /// A lifecycle step.
     Lifecycle(LifecycleEvent),

@@ -109,10 +109,6 @@ impl fmt::Display for IgnoreReason {
 /// acting on them is optional, except [`Event::Finished`], always the last one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
-#[expect(
-    clippy::large_enum_variant,
-    reason = "the outcome comes once per registration; boxing it would cost every user a deref"
-)]
 pub enum Event {
     /// A request was handed to the driver.
     RequestSent {

@@ -1,5 +1,6 @@
 //! The registration state machine.
 
+use alloc::boxed::Box;
 use alloc::collections::VecDeque;
 use alloc::string::{String, ToString};
 use core::time::Duration;
@@ -240,10 +241,10 @@ impl Registration {
             }
             RegistrationStatus::Failed => self.finish(Err(RegistrationError::failed(state))),
             RegistrationStatus::Disabled => self.finish(Err(RegistrationError::Disabled {
-                state: state.cloned(),
+                state: state.cloned().map(Box::new),
             })),
             RegistrationStatus::Unassigned => self.finish(Err(RegistrationError::Unassigned {
-                state: state.cloned(),
+                state: state.cloned().map(Box::new),
             })),
             RegistrationStatus::Assigning => {
                 self.failures = 0;
