@@ -9,13 +9,12 @@ use rumqttc::mqttbytes::{self, v4};
 use tokio::io::{
     AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _, ReadHalf, WriteHalf,
 };
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use super::handshake::{MAX_INCOMING_PACKET, MAX_OUTGOING_PACKET};
-use super::{
-    CLOSE_TIMEOUT, CloseReason, Command, Done, Incoming, QoS, Reply, Shared, Tagged, lock,
-};
+use super::shared::{Command, Done, Outbox, Reply, Shared, Tagged, closed};
+use super::{CLOSE_TIMEOUT, CloseReason, Incoming, QoS};
 use crate::error::TransportError;
 
 /// How much room to make in the read buffer while data streams in.
@@ -23,15 +22,6 @@ const READ_CHUNK: usize = 16 * 1024;
 /// How much room an idle connection keeps: a gateway holds thousands of mostly idle
 /// connections, and 16 KiB each is most of their memory. Reads that fill it grow it again.
 const IDLE_READ: usize = 1024;
-
-/// How many received messages wait for the application in the connection's channel. Beyond
-/// that the task holds what it has already read and stops reading the stream, so TCP pushes
-/// back on the server instead of the messages piling up in memory.
-pub(super) const INCOMING_CAPACITY: usize = 32;
-
-/// How many commands are taken in one go before the task writes: publishes queued together go
-/// out in one write (one TLS record, one system call) instead of one each.
-const COMMAND_BATCH: usize = 64;
 
 /// What a SUBACK grants, filter by filter.
 type Granted = Vec<Option<QoS>>;
@@ -44,11 +34,10 @@ pub(super) struct Driver<S> {
     /// Whether the last read filled the room it had (data is streaming: keep a large buffer).
     streaming: bool,
     wbuf: BytesMut,
-    commands: mpsc::UnboundedReceiver<Box<Command>>,
-    incoming: mpsc::Sender<Box<Incoming>>,
-    /// Messages already read that found the channel full, in order. While any is held the
-    /// stream is not read; what is held is bounded by one read buffer.
-    held: VecDeque<Box<Incoming>>,
+    /// The queues last taken from the outbox, empty, kept for their room.
+    spare: Outbox,
+    /// Whether reading is paused because the application lets the inbox fill.
+    paused: bool,
     guard: oneshot::Receiver<()>,
     shared: Arc<Shared>,
     keep_alive: Option<Duration>,
@@ -97,8 +86,6 @@ where
     pub(super) fn new(
         stream: S,
         rbuf: BytesMut,
-        commands: mpsc::UnboundedReceiver<Box<Command>>,
-        incoming: mpsc::Sender<Box<Incoming>>,
         guard: oneshot::Receiver<()>,
         shared: Arc<Shared>,
         keep_alive: Option<Duration>,
@@ -112,9 +99,8 @@ where
             streaming: false,
             // Grows with the first packet: an idle connection need not hold a write buffer.
             wbuf: BytesMut::new(),
-            commands,
-            incoming,
-            held: VecDeque::new(),
+            spare: Outbox::default(),
+            paused: false,
             guard,
             shared,
             keep_alive,
@@ -178,18 +164,17 @@ where
             // While the application lets messages wait, the stream is left unread: what
             // follows (acknowledgements of our own publishes included, as TCP keeps order)
             // waits in the socket and the server's send buffer until it reads again.
-            let reading = self.held.is_empty();
+            let paused = self.shared.inbox_full();
+            if self.paused && !paused {
+                // A fresh keep-alive window: the server's packets waited unread, not absent.
+                self.last_received = Instant::now();
+            }
+            self.paused = paused;
+            let reading = !paused;
             // Unbiased: reading, writing and new commands all make progress under load.
             tokio::select! {
                 _ = &mut self.guard => return self.close_gracefully().await,
-                open = has_room(&self.incoming), if !reading => {
-                    if open {
-                        self.pass_held();
-                    } else {
-                        // Nobody receives any more; the guard ends the task.
-                        self.held.clear();
-                    }
-                },
+                () = shared.inbox_room.notified(), if !reading => {},
                 read = self.read.read_buf(&mut self.rbuf), if reading => match read {
                     Ok(0) => return CloseReason::ClosedByPeer,
                     Ok(n) => {
@@ -224,21 +209,6 @@ where
                         Err(e) => return network(&e),
                     }
                 },
-                command = self.commands.recv() => match command {
-                    Some(command) => {
-                        self.handle_command(*command);
-                        // Whatever else is queued joins the same write.
-                        for _ in 1..COMMAND_BATCH {
-                            match self.commands.try_recv() {
-                                Ok(command) => self.handle_command(*command),
-                                Err(_) => break,
-                            }
-                        }
-                    }
-                    // Only the connection handle and its senders hold the channel; with all of
-                    // them gone, nobody can use the connection any more.
-                    None => return self.close_gracefully().await,
-                },
                 () = shared.outbox_ready.notified() => self.take_outbox(),
                 () = &mut timer, if armed.is_some() => {
                     armed = None;
@@ -250,45 +220,24 @@ where
         }
     }
 
-    /// Hands held messages to the channel while it has room; once none is held, reading
-    /// resumes with a fresh keep-alive window (the server's packets waited unread, not absent).
-    fn pass_held(&mut self) {
-        while let Some(message) = self.held.pop_front() {
-            match self.incoming.try_send(message) {
-                Ok(()) => {}
-                Err(mpsc::error::TrySendError::Full(message)) => {
-                    self.held.push_front(message);
-                    return;
-                }
-                Err(mpsc::error::TrySendError::Closed(_)) => {
-                    self.held.clear();
-                    return;
-                }
-            }
-        }
-        self.last_received = Instant::now();
-    }
-
-    /// Encodes every tagged publish queued so far behind what waits to be written.
+    /// Encodes every command and tagged publish queued so far behind what waits to be
+    /// written: all of it goes out in one write.
     fn take_outbox(&mut self) {
-        let mut outbox = lock(&self.shared.outbox);
-        // Swapped out so the lock is not held while encoding; the emptied queue (with its room)
-        // goes back afterwards unless new publishes arrived meanwhile.
-        let mut queue = std::mem::take(&mut outbox.queue);
-        drop(outbox);
+        let mut taken = std::mem::take(&mut self.spare);
+        self.shared.take_outbox(&mut taken);
+        for command in taken.commands.drain(..) {
+            self.handle_command(command);
+        }
         for Tagged {
             tag,
             topic,
             payload,
             qos,
-        } in queue.drain(..)
+        } in taken.tagged.drain(..)
         {
             self.publish(topic, payload, qos, Done::Tag(tag));
         }
-        let mut outbox = lock(&self.shared.outbox);
-        if outbox.queue.is_empty() {
-            outbox.queue = queue;
-        }
+        self.spare = taken;
     }
 
     /// When the keep-alive next needs attention. While reading is paused only the pings are
@@ -300,7 +249,7 @@ where
             // Probe a silent server in time for its answer to beat the deadline.
             ping_due = ping_due.min(self.last_received + keep_alive);
         }
-        if !self.held.is_empty() {
+        if self.paused {
             return Some(ping_due);
         }
         Some(ping_due.min(self.dead_at(keep_alive)))
@@ -313,7 +262,7 @@ where
     fn on_timer(&mut self) -> Option<CloseReason> {
         let keep_alive = self.keep_alive?;
         let now = Instant::now();
-        if self.held.is_empty() && now >= self.dead_at(keep_alive) {
+        if !self.paused && now >= self.dead_at(keep_alive) {
             return Some(CloseReason::KeepAliveTimeout);
         }
         let due_by_sent = now >= self.last_sent + keep_alive;
@@ -359,25 +308,16 @@ where
                 tracing::trace!(topic = %publish.topic, qos = ?qos, len = publish.payload.len(), "mqtt publish received");
                 // No PUBACK here: the receiver acknowledges when the message counts as
                 // delivered (`Command::Ack`), so an unread message is redelivered, not lost.
-                let message = Box::new(Incoming::Publish {
+                // Delivered even when the inbox is full: it was read already (reading stops
+                // at the next turn of the loop), and the rest of the buffer is still parsed so
+                // that acknowledgements already read are handled now.
+                self.shared.deliver(Incoming::Publish {
                     topic: publish.topic,
                     payload: publish.payload,
                     packet_id: (qos == QoS::AtLeastOnce).then_some(publish.pkid),
                     qos,
                     retain: publish.retain,
                 });
-                if !self.held.is_empty() {
-                    self.held.push_back(message);
-                    return Ok(());
-                }
-                match self.incoming.try_send(message) {
-                    Ok(()) => {}
-                    // Kept, and the rest of the buffer still parsed: acknowledgements already
-                    // read are handled now; the stream is read again once the channel drains.
-                    Err(mpsc::error::TrySendError::Full(message)) => self.held.push_back(message),
-                    // A dropped connection handle means nobody listens; the guard ends us soon.
-                    Err(mpsc::error::TrySendError::Closed(_)) => {}
-                }
             }
             v4::Packet::PubAck(ack) => match self.publishes.remove(&ack.pkid) {
                 Some(done) => done.complete(&self.shared, Ok(())),
@@ -590,31 +530,15 @@ where
         for (_, done) in self.write_waiters.drain(..) {
             done.complete(&self.shared, closed());
         }
-        let queued = {
-            let mut outbox = lock(&self.shared.outbox);
-            outbox.closed = true;
-            std::mem::take(&mut outbox.queue)
-        };
-        for tagged in queued {
+        let queued = self.shared.close_outbox();
+        for tagged in queued.tagged {
             self.shared.push_outcome(tagged.tag, closed());
         }
-        self.commands.close();
-        while let Ok(command) = self.commands.try_recv() {
-            match *command {
-                Command::Publish { done, .. } | Command::Unsubscribe { done, .. } => {
-                    let _ = done.send(closed());
-                }
-                Command::Subscribe { done, .. } => {
-                    let _ = done.send(closed());
-                }
-                Command::Ack { .. } => {}
-            }
+        for command in queued.commands {
+            command.fail();
         }
+        self.shared.close_inbox();
     }
-}
-
-fn closed<T>() -> Result<T, TransportError> {
-    Err(TransportError::ConnectionClosed)
 }
 
 /// Writes some of `buffer` (`Some(bytes written)`) or, when it is empty, flushes (`None`).
@@ -635,10 +559,4 @@ fn network(error: &std::io::Error) -> CloseReason {
         kind: error.kind(),
         message: error.to_string(),
     }
-}
-
-/// Waits until `channel` has room (`true`) or is closed (`false`). The slot is released again
-/// at once: this task is the channel's only sender, so nothing else can take it.
-async fn has_room<T>(channel: &mpsc::Sender<T>) -> bool {
-    channel.reserve().await.is_ok()
 }

@@ -6,9 +6,9 @@ use std::time::Duration;
 use bytes::BytesMut;
 use rumqttc::mqttbytes::{self, v4};
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
-use super::driver::{Driver, INCOMING_CAPACITY};
+use super::driver::Driver;
 use super::{MqttConnection, MqttSender, Shared};
 use crate::error::TransportError;
 use crate::options::ConnectOptions;
@@ -101,26 +101,15 @@ impl MqttConnection {
         );
 
         let shared = Arc::new(Shared::default());
-        let (commands_tx, commands) = mpsc::unbounded_channel();
-        let (incoming_tx, incoming) = mpsc::channel(INCOMING_CAPACITY);
         let (guard, guard_rx) = oneshot::channel();
         let keep_alive = (keep_alive > 0).then(|| Duration::from_secs(u64::from(keep_alive)));
-        let driver = Driver::new(
-            stream,
-            buffer,
-            commands,
-            incoming_tx,
-            guard_rx,
-            Arc::clone(&shared),
-            keep_alive,
-        );
+        let driver = Driver::new(stream, buffer, guard_rx, Arc::clone(&shared), keep_alive);
         let task = tokio::spawn(driver.run());
         Ok(Self {
             sender: MqttSender {
-                commands: commands_tx,
+                shared: Arc::clone(&shared),
                 subscribe_timeout: options.subscribe_timeout,
             },
-            incoming,
             session_present: connack.session_present,
             shared,
             guard: Some(guard),

@@ -5,27 +5,28 @@
 //! arrives for 1.5 × the keep-alive, acknowledges QoS 1 messages when the receiver asks, and
 //! ends (sending DISCONNECT) when the [`MqttConnection`] is dropped.
 //!
-//! Received messages wait in a bounded channel (32). When the receiver lets it fill, the task
-//! keeps what it has already read (one read buffer at most), handles the acknowledgements
-//! among it, and stops reading the stream: the server's writes stall on TCP instead of the
+//! Received messages wait in a queue of 32. When the receiver lets it fill, the task keeps
+//! what it has already read (one read buffer at most), handles the acknowledgements among it,
+//! and stops reading the stream: the server's writes stall on TCP instead of the
 //! messages piling up here. Sending, PINGREQs and PUBACKs go on; what the server sent behind
 //! the unread messages (PUBACKs, SUBACKs, PINGRESPs) waits with them, since TCP keeps order,
 //! and the dead-server check is suspended until reading resumes.
 
 mod driver;
 mod handshake;
+mod shared;
 
-use std::collections::VecDeque;
 use std::fmt;
 use std::io;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use rumqttc::mqttbytes;
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use self::shared::{Command, Shared, Tagged};
 use crate::error::{TimeoutStage, TransportError};
 
 /// How long [`MqttConnection::disconnect`] (or a drop) waits for DISCONNECT to be written and
@@ -132,118 +133,20 @@ impl fmt::Display for CloseReason {
     }
 }
 
-/// State shared by the handles and the task.
-#[derive(Debug, Default)]
-struct Shared {
-    close_reason: Mutex<Option<CloseReason>>,
-    /// Tagged publishes waiting for the task ([`MqttConnection::publish_tagged`]): a queue that
-    /// grows on demand and keeps its room, so the hot path allocates nothing per message and
-    /// the task takes everything queued in one go (one write for all of it).
-    outbox: Mutex<Outbox>,
-    /// Wakes the task when the outbox goes from empty to not empty.
-    outbox_ready: Notify,
-    /// What became of tagged publishes, in completion order.
-    outcomes: Mutex<VecDeque<(u64, Result<(), TransportError>)>>,
-    /// Wakes the reader of outcomes when the queue goes from empty to not empty.
-    outcomes_ready: Notify,
-}
-
-/// A publish that reports its outcome by tag.
-#[derive(Debug)]
-struct Tagged {
-    tag: u64,
-    topic: String,
-    payload: Bytes,
-    qos: QoS,
-}
-
-#[derive(Debug, Default)]
-struct Outbox {
-    queue: VecDeque<Tagged>,
-    /// Set once the task has ended: nothing queued afterwards would ever be sent.
-    closed: bool,
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-impl Shared {
-    fn close_reason(&self) -> Option<CloseReason> {
-        lock(&self.close_reason).clone()
-    }
-
-    fn set_close_reason(&self, reason: CloseReason) {
-        lock(&self.close_reason).get_or_insert(reason);
-    }
-
-    fn push_outcome(&self, tag: u64, result: Result<(), TransportError>) {
-        let mut outcomes = lock(&self.outcomes);
-        let was_empty = outcomes.is_empty();
-        outcomes.push_back((tag, result));
-        drop(outcomes);
-        if was_empty {
-            self.outcomes_ready.notify_one();
-        }
-    }
-}
-
-/// Who waits for a publish: a handle's future, or the reader of tagged outcomes.
-enum Done {
-    Reply(Reply<()>),
-    Tag(u64),
-}
-
-impl Done {
-    fn complete(self, shared: &Shared, result: Result<(), TransportError>) {
-        match self {
-            Self::Reply(reply) => {
-                let _ = reply.send(result);
-            }
-            Self::Tag(tag) => shared.push_outcome(tag, result),
-        }
-    }
-}
-
-type Reply<T> = oneshot::Sender<Result<T, TransportError>>;
-
-/// A request from a handle to the task.
-enum Command {
-    Publish {
-        topic: String,
-        payload: Bytes,
-        qos: QoS,
-        done: Reply<()>,
-    },
-    Subscribe {
-        filters: Vec<(String, QoS)>,
-        done: Reply<Vec<Option<QoS>>>,
-    },
-    Unsubscribe {
-        filters: Vec<String>,
-        done: Reply<()>,
-    },
-    Ack {
-        packet_id: u16,
-    },
-}
-
 /// A cloneable handle that publishes and subscribes on a connection, so one task can
 /// [`recv`](MqttConnection::recv) while others send. It does not keep the connection open:
 /// once the [`MqttConnection`] is dropped or the connection dies, every call fails with
 /// [`TransportError::ConnectionClosed`].
 #[derive(Clone)]
 pub struct MqttSender {
-    // Boxed: a tokio channel allocates its first 32-slot block up front, which for these enums
-    // would be kilobytes per idle connection.
-    commands: mpsc::UnboundedSender<Box<Command>>,
+    shared: Arc<Shared>,
     subscribe_timeout: Duration,
 }
 
 impl fmt::Debug for MqttSender {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MqttSender")
-            .field("closed", &self.commands.is_closed())
+            .field("closed", &self.is_closed())
             .finish_non_exhaustive()
     }
 }
@@ -335,13 +238,11 @@ impl MqttSender {
     /// Whether the connection has ended.
     #[must_use]
     pub fn is_closed(&self) -> bool {
-        self.commands.is_closed()
+        self.shared.is_outbox_closed()
     }
 
     fn send(&self, command: Command) -> Result<(), TransportError> {
-        self.commands
-            .send(Box::new(command))
-            .map_err(|_| TransportError::ConnectionClosed)
+        self.shared.send(command)
     }
 
     async fn await_ack<T>(
@@ -361,29 +262,28 @@ impl MqttSender {
 /// The outcomes of a connection's [tagged publishes](MqttConnection::publish_tagged), in
 /// completion order. Once the connection has ended, every publish still outstanding comes
 /// back failed with [`TransportError::ConnectionClosed`].
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct PublishOutcomes {
     shared: Arc<Shared>,
+}
+
+impl fmt::Debug for PublishOutcomes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PublishOutcomes").finish_non_exhaustive()
+    }
 }
 
 impl PublishOutcomes {
     /// The next outcome: the tag and the result. Waits for ever when nothing is outstanding.
     /// Cancel-safe.
     pub async fn next(&self) -> (u64, Result<(), TransportError>) {
-        loop {
-            if let Some(outcome) = self.try_next() {
-                return outcome;
-            }
-            // A notification sent since the check above is kept for this wait (`notify_one`
-            // stores a permit), so no outcome is missed.
-            self.shared.outcomes_ready.notified().await;
-        }
+        self.shared.next_outcome().await
     }
 
     /// An outcome already in, if any, without waiting.
     #[must_use]
     pub fn try_next(&self) -> Option<(u64, Result<(), TransportError>)> {
-        lock(&self.shared.outcomes).pop_front()
+        self.shared.try_next_outcome()
     }
 }
 
@@ -394,7 +294,6 @@ impl PublishOutcomes {
 /// outstanding operation of its [senders](Self::sender); nothing is left running.
 pub struct MqttConnection {
     sender: MqttSender,
-    incoming: mpsc::Receiver<Box<Incoming>>,
     session_present: bool,
     shared: Arc<Shared>,
     /// Dropped to tell the task to close.
@@ -454,22 +353,12 @@ impl MqttConnection {
         if topic.is_empty() {
             return Err(TransportError::Unsupported("an empty topic"));
         }
-        let mut outbox = lock(&self.shared.outbox);
-        if outbox.closed {
-            return Err(TransportError::ConnectionClosed);
-        }
-        let was_empty = outbox.queue.is_empty();
-        outbox.queue.push_back(Tagged {
+        self.shared.send_tagged(Tagged {
             tag,
             topic,
             payload,
             qos,
-        });
-        drop(outbox);
-        if was_empty {
-            self.shared.outbox_ready.notify_one();
-        }
-        Ok(())
+        })
     }
 
     /// Where the outcomes of [`publish_tagged`](Self::publish_tagged) come back, as a handle of
@@ -514,12 +403,12 @@ impl MqttConnection {
     /// TCP), so acknowledgements of this side's publishes and subscribes wait too: keep
     /// receiving while waiting for them.
     pub async fn recv(&mut self) -> Option<Incoming> {
-        self.incoming.recv().await.map(|incoming| *incoming)
+        self.shared.recv().await
     }
 
     /// A message already received, if any, without waiting.
     pub fn try_recv(&mut self) -> Option<Incoming> {
-        self.incoming.try_recv().ok().map(|incoming| *incoming)
+        self.shared.try_recv()
     }
 
     /// Why the connection closed; `None` while it is open.
