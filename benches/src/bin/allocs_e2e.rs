@@ -9,6 +9,7 @@
 //! cargo build --release -p dps-benches --bin allocs_e2e -p dps-emulator
 //! target/release/allocs_e2e            # one JSON object per figure
 //! DHAT_OUT=dhat-heap.json target/release/allocs_e2e telemetry   # a full profile of one part
+//! ALLOCS_CLIENT=raw DHAT_OUT=dhat-heap.json target/release/allocs_e2e in-flight   # of one client
 //! ```
 //!
 //! Parts: `registration`, `in-flight`, `telemetry`, `idle` (all by default).
@@ -149,6 +150,16 @@ fn client_name(sdk: bool) -> &'static str {
     if sdk { "sdk" } else { "raw" }
 }
 
+/// The clients to measure: both, or the one `ALLOCS_CLIENT` names (`sdk` or `raw`), so that a
+/// profile's peak is that client's.
+fn clients() -> Vec<bool> {
+    match std::env::var("ALLOCS_CLIENT").as_deref() {
+        Ok("sdk") => vec![true],
+        Ok("raw") => vec![false],
+        _ => vec![true, false],
+    }
+}
+
 /// Sequential registrations: allocations per registration.
 async fn registration(setup: &Setup) -> Result<(), Error> {
     for sdk in [true, false] {
@@ -167,7 +178,7 @@ async fn registration(setup: &Setup) -> Result<(), Error> {
 /// dhat's own peak is the process's since the start, so the peak of each client's run is
 /// sampled here, every millisecond, next to the registrations.
 async fn in_flight(setup: &Setup) -> Result<(), Error> {
-    for sdk in [true, false] {
+    for sdk in clients() {
         let name = client_name(sdk);
         let before = heap();
         let registrations = futures_util::stream::iter(0..IN_FLIGHT)
