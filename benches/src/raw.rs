@@ -166,6 +166,8 @@ pub struct Connection {
     stream: TlsStream<TcpStream>,
     rbuf: BytesMut,
     wbuf: BytesMut,
+    /// The twin document, once fetched.
+    twin: Option<bytes::Bytes>,
 }
 
 impl Connection {
@@ -289,6 +291,7 @@ pub async fn register(
         stream,
         rbuf: BytesMut::with_capacity(4096),
         wbuf: BytesMut::with_capacity(1024),
+        twin: None,
     };
 
     let phase = Instant::now();
@@ -404,6 +407,7 @@ pub async fn hub_connect(
         stream,
         rbuf: BytesMut::with_capacity(1024),
         wbuf: BytesMut::with_capacity(1024),
+        twin: None,
     };
     let expiry = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -473,6 +477,52 @@ impl Connection {
             }
         }
         Ok(())
+    }
+
+    /// What this SDK's hub client does after CONNACK with its default features, done the
+    /// shortest way: one SUBSCRIBE for cloud-to-device messages, twin responses, desired
+    /// properties and methods, then a twin GET whose answer is kept (as its bytes: the SDK
+    /// hands the application the whole twin after every connect). So that an idle
+    /// connection of each client holds the same protocol state.
+    ///
+    /// # Errors
+    /// Any failure, as text.
+    pub async fn subscribe_and_get_twin(&mut self, device_id: &str) -> Result<(), RawError> {
+        let filters = [
+            format!("devices/{device_id}/messages/devicebound/#"),
+            "$iothub/twin/res/#".to_owned(),
+            "$iothub/twin/PATCH/properties/desired/#".to_owned(),
+            "$iothub/methods/POST/#".to_owned(),
+        ];
+        let subscribe = v4::Subscribe {
+            pkid: 1,
+            filters: filters
+                .into_iter()
+                .map(|path| v4::SubscribeFilter::new(path, QoS::AtLeastOnce))
+                .collect(),
+        };
+        self.send(v4::Packet::Subscribe(subscribe)).await?;
+        match self.next().await? {
+            v4::Packet::SubAck(ack) if ack.return_codes.len() == 4 => {}
+            other => return Err(RawError(format!("subscribe refused: {other:?}"))),
+        }
+        let get = v4::Publish::new("$iothub/twin/GET/?$rid=1", QoS::AtMostOnce, Vec::new());
+        self.send(v4::Packet::Publish(get)).await?;
+        loop {
+            match self.next().await? {
+                v4::Packet::Publish(response)
+                    if response.topic.starts_with("$iothub/twin/res/") =>
+                {
+                    if !response.topic.starts_with("$iothub/twin/res/200/") {
+                        return Err(RawError(format!("twin get: {}", response.topic)));
+                    }
+                    self.twin = Some(response.payload);
+                    return Ok(());
+                }
+                v4::Packet::Publish(_) => {}
+                other => return Err(RawError(format!("unexpected packet {other:?}"))),
+            }
+        }
     }
 
     /// Keeps the connection alive: a PINGREQ every `keep_alive`, until the server closes it.

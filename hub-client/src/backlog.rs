@@ -140,15 +140,11 @@ impl Backlog {
     /// A future that completes once the stream of the oldest held item has room (or is gone).
     pub(crate) fn room(&self, outlets: &Outlets) -> Option<Room> {
         fn wait<T: Send + 'static>(outlet: &LazyStream<T>) -> Room {
-            let outlet = outlet.sender();
-            // The permit is dropped at once: it only tells that a slot is free; the next drain
-            // fills it (the driver is the only sender). A closed stream has room: what is held
-            // for it is discarded.
-            Box::pin(async move {
-                if let Some(outlet) = outlet {
-                    drop(outlet.reserve_owned().await);
-                }
-            })
+            // Room only tells that a slot is free; the next drain fills it (the driver is the
+            // only sender). A stream that takes nothing any more has room: what is held for it
+            // is discarded.
+            let outlet = outlet.clone();
+            Box::pin(async move { outlet.room().await })
         }
         let (item, _) = self.held.front()?;
         Some(match item {

@@ -63,7 +63,6 @@ impl<T> Subscription<T> {
         self.receiver
             .as_mut()?
             .try_recv()
-            .ok()
             .map(|item| item.complete())
     }
 }

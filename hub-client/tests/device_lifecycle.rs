@@ -690,10 +690,11 @@ async fn renewed_over_the_hub(kind: Kind) {
         .send(Message::new("on the new certificate"))
         .await
         .unwrap();
-    assert_eq!(
-        telemetry(&emu, &id),
-        ["around the renewal", "on the new certificate"]
-    );
+    // At least once, in order: a message still in flight when the session moved to the new
+    // certificate is sent again on the new connection, and the hub may then have it twice.
+    let mut got = telemetry(&emu, &id);
+    got.dedup();
+    assert_eq!(got, ["around the renewal", "on the new certificate"]);
     device.close().await;
     emu.shutdown().await;
 }

@@ -101,7 +101,13 @@ pub(crate) async fn hub_run(
             let connected: Vec<_> = futures_util::stream::iter(&ids)
                 .map(|id| async move {
                     let key = raw::derive_key(group_key_bytes, id);
-                    raw::hub_connect(raw_target, id, &key, 60).await
+                    let mut conn = raw::hub_connect(raw_target, id, &key, 60).await?;
+                    // An idle connection holds what the SDK's does (its subscriptions and
+                    // the twin); telemetry measures sending only.
+                    if args.mode == Mode::Idle {
+                        conn.subscribe_and_get_twin(id).await?;
+                    }
+                    Ok::<_, raw::RawError>(conn)
                 })
                 .buffered(100)
                 .collect()
