@@ -320,9 +320,11 @@ async fn idle(setup: &Setup) -> Result<(), Error> {
     let mut conns = Vec::new();
     for id in &ids[IDLE..] {
         let key = raw::derive_key(&setup.group_bytes, id);
-        let conn = raw::hub_connect(&setup.raw, id, &key, 60)
+        let mut conn = raw::hub_connect(&setup.raw, id, &key, 60)
             .await
             .map_err(|e| e.0)?;
+        // The same protocol state as the SDK's idle client: its subscriptions and the twin.
+        conn.subscribe_and_get_twin(id).await.map_err(|e| e.0)?;
         conns.push(tokio::spawn(conn.keep_alive(Duration::from_secs(60))));
     }
     tokio::time::sleep(settle).await;
