@@ -22,6 +22,12 @@ pub(crate) enum Part {
 }
 
 pub(crate) fn orchestrate(parts: &[Part], opts: &Opts) -> Result<(), Error> {
+    let system = parts.iter().any(|p| *p != Part::Micro);
+    if system && opts.clients.contains(&Kind::Python) && std::env::var_os("LOADGEN_NETNS").is_none()
+    {
+        // Before the private network namespace: installing the SDK needs the package index.
+        python_venv(&Env::detect()?)?;
+    }
     if let Some(status) = reenter_in_netns(opts) {
         return if status.success() {
             Ok(())
