@@ -10,7 +10,7 @@ use dps_core::mqtt::{
     ConnectFailure, Connected, ConnectionLoss, IncomingPublish, Machine, PublishId, QoS, Transmit,
 };
 use dps_transport_mqtt::{
-    CloseReason, Incoming, MqttConnection, MqttSender, PublishOutcomes, QoS as WireQoS,
+    CloseReason, Incoming, MqttConnection, MqttSender, PublishOutcomes, QoS as WireQoS, Session,
     TransportError,
 };
 use tokio::time::Instant;
@@ -31,6 +31,7 @@ enum Wake {
     Timeout,
     Connected(Result<MqttConnection, TransportError>),
     Subscribed(bool),
+    SessionEnded,
     Published(PublishId, Result<(), TransportError>),
     Incoming(Option<Incoming>),
 }
@@ -38,9 +39,13 @@ enum Wake {
 /// The live connection and the operations running on it. Publishes are tagged with their
 /// [`PublishId`] and their outcomes read from the connection, so a message in flight costs no
 /// future, channel or allocation of its own here; dropping the connection forgets them all.
+/// The connection's session (reads, writes, keep-alive) runs here too, as one more branch of
+/// the loop: one task per connection, and no wake-up of another task between a packet and
+/// the machine.
 #[derive(Default)]
 struct Conn {
     connection: Option<MqttConnection>,
+    session: Option<Session>,
     sender: Option<MqttSender>,
     outcomes: Option<PublishOutcomes>,
     connecting: Option<Attempt>,
@@ -49,14 +54,51 @@ struct Conn {
 
 impl Conn {
     /// Forgets the connection and everything running on it; returns the connection to close.
-    fn reset(&mut self) -> Option<MqttConnection> {
+    fn reset(&mut self) -> Option<Closing> {
         self.sender = None;
         self.outcomes = None;
         self.connecting = None;
         self.subscribing = None;
-        self.connection.take()
+        let session = self.session.take();
+        self.connection.take().map(|connection| Closing {
+            connection,
+            session,
+        })
     }
 }
+
+/// A connection being closed, with its session if this driver runs it.
+struct Closing {
+    connection: MqttConnection,
+    session: Option<Session>,
+}
+
+impl Closing {
+    /// Sends DISCONNECT and waits (briefly) until the stream is shut down.
+    async fn close(self) {
+        match self.session {
+            Some(session) => {
+                // Dropping the connection tells the session to say goodbye; it has at most
+                // two seconds for that.
+                drop(self.connection);
+                let _ = tokio::time::timeout(CLOSE_WAIT, session).await;
+            }
+            None => self.connection.disconnect().await,
+        }
+    }
+
+    /// Lets the connection go without waiting: its session says goodbye on a task of its own.
+    fn let_go(self) {
+        drop(self.connection);
+        if let Some(session) = self.session {
+            session.spawn();
+        }
+    }
+}
+
+/// How long [`Closing::close`] waits for the session's goodbye (the session's own bound is
+/// two seconds).
+const CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// Drives the machine in `shared` until it finishes, connecting where `connector` says (a
 /// [`Link`](crate::Link) for a machine that always connects to the same place), then closes
@@ -113,6 +155,7 @@ where
                 Wake::Timeout
             }
             result = connecting(&mut conn.connecting) => Wake::Connected(result),
+            () = maybe(&mut conn.session) => Wake::SessionEnded,
             granted = maybe(&mut conn.subscribing) => Wake::Subscribed(granted),
             (id, result) = published(conn.outcomes.as_ref()) => {
                 Wake::Published(PublishId::new(id), result)
@@ -123,8 +166,8 @@ where
         };
         handle(&shared, &mut conn, wake);
     }
-    if let Some(connection) = conn.reset() {
-        connection.disconnect().await;
+    if let Some(closing) = conn.reset() {
+        closing.close().await;
     }
     shared.finish();
 }
@@ -143,7 +186,7 @@ async fn perform<M, A, C>(
     match transmit {
         Transmit::Connect { clean_session } => {
             if let Some(old) = conn.reset() {
-                old.disconnect().await;
+                old.close().await;
             }
             let guard = shared.lock();
             let link = connector.link(&guard.machine);
@@ -229,12 +272,12 @@ async fn perform<M, A, C>(
             }
         }
         Transmit::Disconnect => {
-            if let Some(connection) = conn.reset() {
+            if let Some(closing) = conn.reset() {
                 if finished {
-                    connection.disconnect().await;
+                    closing.close().await;
                 } else {
-                    // Let the session task send DISCONNECT on its own; reconnecting is urgent.
-                    drop(connection);
+                    // The session sends DISCONNECT on its own; reconnecting is urgent.
+                    closing.let_go();
                 }
             }
         }
@@ -258,9 +301,10 @@ where
         Wake::Connected(result) => {
             let expiry = conn.connecting.take().and_then(|(_, expiry)| expiry);
             match result {
-                Ok(connection) => {
+                Ok(mut connection) => {
                     let session_present = connection.session_present();
                     tracing::debug!(session_present, "connack");
+                    conn.session = connection.take_session();
                     conn.sender = Some(connection.sender());
                     conn.outcomes = Some(connection.outcomes());
                     conn.connection = Some(connection);
@@ -292,6 +336,10 @@ where
                 }
             }
         }
+        Wake::SessionEnded => {
+            // The connection has closed; its end is read from the connection next.
+            conn.session = None;
+        }
         Wake::Subscribed(granted) => {
             conn.subscribing = None;
             if !granted {
@@ -319,7 +367,9 @@ where
         }
         Wake::Published(id, Err(error)) => {
             tracing::debug!(%error, "publish failed");
-            drop(conn.reset());
+            if let Some(closing) = conn.reset() {
+                closing.let_go();
+            }
             shared.update(|inner, now| inner.machine.handle_publish_failed(now, id));
         }
         Wake::Incoming(Some(Incoming::Publish {
@@ -348,7 +398,9 @@ where
                 }
                 _ => ConnectionLoss::Network,
             };
-            drop(conn.reset());
+            if let Some(closing) = conn.reset() {
+                closing.let_go();
+            }
             shared.update(|inner, now| inner.machine.handle_disconnected(now, loss));
         }
     }

@@ -83,6 +83,8 @@ impl Link {
         options.connect_timeout = self.connect_timeout;
         options.subscribe_timeout = self.subscribe_timeout;
         options.tls = self.tls.clone();
+        // The driver polls the session itself (`driver.rs`).
+        options.inline_session = true;
         options
     }
 }

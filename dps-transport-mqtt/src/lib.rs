@@ -81,7 +81,9 @@ mod transport;
 pub use error::{TimeoutStage, TlsErrorKind, TransportError};
 pub use mqtt_transport::MqttTransport;
 pub use options::ConnectOptions;
-pub use session::{CloseReason, Incoming, MqttConnection, MqttSender, PublishOutcomes, QoS};
+pub use session::{
+    CloseReason, Incoming, MqttConnection, MqttSender, PublishOutcomes, QoS, Session,
+};
 pub use tls::TlsConfig;
 pub use transport::Transport;
 

@@ -38,6 +38,13 @@ pub struct ConnectOptions {
     pub subscribe_timeout: Duration,
     /// The TLS policy and trusted roots.
     pub tls: TlsConfig,
+    /// Whether the caller runs the connection's session itself (default `false`: a task is
+    /// spawned for it). With `true`, [`MqttConnection::take_session`](crate::MqttConnection::take_session)
+    /// hands over the future that reads, writes and keeps the connection alive, and nothing
+    /// happens on the connection until it is polled: for a driver that already multiplexes
+    /// its work in one task, this saves a task per connection and a cross-task wake-up per
+    /// batch of packets.
+    pub inline_session: bool,
 }
 
 impl ConnectOptions {
@@ -67,6 +74,7 @@ impl ConnectOptions {
             connect_timeout: Self::DEFAULT_CONNECT_TIMEOUT,
             subscribe_timeout: Self::DEFAULT_SUBSCRIBE_TIMEOUT,
             tls: TlsConfig::default(),
+            inline_session: false,
         }
     }
 
@@ -144,6 +152,7 @@ impl fmt::Debug for ConnectOptions {
             .field("connect_timeout", &self.connect_timeout)
             .field("subscribe_timeout", &self.subscribe_timeout)
             .field("tls", &self.tls)
+            .field("inline_session", &self.inline_session)
             .finish()
     }
 }

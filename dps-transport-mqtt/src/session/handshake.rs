@@ -9,7 +9,7 @@ use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use tokio::sync::oneshot;
 
 use super::driver::Driver;
-use super::{MqttConnection, MqttSender, Shared};
+use super::{MqttConnection, MqttSender, Session, Shared};
 use crate::error::TransportError;
 use crate::options::ConnectOptions;
 
@@ -104,7 +104,11 @@ impl MqttConnection {
         let (guard, guard_rx) = oneshot::channel();
         let keep_alive = (keep_alive > 0).then(|| Duration::from_secs(u64::from(keep_alive)));
         let driver = Driver::new(stream, buffer, guard_rx, Arc::clone(&shared), keep_alive);
-        let task = tokio::spawn(driver.run());
+        let (task, session) = if options.inline_session {
+            (None, Some(Session(Box::pin(driver.run()))))
+        } else {
+            (Some(tokio::spawn(driver.run())), None)
+        };
         Ok(Self {
             sender: MqttSender {
                 shared: Arc::clone(&shared),
@@ -113,7 +117,8 @@ impl MqttConnection {
             session_present: connack.session_present,
             shared,
             guard: Some(guard),
-            task: Some(task),
+            task,
+            session,
         })
     }
 }

@@ -298,7 +298,43 @@ pub struct MqttConnection {
     shared: Arc<Shared>,
     /// Dropped to tell the task to close.
     guard: Option<oneshot::Sender<()>>,
+    /// The spawned session task (`None` with an inline session).
     task: Option<JoinHandle<()>>,
+    /// The inline session, until [taken](Self::take_session).
+    session: Option<Session>,
+}
+
+/// The work of a connection whose caller runs it ([`ConnectOptions::inline_session`](crate::ConnectOptions::inline_session)):
+/// reading, writing, keep-alive. Poll it next to the rest of the caller's work until it
+/// completes, which it does once the connection has closed. Once the [`MqttConnection`] is
+/// dropped it sends DISCONNECT and completes within about two seconds; a caller that cannot
+/// wait for that can [spawn](Self::spawn) it.
+#[must_use = "nothing is read or written on the connection until the session is polled"]
+pub struct Session(std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>);
+
+impl fmt::Debug for Session {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Session").finish_non_exhaustive()
+    }
+}
+
+impl std::future::Future for Session {
+    type Output = ();
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        self.0.as_mut().poll(cx)
+    }
+}
+
+impl Session {
+    /// Runs the rest of the session on its own task (a connection being let go, whose
+    /// goodbye nobody waits for).
+    pub fn spawn(self) {
+        drop(tokio::spawn(self));
+    }
 }
 
 impl fmt::Debug for MqttConnection {
@@ -431,8 +467,21 @@ impl MqttConnection {
         self.session_present
     }
 
+    /// The inline session to poll ([`ConnectOptions::inline_session`](crate::ConnectOptions::inline_session)),
+    /// the first time only; `None` when the session runs on its own task.
+    pub fn take_session(&mut self) -> Option<Session> {
+        self.session.take()
+    }
+
     /// Sends DISCONNECT, shuts the stream down cleanly and waits (briefly) for that to finish.
+    /// An inline session does that while its owner polls it (an inline session never taken
+    /// runs here).
     pub async fn disconnect(mut self) {
+        if let Some(session) = self.session.take() {
+            self.guard.take();
+            let _ = tokio::time::timeout(CLOSE_TIMEOUT + Duration::from_secs(1), session).await;
+            return;
+        }
         self.guard.take();
         if let Some(task) = self.task.take() {
             let _ = tokio::time::timeout(CLOSE_TIMEOUT + Duration::from_secs(1), task).await;
@@ -444,5 +493,11 @@ impl Drop for MqttConnection {
     fn drop(&mut self) {
         // Dropping the guard makes the task send DISCONNECT and close the stream on its own.
         self.guard.take();
+        // An inline session nobody took would never run its goodbye: it gets a task for it.
+        if let Some(session) = self.session.take() {
+            if tokio::runtime::Handle::try_current().is_ok() {
+                session.spawn();
+            }
+        }
     }
 }
