@@ -306,7 +306,7 @@ where
                     tracing::debug!(session_present, "connack");
                     conn.session = connection.take_session();
                     conn.sender = Some(connection.sender());
-                    conn.outcomes = Some(connection.outcomes());
+                    conn.outcomes = connection.outcomes();
                     conn.connection = Some(connection);
                     // Rounded up: the token was minted with the time rounded down, so the
                     // renewal errs on the early side.

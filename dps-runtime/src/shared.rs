@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use dps_core::Timestamp;
 use dps_core::mqtt::{Machine, Transmit};
-use tokio::sync::Notify;
+use dps_transport_mqtt::Signal;
 
 use crate::clock::Clock;
 use crate::link::Failure;
@@ -69,7 +69,8 @@ pub(crate) struct Drained {
 #[derive(Debug)]
 pub struct Shared<M, A> {
     inner: Mutex<Driven<M, A>>,
-    wake: Notify,
+    /// Wakes the driver (its only waiter).
+    wake: Signal,
     clock: Arc<dyn Clock>,
 }
 
@@ -82,7 +83,7 @@ impl<M: Machine, A: Application<M>> Shared<M, A> {
                 app,
                 last_failure: None,
             }),
-            wake: Notify::new(),
+            wake: Signal::new(),
             clock,
         }
     }
@@ -109,7 +110,7 @@ impl<M: Machine, A: Application<M>> Shared<M, A> {
     /// it queued.
     pub fn with<R>(&self, f: impl FnOnce(&mut Driven<M, A>, Timestamp) -> R) -> R {
         let result = self.update(f);
-        self.wake.notify_one();
+        self.wake.raise();
         result
     }
 
@@ -121,7 +122,7 @@ impl<M: Machine, A: Application<M>> Shared<M, A> {
     }
 
     pub(crate) async fn notified(&self) {
-        self.wake.notified().await;
+        self.wake.wait().await;
     }
 
     /// Takes what the machine wants sent (into `transmits`) and hands every event to the

@@ -75,6 +75,7 @@ pub mod net;
 mod options;
 mod resolve;
 mod session;
+mod signal;
 mod tls;
 mod transport;
 
@@ -84,6 +85,7 @@ pub use options::ConnectOptions;
 pub use session::{
     CloseReason, Incoming, MqttConnection, MqttSender, PublishOutcomes, QoS, Session,
 };
+pub use signal::Signal;
 pub use tls::TlsConfig;
 pub use transport::Transport;
 

@@ -174,7 +174,7 @@ where
             // Unbiased: reading, writing and new commands all make progress under load.
             tokio::select! {
                 _ = &mut self.guard => return self.close_gracefully().await,
-                () = shared.inbox_room.notified(), if !reading => {},
+                () = shared.inbox_room.wait(), if !reading => {},
                 read = self.read.read_buf(&mut self.rbuf), if reading => match read {
                     Ok(0) => return CloseReason::ClosedByPeer,
                     Ok(n) => {
@@ -209,7 +209,7 @@ where
                         Err(e) => return network(&e),
                     }
                 },
-                () = shared.outbox_ready.notified() => self.take_outbox(),
+                () = shared.outbox_ready.wait() => self.take_outbox(),
                 () = &mut timer, if armed.is_some() => {
                     armed = None;
                     if let Some(reason) = self.on_timer() {

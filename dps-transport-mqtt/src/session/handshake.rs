@@ -119,6 +119,7 @@ impl MqttConnection {
             guard: Some(guard),
             task,
             session,
+            outcomes_available: true,
         })
     }
 }

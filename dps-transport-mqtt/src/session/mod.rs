@@ -262,7 +262,6 @@ impl MqttSender {
 /// The outcomes of a connection's [tagged publishes](MqttConnection::publish_tagged), in
 /// completion order. Once the connection has ended, every publish still outstanding comes
 /// back failed with [`TransportError::ConnectionClosed`].
-#[derive(Clone)]
 pub struct PublishOutcomes {
     shared: Arc<Shared>,
 }
@@ -302,6 +301,8 @@ pub struct MqttConnection {
     task: Option<JoinHandle<()>>,
     /// The inline session, until [taken](Self::take_session).
     session: Option<Session>,
+    /// Until [`outcomes`](Self::outcomes) hands out the one reader's handle.
+    outcomes_available: bool,
 }
 
 /// The work of a connection whose caller runs it ([`ConnectOptions::inline_session`](crate::ConnectOptions::inline_session)):
@@ -398,12 +399,13 @@ impl MqttConnection {
     }
 
     /// Where the outcomes of [`publish_tagged`](Self::publish_tagged) come back, as a handle of
-    /// its own so that it can be awaited while the connection [receives](Self::recv).
+    /// its own so that it can be awaited while the connection [receives](Self::recv). The
+    /// outcomes have one reader: the first call hands the handle out, later ones `None`.
     #[must_use]
-    pub fn outcomes(&self) -> PublishOutcomes {
-        PublishOutcomes {
+    pub fn outcomes(&mut self) -> Option<PublishOutcomes> {
+        std::mem::take(&mut self.outcomes_available).then(|| PublishOutcomes {
             shared: Arc::clone(&self.shared),
-        }
+        })
     }
 
     /// See [`MqttSender::subscribe`].

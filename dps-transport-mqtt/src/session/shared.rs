@@ -1,5 +1,5 @@
 //! What the connection's handles and its task share: three queues under short locks, each
-//! with a [`Notify`] for the side that waits on it.
+//! with a [`Signal`] for the one side that waits on it.
 //!
 //! Queues rather than tokio channels because a channel allocates its first block of slots
 //! up front (about 0.7 KiB each), and a gateway keeps thousands of connections that are idle
@@ -10,10 +10,11 @@ use std::collections::VecDeque;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use bytes::Bytes;
-use tokio::sync::{Notify, oneshot};
+use tokio::sync::oneshot;
 
 use super::{CloseReason, Incoming, QoS};
 use crate::error::TransportError;
+use crate::signal::Signal;
 
 /// How many received messages wait for the application. Beyond that the task stops reading
 /// the stream (after the read buffer it already holds), so TCP pushes back on the server
@@ -116,16 +117,16 @@ pub(super) struct Shared {
     close_reason: Mutex<Option<CloseReason>>,
     outbox: Mutex<Outbox>,
     /// Wakes the task when the outbox goes from empty to not empty.
-    pub(super) outbox_ready: Notify,
+    pub(super) outbox_ready: Signal,
     inbox: Mutex<Inbox>,
     /// Wakes the receiver when the inbox goes from empty to not empty, or closes.
-    inbox_ready: Notify,
+    inbox_ready: Signal,
     /// Wakes the task when the inbox drops below [`INCOMING_CAPACITY`].
-    pub(super) inbox_room: Notify,
+    pub(super) inbox_room: Signal,
     /// What became of tagged publishes, in completion order.
     outcomes: Mutex<VecDeque<(u64, Result<(), TransportError>)>>,
     /// Wakes the reader of outcomes when the queue goes from empty to not empty.
-    outcomes_ready: Notify,
+    outcomes_ready: Signal,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -168,9 +169,9 @@ impl Shared {
         let was_empty = outbox.tagged.is_empty() && outbox.commands.is_empty();
         push(&mut outbox);
         drop(outbox);
-        // `notify_one` keeps a permit when the task is not waiting yet: no wake-up is lost.
+        // A raise is kept when the task is not waiting yet: no wake-up is lost.
         if was_empty {
-            self.outbox_ready.notify_one();
+            self.outbox_ready.raise();
         }
         Ok(())
     }
@@ -210,7 +211,7 @@ impl Shared {
         inbox.messages.push_back(message);
         drop(inbox);
         if was_empty {
-            self.inbox_ready.notify_one();
+            self.inbox_ready.raise();
         }
     }
 
@@ -222,7 +223,7 @@ impl Shared {
     /// Marks the end of the messages: the receiver gets `None` once it has taken the rest.
     pub(super) fn close_inbox(&self) {
         lock(&self.inbox).closed = true;
-        self.inbox_ready.notify_one();
+        self.inbox_ready.raise();
     }
 
     /// A message already received, if any.
@@ -237,8 +238,8 @@ impl Shared {
             match self.pop() {
                 (Some(message), _) => return Some(message),
                 (None, true) => return None,
-                // A delivery since `pop` left a permit: this wait ends at once.
-                (None, false) => self.inbox_ready.notified().await,
+                // A delivery since `pop` raised the signal: this wait ends at once.
+                (None, false) => self.inbox_ready.wait().await,
             }
         }
     }
@@ -255,7 +256,7 @@ impl Shared {
         if before == INCOMING_CAPACITY {
             // The task waits for room only at the capacity or above; above it, the next pop
             // that reaches the capacity wakes it.
-            self.inbox_room.notify_one();
+            self.inbox_room.raise();
         }
         (message, closed)
     }
@@ -268,7 +269,7 @@ impl Shared {
         outcomes.push_back((tag, result));
         drop(outcomes);
         if was_empty {
-            self.outcomes_ready.notify_one();
+            self.outcomes_ready.raise();
         }
     }
 
@@ -282,7 +283,7 @@ impl Shared {
             if let Some(outcome) = self.try_next_outcome() {
                 return outcome;
             }
-            self.outcomes_ready.notified().await;
+            self.outcomes_ready.wait().await;
         }
     }
 }
