@@ -77,6 +77,31 @@ impl<'a> PercentEncoded<'a> {
     }
 }
 
+impl PercentEncoded<'_> {
+    /// Appends the encoded text to `out`: what `Display` writes, without the formatting
+    /// machinery (this runs for every property of every telemetry message).
+    pub(crate) fn append_to(&self, out: &mut String) {
+        let digits: &[u8; 16] = match self.case {
+            HexCase::Upper => b"0123456789ABCDEF",
+            HexCase::Lower => b"0123456789abcdef",
+        };
+        let bytes = self.text.as_bytes();
+        let mut start = 0;
+        for (i, &b) in bytes.iter().enumerate() {
+            if is_unreserved(b) {
+                continue;
+            }
+            // A run of unreserved bytes is ASCII, so its ends are char boundaries.
+            out.push_str(self.text.get(start..i).unwrap_or_default());
+            out.push('%');
+            out.push(char::from(digits[usize::from(b >> 4)]));
+            out.push(char::from(digits[usize::from(b & 0x0f)]));
+            start = i + 1;
+        }
+        out.push_str(self.text.get(start..).unwrap_or_default());
+    }
+}
+
 impl fmt::Display for PercentEncoded<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let digits: &[u8; 16] = match self.case {
@@ -171,6 +196,28 @@ const fn hex_value(b: u8) -> Option<u8> {
 mod tests {
     use super::*;
     use alloc::string::ToString;
+
+    #[test]
+    fn appending_writes_what_display_writes() {
+        for text in [
+            "",
+            "abc",
+            "a/b=c&d",
+            "%",
+            "ünï/cödé~",
+            "日本語-x",
+            "~._-",
+            "a b+c",
+        ] {
+            for case in [HexCase::Upper, HexCase::Lower] {
+                let encoded = PercentEncoded::with_case(text, case);
+                let mut appended = String::from("prefix:");
+                encoded.append_to(&mut appended);
+                assert_eq!(appended, alloc::format!("prefix:{encoded}"), "{text:?}");
+                assert_eq!(appended.len() - 7, encoded.encoded_len(), "{text:?}");
+            }
+        }
+    }
 
     #[test]
     fn official_url_encode_vector() {

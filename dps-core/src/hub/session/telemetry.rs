@@ -3,7 +3,6 @@
 
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
-use core::fmt::Write as _;
 use core::time::Duration;
 
 use bytes::Bytes;
@@ -12,7 +11,7 @@ use super::event::{Event, MessageId, RequestId, SendError, TwinError};
 use super::twin::TwinKind;
 use super::{Conn, Control, HubSession, Sent, Timer};
 use crate::hub::message::Message;
-use crate::hub::{MAX_TELEMETRY_MESSAGE_SIZE, TelemetryTopic, TwinGetTopic, TwinReportedTopic};
+use crate::hub::{MAX_TELEMETRY_MESSAGE_SIZE, TwinGetTopic, TwinReportedTopic};
 use crate::time::Timestamp;
 
 /// A telemetry message waiting to be sent.
@@ -171,13 +170,19 @@ impl HubSession {
         let module = self.config.module_id.as_deref();
         // "devices/" + "/" + "messages/events/", and "modules/" + "/" for a module.
         let capacity = 25 + device.len() + module.map_or(0, |m| 9 + m.len()) + bag.len();
+        // As `TelemetryTopic` displays it, appended directly (no formatting machinery on the
+        // path every message takes).
         let mut topic = String::with_capacity(capacity);
-        let mut format = TelemetryTopic::new(device);
+        topic.push_str("devices/");
+        topic.push_str(device);
+        topic.push('/');
         if let Some(module) = module {
-            format = format.module(module);
+            topic.push_str("modules/");
+            topic.push_str(module);
+            topic.push('/');
         }
-        // Writing into a `String` cannot fail.
-        let _ = write!(topic, "{}", format.raw_properties(bag));
+        topic.push_str("messages/events/");
+        topic.push_str(bag);
         topic
     }
 
