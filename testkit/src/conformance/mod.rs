@@ -38,6 +38,7 @@ macro_rules! conformance_suite {
             dropping_the_connection_closes_it,
             dropping_a_registration_future_midway_closes_it,
             disconnect_is_clean,
+            an_inline_session_runs_where_it_is_polled,
             echo_round_trip_and_concurrent_senders,
             incoming_publishes_are_acknowledged_only_on_request,
             outstanding_operations_fail_when_the_connection_dies,

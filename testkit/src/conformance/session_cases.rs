@@ -69,6 +69,64 @@ pub async fn disconnect_is_clean(setup: Setup) {
     server.servers.shutdown().await;
 }
 
+/// Case: an inline session does nothing until it is polled, works where it is polled, and
+/// says goodbye when the connection is dropped (taken or not).
+pub async fn an_inline_session_runs_where_it_is_polled(setup: Setup) {
+    let mut server = EchoServer::start().await;
+    let mut options = echo_options(&setup, &server, "dev-inline");
+    options.inline_session = true;
+    let mut connection = connect(&setup, &options).await;
+    let mut session = connection.take_session().expect("an inline session");
+    assert!(connection.take_session().is_none(), "taken once");
+
+    // Not polled: the SUBSCRIBE is never written, so no SUBACK can come.
+    let waited = tokio::time::timeout(
+        Duration::from_millis(300),
+        connection.subscribe(&[("echo/#", QoS::AtLeastOnce)]),
+    )
+    .await;
+    assert!(
+        waited.is_err(),
+        "nothing happens while the session is not polled"
+    );
+
+    // Polled next to the work: subscribe, publish, receive the echo.
+    let work = async {
+        connection
+            .subscribe(&[("echo/#", QoS::AtLeastOnce)])
+            .await
+            .unwrap();
+        connection
+            .publish("inline", "x", QoS::AtLeastOnce)
+            .await
+            .unwrap();
+        next_publish(&mut connection).await
+    };
+    let (topic, payload, _) = tokio::select! {
+        () = &mut session => panic!("the session ended while the connection was open"),
+        echoed = work => echoed,
+    };
+    assert_eq!((topic.as_str(), &payload[..]), ("echo/inline", &b"x"[..]));
+
+    // Dropped: the session sends DISCONNECT and completes.
+    drop(connection);
+    tokio::time::timeout(STEP, session).await.unwrap();
+    assert_eq!(
+        server.closed("dev-inline").await,
+        dps_emulator::testing::CloseReason::ClientDisconnect
+    );
+
+    // Never taken: dropping the connection runs the goodbye on a task of its own.
+    let mut options = echo_options(&setup, &server, "dev-inline-untaken");
+    options.inline_session = true;
+    drop(connect(&setup, &options).await);
+    assert_eq!(
+        server.closed("dev-inline-untaken").await,
+        dps_emulator::testing::CloseReason::ClientDisconnect
+    );
+    server.servers.shutdown().await;
+}
+
 /// Case: echo round trip and concurrent senders.
 pub async fn echo_round_trip_and_concurrent_senders(setup: Setup) {
     let mut server = EchoServer::start().await;
