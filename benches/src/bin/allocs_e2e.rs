@@ -139,10 +139,12 @@ async fn register_raw(setup: &Setup, id: &str) -> Result<(), Error> {
 }
 
 async fn register(setup: &Setup, sdk: bool, id: String) -> Result<(), Error> {
+    // Boxed each on its own: in one future, every registration in flight would be as large as
+    // the larger of the two clients' registrations, whichever runs.
     if sdk {
-        register_sdk(setup, &id).await
+        Box::pin(register_sdk(setup, &id)).await
     } else {
-        register_raw(setup, &id).await
+        Box::pin(register_raw(setup, &id)).await
     }
 }
 

@@ -54,27 +54,29 @@ pub(crate) async fn client_run(args: &ClientArgs) -> Result<RunResult, Error> {
             &args.scope,
             &args.endpoint,
         );
+        // Each client's registration is boxed on its own: in one future, the two branches would
+        // make every registration in flight as large as the larger of them, whichever runs.
         async move {
             let started = Instant::now();
             let breakdown = match kind {
                 Kind::Sdk => {
                     let key = group.derive(&id).map_err(|e| e.to_string())?;
-                    dps_client::ProvisioningClient::new(scope, &id, key)
+                    let client = dps_client::ProvisioningClient::new(scope, &id, key)
                         .endpoint(endpoint)
                         .tls(tls)
                         .timing(timing)
-                        .deadline(Duration::from_secs(120))
-                        .register()
+                        .deadline(Duration::from_secs(120));
+                    Box::pin(async move { client.register().await })
                         .await
                         .map_err(|e| e.to_string())?;
                     None
                 }
                 Kind::Raw => {
                     let key = raw::derive_key(group_key_bytes, &id);
-                    let breakdown = tokio::time::timeout(
+                    let breakdown = Box::pin(tokio::time::timeout(
                         Duration::from_secs(120),
                         raw::register(raw_target, &id, &key),
-                    )
+                    ))
                     .await
                     .map_err(|_| "timed out".to_owned())?
                     .map_err(|e| e.to_string())?;
