@@ -60,7 +60,7 @@ impl Message {
 
     /// Appends an application property (keys and values are percent-encoded on the wire).
     #[must_use]
-    pub fn property(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+    pub fn property(mut self, key: impl AsRef<str>, value: impl AsRef<str>) -> Self {
         self.properties.push(key, value);
         self
     }
@@ -68,56 +68,56 @@ impl Message {
     /// Sets `$.mid`, the message id (the hub and back ends use it to de-duplicate: messages are
     /// delivered at least once).
     #[must_use]
-    pub fn message_id(self, value: impl Into<String>) -> Self {
+    pub fn message_id(self, value: impl AsRef<str>) -> Self {
         self.system(SystemProperty::MessageId, value)
     }
 
     /// Sets `$.cid`, the correlation id.
     #[must_use]
-    pub fn correlation_id(self, value: impl Into<String>) -> Self {
+    pub fn correlation_id(self, value: impl AsRef<str>) -> Self {
         self.system(SystemProperty::CorrelationId, value)
     }
 
     /// Sets `$.ct`, the content type of the body.
     #[must_use]
-    pub fn content_type(self, value: impl Into<String>) -> Self {
+    pub fn content_type(self, value: impl AsRef<str>) -> Self {
         self.system(SystemProperty::ContentType, value)
     }
 
     /// Sets `$.ce`, the content encoding of the body (for example `utf-8`).
     #[must_use]
-    pub fn content_encoding(self, value: impl Into<String>) -> Self {
+    pub fn content_encoding(self, value: impl AsRef<str>) -> Self {
         self.system(SystemProperty::ContentEncoding, value)
     }
 
     /// Sets `$.uid`, the user id.
     #[must_use]
-    pub fn user_id(self, value: impl Into<String>) -> Self {
+    pub fn user_id(self, value: impl AsRef<str>) -> Self {
         self.system(SystemProperty::UserId, value)
     }
 
     /// Sets `$.ctime`, the creation time (ISO 8601, for example `2024-01-01T00:00:00Z`).
     #[must_use]
-    pub fn creation_time(self, value: impl Into<String>) -> Self {
+    pub fn creation_time(self, value: impl AsRef<str>) -> Self {
         self.system(SystemProperty::CreationTime, value)
     }
 
     /// Sets `$.on`: a module sends the message to its output `name` (hub or IoT Edge routes
     /// deliver it to another module's input).
     #[must_use]
-    pub fn output(self, name: impl Into<String>) -> Self {
+    pub fn output(self, name: impl AsRef<str>) -> Self {
         self.system(SystemProperty::OutputName, name)
     }
 
     /// Sets `$.sub`, the IoT Plug and Play component the telemetry belongs to.
     #[must_use]
-    pub fn component(self, name: impl Into<String>) -> Self {
+    pub fn component(self, name: impl AsRef<str>) -> Self {
         self.system(SystemProperty::Component, name)
     }
 
     /// Sets any system property.
     #[must_use]
-    pub fn system(mut self, property: SystemProperty, value: impl Into<String>) -> Self {
+    pub fn system(mut self, property: SystemProperty, value: impl AsRef<str>) -> Self {
         self.properties.set(property, value);
         self
     }

@@ -128,10 +128,59 @@ impl SystemProperty {
 ///     "%24.mid=1234&%24.ct=application%2Fjson&%24.ce=utf-8&alert=true"
 /// );
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Clone, Default)]
 pub struct MessageProperties {
-    system: [Option<String>; SystemProperty::ALL.len()],
-    application: Vec<(String, String)>,
+    /// Every value and key, back to back (the spans below point into it): one buffer for the
+    /// whole message instead of a `String` per key and value, which made the message API most
+    /// of the allocations of a telemetry message (#16).
+    text: String,
+    system: [Option<Span>; SystemProperty::ALL.len()],
+    application: Vec<(Span, Span)>,
+}
+
+/// Where a key or value lies in [`MessageProperties::text`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+struct Span {
+    start: usize,
+    end: usize,
+}
+
+/// The room the first key or value reserves: a typical message's properties (a message id,
+/// content type and encoding, two application properties) fit without growing.
+const FIRST_ROOM: usize = 96;
+
+impl PartialEq for MessageProperties {
+    fn eq(&self, other: &Self) -> bool {
+        SystemProperty::ALL
+            .iter()
+            .all(|p| self.get(*p) == other.get(*p))
+            && self
+                .application_properties()
+                .eq(other.application_properties())
+    }
+}
+
+impl Eq for MessageProperties {}
+
+impl fmt::Debug for MessageProperties {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let system = SystemProperty::ALL
+            .iter()
+            .filter_map(|p| self.get(*p).map(|v| (p.key(), v)));
+        f.debug_struct("MessageProperties")
+            .field("system", &DebugMap(system))
+            .field("application", &DebugMap(self.application_properties()))
+            .finish()
+    }
+}
+
+/// Debug-prints `(key, value)` pairs as a map.
+struct DebugMap<I>(I);
+
+impl<'a, I: Iterator<Item = (&'a str, &'a str)> + Clone> fmt::Debug for DebugMap<I> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(self.0.clone()).finish()
+    }
 }
 
 impl MessageProperties {
@@ -142,16 +191,17 @@ impl MessageProperties {
         let len = |text: &str| PercentEncoded::new(text).encoded_len();
         let system = SystemProperty::ALL
             .iter()
-            .zip(&self.system)
-            .filter_map(|(p, v)| v.as_ref().map(|v| p.encoded_key().len() + len(v) + 2));
-        let application = self.application.iter().map(|(k, v)| len(k) + len(v) + 2);
+            .filter_map(|p| self.get(*p).map(|v| p.encoded_key().len() + len(v) + 2));
+        let application = self
+            .application_properties()
+            .map(|(k, v)| len(k) + len(v) + 2);
         let capacity: usize = system.chain(application).sum();
         let mut bag = String::with_capacity(capacity);
         // What `Display` writes, appended directly: the formatting machinery cost more than
         // the encoding itself on the telemetry path.
         let mut separator = "";
-        for (property, value) in SystemProperty::ALL.iter().zip(&self.system) {
-            if let Some(value) = value {
+        for property in SystemProperty::ALL {
+            if let Some(value) = self.get(property) {
                 bag.push_str(separator);
                 bag.push_str(property.encoded_key());
                 bag.push('=');
@@ -159,7 +209,7 @@ impl MessageProperties {
                 separator = "&";
             }
         }
-        for (key, value) in &self.application {
+        for (key, value) in self.application_properties() {
             bag.push_str(separator);
             PercentEncoded::new(key).append_to(&mut bag);
             bag.push('=');
@@ -181,108 +231,135 @@ impl MessageProperties {
 
     /// Sets a system property, replacing an earlier value.
     #[must_use]
-    pub fn system(mut self, property: SystemProperty, value: impl Into<String>) -> Self {
+    pub fn system(mut self, property: SystemProperty, value: impl AsRef<str>) -> Self {
         self.set(property, value);
         self
     }
 
     /// Sets `$.mid`, the message id.
     #[must_use]
-    pub fn message_id(self, value: impl Into<String>) -> Self {
+    pub fn message_id(self, value: impl AsRef<str>) -> Self {
         self.system(SystemProperty::MessageId, value)
     }
 
     /// Sets `$.cid`, the correlation id.
     #[must_use]
-    pub fn correlation_id(self, value: impl Into<String>) -> Self {
+    pub fn correlation_id(self, value: impl AsRef<str>) -> Self {
         self.system(SystemProperty::CorrelationId, value)
     }
 
     /// Sets `$.ct`, the content type; set it to `application/json` (and the content encoding)
     /// when hub routes query the message body.
     #[must_use]
-    pub fn content_type(self, value: impl Into<String>) -> Self {
+    pub fn content_type(self, value: impl AsRef<str>) -> Self {
         self.system(SystemProperty::ContentType, value)
     }
 
     /// Sets `$.ce`, the content encoding, for example `utf-8`.
     #[must_use]
-    pub fn content_encoding(self, value: impl Into<String>) -> Self {
+    pub fn content_encoding(self, value: impl AsRef<str>) -> Self {
         self.system(SystemProperty::ContentEncoding, value)
     }
 
     /// Sets `$.uid`, the user id.
     #[must_use]
-    pub fn user_id(self, value: impl Into<String>) -> Self {
+    pub fn user_id(self, value: impl AsRef<str>) -> Self {
         self.system(SystemProperty::UserId, value)
     }
 
     /// Sets `$.ctime`, the creation time (ISO 8601, for example `2024-01-01T00:00:00Z`).
     #[must_use]
-    pub fn creation_time(self, value: impl Into<String>) -> Self {
+    pub fn creation_time(self, value: impl AsRef<str>) -> Self {
         self.system(SystemProperty::CreationTime, value)
     }
 
     /// Sets `$.exp`, the absolute expiry time (ISO 8601).
     #[must_use]
-    pub fn expiry(self, value: impl Into<String>) -> Self {
+    pub fn expiry(self, value: impl AsRef<str>) -> Self {
         self.system(SystemProperty::Expiry, value)
     }
 
     /// Sets `$.on`, the output name a module sends a message to.
     #[must_use]
-    pub fn output_name(self, value: impl Into<String>) -> Self {
+    pub fn output_name(self, value: impl AsRef<str>) -> Self {
         self.system(SystemProperty::OutputName, value)
     }
 
     /// Sets `$.sub`, the IoT Plug and Play component of the telemetry.
     #[must_use]
-    pub fn component(self, value: impl Into<String>) -> Self {
+    pub fn component(self, value: impl AsRef<str>) -> Self {
         self.system(SystemProperty::Component, value)
     }
 
     /// Sets `$.ifid`, the interface id.
     #[must_use]
-    pub fn interface_id(self, value: impl Into<String>) -> Self {
+    pub fn interface_id(self, value: impl AsRef<str>) -> Self {
         self.system(SystemProperty::InterfaceId, value)
     }
 
     /// Appends an application property. Properties keep their insertion order and a repeated key
     /// is sent twice; use the system property setters for `$.` keys.
     #[must_use]
-    pub fn property(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+    pub fn property(mut self, key: impl AsRef<str>, value: impl AsRef<str>) -> Self {
         self.push(key, value);
         self
     }
 
     /// Sets a system property in place, replacing an earlier value.
-    pub fn set(&mut self, property: SystemProperty, value: impl Into<String>) {
+    pub fn set(&mut self, property: SystemProperty, value: impl AsRef<str>) {
+        let span = self.store(value.as_ref());
         if let Some(slot) = self.system.get_mut(property.index()) {
-            *slot = Some(value.into());
+            *slot = Some(span);
         }
     }
 
     /// Removes a system property, returning its value.
     pub fn remove(&mut self, property: SystemProperty) -> Option<String> {
-        self.system.get_mut(property.index()).and_then(Option::take)
+        let value = self.get(property).map(String::from);
+        if let Some(slot) = self.system.get_mut(property.index()) {
+            *slot = None;
+        }
+        value
     }
 
     /// Appends an application property in place.
-    pub fn push(&mut self, key: impl Into<String>, value: impl Into<String>) {
-        self.application.push((key.into(), value.into()));
+    pub fn push(&mut self, key: impl AsRef<str>, value: impl AsRef<str>) {
+        let key = self.store(key.as_ref());
+        let value = self.store(value.as_ref());
+        self.application.push((key, value));
     }
 
     /// The value of a system property, if set.
     #[must_use]
     pub fn get(&self, property: SystemProperty) -> Option<&str> {
-        self.system.get(property.index()).and_then(Option::as_deref)
+        let span = (*self.system.get(property.index())?)?;
+        Some(self.text_at(span))
     }
 
     /// The application properties, in insertion order.
-    pub fn application_properties(&self) -> impl Iterator<Item = (&str, &str)> + '_ {
+    pub fn application_properties(&self) -> impl Iterator<Item = (&str, &str)> + Clone + '_ {
         self.application
             .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .map(|(k, v)| (self.text_at(*k), self.text_at(*v)))
+    }
+
+    /// Appends `value` to the text; a replaced value's old text stays until the properties
+    /// are dropped (values are set once in the usual case, and the message goes soon).
+    fn store(&mut self, value: &str) -> Span {
+        if self.text.capacity() == 0 {
+            self.text.reserve(FIRST_ROOM.max(value.len()));
+        }
+        let start = self.text.len();
+        self.text.push_str(value);
+        Span {
+            start,
+            end: self.text.len(),
+        }
+    }
+
+    fn text_at(&self, span: Span) -> &str {
+        // Spans are made by `store` at char boundaries of this text, which only grows.
+        self.text.get(span.start..span.end).unwrap_or_default()
     }
 
     /// True when no property is set, so the bag is empty.
@@ -295,8 +372,8 @@ impl MessageProperties {
 impl fmt::Display for MessageProperties {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut separator = "";
-        for (property, value) in SystemProperty::ALL.iter().zip(&self.system) {
-            if let Some(value) = value {
+        for property in SystemProperty::ALL {
+            if let Some(value) = self.get(property) {
                 write!(
                     f,
                     "{separator}{}={}",
@@ -306,7 +383,7 @@ impl fmt::Display for MessageProperties {
                 separator = "&";
             }
         }
-        for (key, value) in &self.application {
+        for (key, value) in self.application_properties() {
             write!(
                 f,
                 "{separator}{}={}",
@@ -343,6 +420,36 @@ impl fmt::Display for BagRef<'_> {
 mod tests {
     use super::*;
     use alloc::string::ToString;
+
+    #[test]
+    fn a_replaced_or_removed_value_is_gone_from_every_view() {
+        let mut props = MessageProperties::new()
+            .content_type("text/plain")
+            .message_id("m-1")
+            .property("k", "v");
+        props.set(SystemProperty::ContentType, "application/json");
+        assert_eq!(
+            props.remove(SystemProperty::MessageId).as_deref(),
+            Some("m-1")
+        );
+        assert_eq!(props.remove(SystemProperty::MessageId), None);
+        let fresh = MessageProperties::new()
+            .content_type("application/json")
+            .property("k", "v");
+        assert_eq!(props, fresh, "equal by content, not by buffer");
+        assert_eq!(props.encode(), "%24.ct=application%2Fjson&k=v");
+        assert_eq!(props.to_string(), props.encode());
+        let debug = alloc::format!("{props:?}");
+        assert!(
+            debug.contains("application/json") && !debug.contains("text/plain"),
+            "{debug}"
+        );
+        assert_ne!(
+            props,
+            fresh.clone().property("k", "v"),
+            "a repeated key is sent twice"
+        );
+    }
 
     #[test]
     fn the_encoded_bag_is_what_display_writes() {
