@@ -20,6 +20,6 @@ fn a_registration_in_flight_stays_small() {
         std::mem::size_of::<dps_transport_mqtt::MqttConnection>()
     );
     // A guard against a future that grows by accident: the driver keeps its large parts
-    // (the connection attempt, the session task) on the heap.
+    // (the connection attempt, the MQTT session) on the heap.
     assert!(size < 4096, "register future: {size} bytes");
 }

@@ -1,4 +1,4 @@
-//! CONNECT / CONNACK, then the session task takes the stream over.
+//! CONNECT / CONNACK, then the session takes the stream over.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,7 +21,8 @@ pub(super) const MAX_OUTGOING_PACKET: usize = 1 << 20;
 impl MqttConnection {
     /// Runs the MQTT handshake over an already open (TLS) `stream`: sends CONNECT built from
     /// `options` (client id, user name, the SAS token as password, keep-alive, clean session),
-    /// waits for CONNACK, then hands the stream to the session task.
+    /// waits for CONNACK, then hands the stream to the session (a task of its own, or the
+    /// [`Session`](crate::Session) an inline connection hands out).
     ///
     /// This is what every [`Transport`](crate::Transport) ends with; it has no timeout of its
     /// own (transports bound it by the connect timeout). It must run inside a tokio runtime.

@@ -1,9 +1,11 @@
 //! [`MqttConnection`]: one MQTT 3.1.1 session over any byte stream, shared by every transport.
 //!
-//! A spawned task owns the stream: it reads and writes packets (rumqttc's codec), sends
+//! The session owns the stream: it reads and writes packets (rumqttc's codec), sends
 //! PINGREQ when the connection is idle for the keep-alive, closes the connection when nothing
 //! arrives for 1.5 × the keep-alive, acknowledges QoS 1 messages when the receiver asks, and
-//! ends (sending DISCONNECT) when the [`MqttConnection`] is dropped.
+//! ends (sending DISCONNECT) when the [`MqttConnection`] is dropped. It runs on a task of its
+//! own, or, with [`ConnectOptions::inline_session`](crate::ConnectOptions::inline_session),
+//! as a [`Session`] future the caller polls next to its own work (the SDK's driver does).
 //!
 //! Received messages wait in a queue of 32. When the receiver lets it fill, the task keeps
 //! what it has already read (one read buffer at most), handles the acknowledgements among it,
