@@ -23,3 +23,22 @@ fn a_registration_in_flight_stays_small() {
     // (the connection attempt, the MQTT session) on the heap.
     assert!(size < 4096, "register future: {size} bytes");
 }
+
+/// A connection attempt is mostly waiting for TCP: its later stages (the TLS handshake, the
+/// MQTT handshake) are allocated when reached, so that thousands of devices connecting at
+/// once do not each hold the largest stage's state from the start (#16).
+#[tokio::test]
+async fn a_connection_attempt_starts_small() {
+    use dps_transport_mqtt::{ConnectOptions, MqttTransport, Transport as _};
+    let options = ConnectOptions::new(
+        "localhost:1",
+        "device-1",
+        "user",
+        dps_auth::Credentials::Sas(dps_auth::SasToken::from("t".to_owned())),
+    );
+    let transport = MqttTransport::new();
+    let attempt = transport.connect(&options);
+    let size = std::mem::size_of_val(&*attempt);
+    println!("MqttTransport::connect future: {size} bytes");
+    assert!(size < 2048, "connect future: {size} bytes");
+}

@@ -45,19 +45,21 @@ impl Transport for MqttTransport {
                 tcp_connect_with(&options.tls, &endpoint.host, endpoint.port),
             )
             .await?;
-            let tls = within(
+            // The later stages are boxed when reached: a thousand devices waiting for TCP at
+            // once would otherwise each hold the largest stage's state (5 KB) from the start.
+            let tls = Box::pin(within(
                 deadline,
                 TimeoutStage::Tls,
                 options
                     .tls
                     .handshake(&endpoint.host, tcp, options.identity()),
-            )
+            ))
             .await?;
-            within(
+            Box::pin(within(
                 deadline,
                 TimeoutStage::Connack,
                 MqttConnection::handshake(tls, options),
-            )
+            ))
             .await
         }
         .instrument(span)

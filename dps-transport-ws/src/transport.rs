@@ -97,24 +97,25 @@ impl Transport for WebSocketTransport {
         );
         async {
             let tcp = self.open_tcp(&target, deadline, &options.tls).await?;
-            let tls = within(
+            // The later stages are boxed when reached: a thousand devices waiting for TCP at
+            // once would otherwise each hold the largest stage's state from the start.
+            let mut tls = Box::pin(within(
                 deadline,
                 TimeoutStage::Tls,
                 options.tls.handshake(&target.host, tcp, options.identity()),
-            )
+            ))
             .await?;
-            let mut tls = tls;
-            within(
+            Box::pin(within(
                 deadline,
                 TimeoutStage::WebSocket,
                 upgrade(&target, &mut tls),
-            )
+            ))
             .await?;
-            within(
+            Box::pin(within(
                 deadline,
                 TimeoutStage::Connack,
                 MqttConnection::handshake(WsIo::new(tls, MAX_MESSAGE), options),
-            )
+            ))
             .await
         }
         .instrument(span)

@@ -208,6 +208,8 @@ async fn in_flight(setup: &Setup) -> Result<(), Error> {
                 "count": IN_FLIGHT,
                 "failed": failed,
                 "peak_heap_bytes_per": (peak.saturating_sub(before.curr_bytes)) as f64 / IN_FLIGHT as f64,
+                // What the registrations left behind once all of them had finished.
+                "left_heap_bytes_per": (after.curr_bytes.saturating_sub(before.curr_bytes)) as f64 / IN_FLIGHT as f64,
                 "blocks_per": (after.total_blocks - before.total_blocks) as f64 / IN_FLIGHT as f64,
             })
         );

@@ -16,9 +16,61 @@ pub(crate) fn client_main(args: &ClientArgs) -> Result<(), Error> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
+    let sampler = std::env::var_os("LOADGEN_SAMPLE").map(|path| (path, Sampler::start()));
     let result = runtime.block_on(client_run(args))?;
+    if let Some((path, sampler)) = sampler {
+        sampler.finish(&path, args)?;
+    }
     println!("{}", serde_json::to_string(&result)?);
     Ok(())
+}
+
+/// A diagnostic (`LOADGEN_SAMPLE=<file>`): every 10 ms, the client's RSS and how many file
+/// descriptors (connections, mostly) it has open, to tell memory per connection from
+/// connections open at once. Appends one JSON line per client run to the file: the series,
+/// `[RSS KiB, descriptors]` per sample. Reading a directory of thousands of descriptors costs
+/// CPU on the client's core: CPU figures of a sampled run are not the benchmark's.
+struct Sampler {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<Vec<(u64, usize)>>,
+}
+
+impl Sampler {
+    fn start() -> Self {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let thread = std::thread::spawn({
+            let stop = std::sync::Arc::clone(&stop);
+            move || {
+                let mut series = Vec::new();
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let rss = measure::self_status_kib("VmRSS");
+                    let fds = std::fs::read_dir("/proc/self/fd").map_or(0, Iterator::count);
+                    series.push((rss, fds));
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                series
+            }
+        });
+        Self { stop, thread }
+    }
+
+    fn finish(self, path: &std::ffi::OsStr, args: &ClientArgs) -> Result<(), Error> {
+        use std::io::Write as _;
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let series = self.thread.join().map_err(|_| "the sampler panicked")?;
+        let line = serde_json::json!({
+            "client": args.kind.name(),
+            "devices": args.devices,
+            "concurrency": args.concurrency,
+            "series": series,
+        });
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?;
+        writeln!(file, "{line}")?;
+        Ok(())
+    }
 }
 
 pub(crate) async fn client_run(args: &ClientArgs) -> Result<RunResult, Error> {
