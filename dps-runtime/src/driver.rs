@@ -67,6 +67,16 @@ impl Conn {
     }
 }
 
+impl Drop for Conn {
+    /// The driver's future was dropped with a connection open (a cancelled registration, an
+    /// aborted task): its session still sends DISCONNECT, on a task of its own.
+    fn drop(&mut self) {
+        if let Some(closing) = self.reset() {
+            closing.let_go();
+        }
+    }
+}
+
 /// A connection being closed, with its session if this driver runs it.
 struct Closing {
     connection: MqttConnection,

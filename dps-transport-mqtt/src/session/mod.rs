@@ -334,9 +334,12 @@ impl std::future::Future for Session {
 
 impl Session {
     /// Runs the rest of the session on its own task (a connection being let go, whose
-    /// goodbye nobody waits for).
+    /// goodbye nobody waits for). Outside a tokio runtime the session is dropped: the stream
+    /// closes without DISCONNECT.
     pub fn spawn(self) {
-        drop(tokio::spawn(self));
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            drop(runtime.spawn(self));
+        }
     }
 }
 
@@ -499,9 +502,7 @@ impl Drop for MqttConnection {
         self.guard.take();
         // An inline session nobody took would never run its goodbye: it gets a task for it.
         if let Some(session) = self.session.take() {
-            if tokio::runtime::Handle::try_current().is_ok() {
-                session.spawn();
-            }
+            session.spawn();
         }
     }
 }
