@@ -81,56 +81,49 @@ impl PercentEncoded<'_> {
     /// Appends the encoded text to `out`: what `Display` writes, without the formatting
     /// machinery (this runs for every property of every telemetry message).
     pub(crate) fn append_to(&self, out: &mut String) {
-        let digits: &[u8; 16] = match self.case {
-            HexCase::Upper => b"0123456789ABCDEF",
-            HexCase::Lower => b"0123456789abcdef",
-        };
-        let bytes = self.text.as_bytes();
-        let mut start = 0;
-        for (i, &b) in bytes.iter().enumerate() {
-            if is_unreserved(b) {
-                continue;
-            }
-            // A run of unreserved bytes is ASCII, so its ends are char boundaries.
-            out.push_str(self.text.get(start..i).unwrap_or_default());
-            out.push('%');
-            out.push(char::from(digits[usize::from(b >> 4)]));
-            out.push(char::from(digits[usize::from(b & 0x0f)]));
-            start = i + 1;
-        }
-        out.push_str(self.text.get(start..).unwrap_or_default());
+        let _ = self.write_pieces(&mut |piece| {
+            out.push_str(piece);
+            Ok(())
+        });
     }
-}
 
-impl fmt::Display for PercentEncoded<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    /// Hands the encoded text to `emit` piece by piece: runs of unreserved bytes as they are,
+    /// each other byte as its `%XX` escape. The one encoder behind `Display` and
+    /// [`append_to`](Self::append_to).
+    fn write_pieces(&self, emit: &mut dyn FnMut(&str) -> fmt::Result) -> fmt::Result {
         let digits: &[u8; 16] = match self.case {
             HexCase::Upper => b"0123456789ABCDEF",
             HexCase::Lower => b"0123456789abcdef",
         };
-        let bytes = self.text.as_bytes();
         let mut start = 0;
-        for (i, &b) in bytes.iter().enumerate() {
+        for (i, b) in self.text.bytes().enumerate() {
             if is_unreserved(b) {
                 continue;
             }
-            write_ascii(f, &bytes[start..i])?;
+            // A run of unreserved bytes is ASCII, so a non-empty run's ends are char
+            // boundaries (an empty one may start inside a multi-byte character: skipped).
+            if start < i {
+                emit(self.text.get(start..i).unwrap_or_default())?;
+            }
             let escape = [
                 b'%',
                 digits[usize::from(b >> 4)],
                 digits[usize::from(b & 0x0f)],
             ];
-            write_ascii(f, &escape)?;
+            emit(core::str::from_utf8(&escape).map_err(|_| fmt::Error)?)?;
             start = i + 1;
         }
-        write_ascii(f, &bytes[start..])
+        if start < self.text.len() {
+            emit(self.text.get(start..).unwrap_or_default())?;
+        }
+        Ok(())
     }
 }
 
-/// Writes bytes known to be ASCII (unreserved runs and escapes) without re-slicing the `str`,
-/// whose byte offsets after a multi-byte character are not char boundaries.
-fn write_ascii(f: &mut fmt::Formatter<'_>, ascii: &[u8]) -> fmt::Result {
-    f.write_str(core::str::from_utf8(ascii).map_err(|_| fmt::Error)?)
+impl fmt::Display for PercentEncoded<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.write_pieces(&mut |piece| f.write_str(piece))
+    }
 }
 
 /// Why a percent-encoded text could not be decoded.

@@ -197,8 +197,8 @@ impl MessageProperties {
             .map(|(k, v)| len(k) + len(v) + 2);
         let capacity: usize = system.chain(application).sum();
         let mut bag = String::with_capacity(capacity);
-        // What `Display` writes, appended directly: the formatting machinery cost more than
-        // the encoding itself on the telemetry path.
+        // Appended directly (`Display` writes this too): the formatting machinery cost more
+        // than the encoding itself on the telemetry path.
         let mut separator = "";
         for property in SystemProperty::ALL {
             if let Some(value) = self.get(property) {
@@ -371,28 +371,8 @@ impl MessageProperties {
 
 impl fmt::Display for MessageProperties {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut separator = "";
-        for property in SystemProperty::ALL {
-            if let Some(value) = self.get(property) {
-                write!(
-                    f,
-                    "{separator}{}={}",
-                    property.encoded_key(),
-                    PercentEncoded::new(value)
-                )?;
-                separator = "&";
-            }
-        }
-        for (key, value) in self.application_properties() {
-            write!(
-                f,
-                "{separator}{}={}",
-                PercentEncoded::new(key),
-                PercentEncoded::new(value)
-            )?;
-            separator = "&";
-        }
-        Ok(())
+        // One writer of the bag: `encode`, the telemetry path's.
+        f.write_str(&self.encode())
     }
 }
 
