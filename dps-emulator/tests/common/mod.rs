@@ -309,6 +309,19 @@ pub(crate) async fn connect_raw_named(
     mqtt_connect(stream, connect).await
 }
 
+/// A TLS connection to `localhost` at `addr`, trusting what `config` trusts: for an emulator
+/// in another process.
+async fn tls_to(config: Arc<ClientConfig>, addr: std::net::SocketAddr) -> TlsStream<TcpStream> {
+    let tcp = TcpStream::connect(addr).await.expect("TCP connect");
+    tokio::time::timeout(
+        STEP,
+        TlsConnector::from(config).connect(ServerName::try_from("localhost").unwrap(), tcp),
+    )
+    .await
+    .expect("TLS handshake in time")
+    .expect("TLS handshake")
+}
+
 /// Sends raw CONNECT bytes to the MQTT port at `addr`, trusting what `config` trusts: for an
 /// emulator in another process.
 pub(crate) async fn connect_raw_to(
@@ -316,14 +329,7 @@ pub(crate) async fn connect_raw_to(
     addr: std::net::SocketAddr,
     connect: &[u8],
 ) -> ConnectOutcome {
-    let tcp = TcpStream::connect(addr).await.expect("TCP connect");
-    let stream = tokio::time::timeout(
-        STEP,
-        TlsConnector::from(config).connect(ServerName::try_from("localhost").unwrap(), tcp),
-    )
-    .await
-    .expect("TLS handshake in time")
-    .expect("TLS handshake");
+    let stream = tls_to(config, addr).await;
     mqtt_connect(stream, connect).await
 }
 
@@ -724,14 +730,7 @@ pub(crate) async fn https_to(
     headers: &[(&str, String)],
     body: Option<Vec<u8>>,
 ) -> HttpReply {
-    let tcp = TcpStream::connect(addr).await.expect("TCP connect");
-    let stream = tokio::time::timeout(
-        STEP,
-        TlsConnector::from(config).connect(ServerName::try_from("localhost").unwrap(), tcp),
-    )
-    .await
-    .expect("TLS handshake in time")
-    .expect("TLS handshake");
+    let stream = tls_to(config, addr).await;
     https_over(stream, addr, method, path, headers, body).await
 }
 
