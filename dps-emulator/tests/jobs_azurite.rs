@@ -197,26 +197,6 @@ fn dechunk(mut body: &[u8]) -> Vec<u8> {
     }
 }
 
-/// Creates a job and waits until it is no longer active; the final job.
-async fn run_job(emu: &dps_emulator::Emulator, job: Value) -> Value {
-    let reply = hub_service(emu, "POST", "/jobs/create", Some(&job), &[]).await;
-    assert_eq!(reply.status, 200, "{reply:?}");
-    let created = reply.json();
-    assert_eq!(created["status"], "enqueued", "{created}");
-    let id = created["jobId"].as_str().unwrap().to_owned();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let job = hub_service(emu, "GET", &format!("/jobs/{id}"), None, &[])
-            .await
-            .json();
-        if !matches!(job["status"].as_str(), Some("enqueued" | "running")) {
-            return job;
-        }
-        assert!(Instant::now() < deadline, "the job ends in time: {job}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 fn lines(text: &str) -> Vec<Value> {
     text.lines()
         .map(|l| serde_json::from_str(l).unwrap())

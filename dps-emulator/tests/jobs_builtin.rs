@@ -4,29 +4,11 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::hub::*;
 use common::*;
 use serde_json::{Value, json};
-
-/// Creates a job and waits until it is no longer active; the final job.
-async fn run_job(emu: &dps_emulator::Emulator, job: Value) -> Value {
-    let reply = hub_service(emu, "POST", "/jobs/create", Some(&job), &[]).await;
-    assert_eq!(reply.status, 200, "{reply:?}");
-    let id = reply.json()["jobId"].as_str().unwrap().to_owned();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let job = hub_service(emu, "GET", &format!("/jobs/{id}"), None, &[])
-            .await
-            .json();
-        if !matches!(job["status"].as_str(), Some("enqueued" | "running")) {
-            return job;
-        }
-        assert!(Instant::now() < deadline, "the job ends in time: {job}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn export_then_import_through_the_builtin_blob_endpoint() {

@@ -1,7 +1,7 @@
 //! Hub helpers: a minimal IoT Hub device client on top of [`Conn`](super::Conn) (hub username,
 //! hub SAS tokens, twin, methods, C2D) and the hub service API with an `iothubowner` token.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use dps_auth::{SasResource, SasStyle, SymmetricKey, generate_sas};
 use dps_emulator::model::{HubAuthType, HubAuthentication, SymmetricKeyAttestation};
@@ -270,4 +270,24 @@ pub(crate) fn last_event(emu: &Emulator) -> u64 {
     emu.hub_events(emu.default_hub(), 0)
         .last()
         .map_or(0, |e| e.sequence_number)
+}
+
+/// Creates a job and waits until it is no longer active; the final job.
+pub(crate) async fn run_job(emu: &dps_emulator::Emulator, job: Value) -> Value {
+    let reply = hub_service(emu, "POST", "/jobs/create", Some(&job), &[]).await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    let created = reply.json();
+    assert_eq!(created["status"], "enqueued", "{created}");
+    let id = created["jobId"].as_str().unwrap().to_owned();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let job = hub_service(emu, "GET", &format!("/jobs/{id}"), None, &[])
+            .await
+            .json();
+        if !matches!(job["status"].as_str(), Some("enqueued" | "running")) {
+            return job;
+        }
+        assert!(Instant::now() < deadline, "the job ends in time: {job}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
