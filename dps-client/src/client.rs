@@ -316,39 +316,42 @@ impl ProvisioningClient {
             (None, true) => CSR_API_VERSION.to_owned(),
             (None, false) => DEFAULT_API_VERSION.to_owned(),
         };
-        let connect = DpsConnectInfo::new(&self.id_scope, &self.registration_id)
-            .api_version(api_version)
-            .client_version(USER_AGENT);
         let config = RegistrationConfig::new(&self.registration_id)
             .request(self.request.clone())
             .timing(self.timing);
-        let mut link = Link::new(
-            Arc::clone(&self.transport),
-            Arc::clone(&self.authenticator),
-            SasResource::dps(connect.id_scope(), connect.registration_id()),
-            self.endpoint.clone(),
-            connect.client_id().to_owned(),
-            connect.username().to_string(),
-        );
-        link.keep_alive = self.keep_alive;
-        link.tls = self.tls.clone();
-        link.connect_timeout = self.connect_timeout.unwrap_or(self.timing.request_timeout);
-        link.subscribe_timeout = self.timing.request_timeout;
-        let span = tracing::info_span!(
-            "dps_register",
-            registration_id = %self.registration_id,
-            id_scope = %self.id_scope,
-            transport = self.transport.name(),
-        );
         let registration = Registration::new(config, self.clock.now(), self.entropy.seed());
         let shared = Arc::new(Shared::new(
             registration,
             DpsApp::default(),
             Arc::clone(&self.clock),
         ));
-        dps_runtime::run(Arc::clone(&shared), link)
-            .instrument(span)
-            .await;
+        // Built in a block that ends before the wait: what the driver took (the link, the
+        // connect information) is then not kept a second time in this future (#16).
+        {
+            let connect = DpsConnectInfo::new(&self.id_scope, &self.registration_id)
+                .api_version(api_version)
+                .client_version(USER_AGENT);
+            let mut link = Link::new(
+                Arc::clone(&self.transport),
+                Arc::clone(&self.authenticator),
+                SasResource::dps(connect.id_scope(), connect.registration_id()),
+                self.endpoint.clone(),
+                connect.client_id().to_owned(),
+                connect.username().to_string(),
+            );
+            link.keep_alive = self.keep_alive;
+            link.tls = self.tls.clone();
+            link.connect_timeout = self.connect_timeout.unwrap_or(self.timing.request_timeout);
+            link.subscribe_timeout = self.timing.request_timeout;
+            let span = tracing::info_span!(
+                "dps_register",
+                registration_id = %self.registration_id,
+                id_scope = %self.id_scope,
+                transport = self.transport.name(),
+            );
+            dps_runtime::run(Arc::clone(&shared), link).instrument(span)
+        }
+        .await;
         let mut inner = shared.lock();
         let failure = inner.last_failure.take();
         match inner.app.outcome.take() {

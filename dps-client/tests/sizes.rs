@@ -20,8 +20,9 @@ fn a_registration_in_flight_stays_small() {
         std::mem::size_of::<dps_transport_mqtt::MqttConnection>()
     );
     // A guard against a future that grows by accident: the driver keeps its large parts
-    // (the connection attempt, the MQTT session) on the heap.
-    assert!(size < 4096, "register future: {size} bytes");
+    // (the connection attempt, the MQTT session) on the heap, and no `async fn` on the way
+    // keeps a moved argument twice (1.2 KB today; 2.4 KB before #16 found the copies).
+    assert!(size < 1600, "register future: {size} bytes");
 }
 
 /// A connection attempt is mostly waiting for TCP: its later stages (the TLS handshake, the
@@ -40,5 +41,6 @@ async fn a_connection_attempt_starts_small() {
     let attempt = transport.connect(&options);
     let size = std::mem::size_of_val(&*attempt);
     println!("MqttTransport::connect future: {size} bytes");
-    assert!(size < 2048, "connect future: {size} bytes");
+    // 0.7 KB today: each stage is held once (`within` is a combinator, not an `async fn`).
+    assert!(size < 1024, "connect future: {size} bytes");
 }

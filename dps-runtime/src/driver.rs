@@ -114,7 +114,23 @@ const CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
 /// [`Link`](crate::Link) for a machine that always connects to the same place), then closes
 /// the connection and calls [`Application::on_finish`]. Cancellation-safe: dropping the future
 /// drops the connection.
-pub async fn run<M, A, C>(shared: Arc<Shared<M, A>>, mut connector: C)
+pub fn run<M, A, C>(
+    shared: Arc<Shared<M, A>>,
+    connector: C,
+) -> impl Future<Output = ()> + use<M, A, C>
+where
+    M: Machine + Send + 'static,
+    A: Application<M>,
+    C: Connector<M>,
+{
+    // Not an `async fn` taking `connector` by value: that would keep it twice, as the
+    // argument and as the loop's mutable copy; a registration in flight is mostly this
+    // future (#16).
+    let mut connector = connector;
+    async move { drive(shared, &mut connector).await }
+}
+
+async fn drive<M, A, C>(shared: Arc<Shared<M, A>>, connector: &mut C)
 where
     M: Machine + Send + 'static,
     A: Application<M>,
@@ -133,14 +149,12 @@ where
         let drained = shared.drain(&mut transmits);
         let acted = !transmits.is_empty();
         for transmit in transmits.drain(..) {
-            perform(
-                &shared,
-                &mut connector,
-                &mut conn,
-                transmit,
-                drained.finished,
-            )
-            .await;
+            let closing = perform(&shared, connector, &mut conn, transmit, drained.finished);
+            if let Some(closing) = closing {
+                // Rare (a reconnect over a live connection, the last goodbye), so boxed: the
+                // loop's future stays small for the long waits of everything else.
+                Box::pin(closing.close()).await;
+            }
         }
         if acted {
             // Performing may have fed the machine (a failed credential); drain again first.
@@ -177,27 +191,28 @@ where
         handle(&shared, &mut conn, wake);
     }
     if let Some(closing) = conn.reset() {
-        closing.close().await;
+        Box::pin(closing.close()).await;
     }
     shared.finish();
 }
 
-async fn perform<M, A, C>(
+/// Performs `transmit`; returns a connection to close, and wait for, before anything else (a
+/// connection attempt started here is not polled before then).
+fn perform<M, A, C>(
     shared: &Arc<Shared<M, A>>,
     connector: &mut C,
     conn: &mut Conn,
     transmit: Transmit,
     finished: bool,
-) where
+) -> Option<Closing>
+where
     M: Machine + Send + 'static,
     A: Application<M>,
     C: Connector<M>,
 {
     match transmit {
         Transmit::Connect { clean_session } => {
-            if let Some(old) = conn.reset() {
-                old.close().await;
-            }
+            let old = conn.reset();
             let guard = shared.lock();
             let link = connector.link(&guard.machine);
             drop(guard);
@@ -208,7 +223,7 @@ async fn perform<M, A, C>(
                         .machine
                         .handle_connect_failed(now, ConnectFailure::Unrecoverable);
                 });
-                return;
+                return old;
             };
             // Fresh credentials for every connection: a token never outlives a reconnect.
             let unix_now = shared.clock().unix_now();
@@ -236,10 +251,11 @@ async fn perform<M, A, C>(
                     });
                 }
             }
+            return old;
         }
         Transmit::Subscribe { filters } => {
             let Some(sender) = conn.sender.clone() else {
-                return;
+                return None;
             };
             conn.subscribing = Some(Box::pin(async move {
                 let filters: Vec<(&str, WireQoS)> = filters
@@ -282,17 +298,16 @@ async fn perform<M, A, C>(
             }
         }
         Transmit::Disconnect => {
-            if let Some(closing) = conn.reset() {
-                if finished {
-                    closing.close().await;
-                } else {
-                    // The session sends DISCONNECT on its own; reconnecting is urgent.
-                    closing.let_go();
-                }
+            let closing = conn.reset()?;
+            if finished {
+                return Some(closing);
             }
+            // The session sends DISCONNECT on its own; reconnecting is urgent.
+            closing.let_go();
         }
         other => tracing::warn!(?other, "a transmit this driver does not know"),
     }
+    None
 }
 
 fn handle<M, A>(shared: &Arc<Shared<M, A>>, conn: &mut Conn, wake: Wake)

@@ -157,16 +157,23 @@ pub async fn tcp_connect(host: &str, port: u16) -> Result<TcpStream, TransportEr
 /// Runs `stage` of a connection until `deadline`; past it, fails with
 /// [`TransportError::Timeout`] naming the stage.
 ///
+/// A combinator, not an `async fn`: an `async fn` would keep `work` twice, as its argument
+/// and as what it awaits, and a connection attempt's stages are most of a device's memory
+/// while thousands connect at once (#16).
+///
 /// # Errors
 /// The stage's error, or the timeout.
-pub async fn within<T>(
+pub fn within<T, F>(
     deadline: Instant,
     stage: TimeoutStage,
-    work: impl Future<Output = Result<T, TransportError>>,
-) -> Result<T, TransportError> {
+    work: F,
+) -> impl Future<Output = Result<T, TransportError>> + use<T, F>
+where
+    F: Future<Output = Result<T, TransportError>>,
+{
+    use futures_util::FutureExt as _;
     tokio::time::timeout_at(deadline, work)
-        .await
-        .unwrap_or(Err(TransportError::Timeout { stage }))
+        .map(move |outcome| outcome.unwrap_or(Err(TransportError::Timeout { stage })))
 }
 
 #[cfg(test)]

@@ -45,7 +45,9 @@ use crate::external_key::ExternalKeyResolver;
 /// ```
 #[derive(Clone, Default)]
 pub struct TlsConfig {
-    extra_roots: Vec<CertificateDer<'static>>,
+    /// Shared by every clone: each registration of a fleet holds its own `TlsConfig`, and a
+    /// private CA's certificate copied into each would cost ~400 bytes per device.
+    extra_roots: Arc<Vec<CertificateDer<'static>>>,
     no_webpki_roots: bool,
     ecc_only: bool,
     max_fragment_size: Option<usize>,
@@ -82,7 +84,7 @@ impl TlsConfig {
     /// [`client_config`](Self::client_config) fail with [`TlsErrorKind::Configuration`].
     #[must_use]
     pub fn add_root(mut self, root: CertificateDer<'static>) -> Self {
-        self.extra_roots.push(root);
+        Arc::make_mut(&mut self.extra_roots).push(root);
         self.shared = Arc::default();
         self
     }
@@ -99,7 +101,7 @@ impl TlsConfig {
         if roots.is_empty() {
             return Err(configuration("no certificate in the root certificate pem"));
         }
-        self.extra_roots.extend(roots);
+        Arc::make_mut(&mut self.extra_roots).extend(roots);
         self.shared = Arc::default();
         Ok(self)
     }
@@ -170,7 +172,7 @@ impl TlsConfig {
         if !self.no_webpki_roots {
             roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
         }
-        for root in &self.extra_roots {
+        for root in self.extra_roots.iter() {
             roots
                 .add(root.clone())
                 .map_err(|e| configuration(format!("unusable root certificate: {e}")))?;

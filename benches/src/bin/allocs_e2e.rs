@@ -10,6 +10,9 @@
 //! target/release/allocs_e2e            # one JSON object per figure
 //! DHAT_OUT=dhat-heap.json target/release/allocs_e2e telemetry   # a full profile of one part
 //! ALLOCS_CLIENT=raw DHAT_OUT=dhat-heap.json target/release/allocs_e2e in-flight   # of one client
+//! ALLOCS_IN_FLIGHT=5000 target/release/allocs_e2e in-flight   # more registrations at once
+//! ALLOCS_STOP=first-poll DHAT_OUT=dhat-heap.json target/release/allocs_e2e in-flight   # what
+//!                                          # each registration holds before its I/O completes
 //! ```
 //!
 //! Parts: `registration`, `in-flight`, `telemetry`, `idle` (all by default).
@@ -180,14 +183,34 @@ async fn registration(setup: &Setup) -> Result<(), Error> {
 /// dhat's own peak is the process's since the start, so the peak of each client's run is
 /// sampled here, every millisecond, next to the registrations.
 async fn in_flight(setup: &Setup) -> Result<(), Error> {
+    let in_flight = match std::env::var("ALLOCS_IN_FLIGHT") {
+        Ok(n) => n.parse().map_err(|_| "ALLOCS_IN_FLIGHT must be a count")?,
+        Err(_) => IN_FLIGHT,
+    };
     for sdk in clients() {
         let name = client_name(sdk);
         let before = heap();
-        let registrations = futures_util::stream::iter(0..IN_FLIGHT)
+        let mut registrations = std::pin::pin!(futures_util::stream::iter(0..in_flight)
             .map(|n| register(setup, sdk, format!("{name}-fl-{n:04}")))
-            .buffer_unordered(IN_FLIGHT)
-            .collect::<Vec<_>>();
-        let mut peak = before.curr_bytes;
+            .buffer_unordered(in_flight)
+            .collect::<Vec<_>>());
+        // One poll starts every registration: what each holds before any of its I/O completes.
+        let first_poll = match std::future::poll_fn(|cx| {
+            std::task::Poll::Ready(std::future::Future::poll(registrations.as_mut(), cx))
+        })
+        .await
+        {
+            std::task::Poll::Pending => heap().curr_bytes,
+            std::task::Poll::Ready(_) => return Err("the registrations finished in one poll".into()),
+        };
+        if std::env::var("ALLOCS_STOP").as_deref() == Ok("first-poll")
+            && std::env::var_os("DHAT_OUT").is_some()
+        {
+            // The profile's "at the end" figures are then what each registration holds.
+            drop(PROFILER.lock().map(|mut p| p.take()));
+            std::process::exit(0);
+        }
+        let mut peak = before.curr_bytes.max(first_poll);
         let sample = async {
             loop {
                 tokio::time::sleep(Duration::from_millis(1)).await;
@@ -195,7 +218,7 @@ async fn in_flight(setup: &Setup) -> Result<(), Error> {
             }
         };
         let results = tokio::select! {
-            results = registrations => results,
+            results = &mut registrations => results,
             () = sample => unreachable!("sampling never ends"),
         };
         let failed = results.iter().filter(|r| r.is_err()).count();
@@ -205,12 +228,13 @@ async fn in_flight(setup: &Setup) -> Result<(), Error> {
             serde_json::json!({
                 "part": "in-flight",
                 "client": name,
-                "count": IN_FLIGHT,
+                "count": in_flight,
                 "failed": failed,
-                "peak_heap_bytes_per": (peak.saturating_sub(before.curr_bytes)) as f64 / IN_FLIGHT as f64,
+                "first_poll_heap_bytes_per": (first_poll.saturating_sub(before.curr_bytes)) as f64 / in_flight as f64,
+                "peak_heap_bytes_per": (peak.saturating_sub(before.curr_bytes)) as f64 / in_flight as f64,
                 // What the registrations left behind once all of them had finished.
-                "left_heap_bytes_per": (after.curr_bytes.saturating_sub(before.curr_bytes)) as f64 / IN_FLIGHT as f64,
-                "blocks_per": (after.total_blocks - before.total_blocks) as f64 / IN_FLIGHT as f64,
+                "left_heap_bytes_per": (after.curr_bytes.saturating_sub(before.curr_bytes)) as f64 / in_flight as f64,
+                "blocks_per": (after.total_blocks - before.total_blocks) as f64 / in_flight as f64,
             })
         );
     }

@@ -119,15 +119,24 @@ where
     }
 
     /// Runs the session until it ends, then fails whatever is outstanding.
-    pub(super) async fn run(mut self) {
-        let reason = self.serve().await;
-        match &reason {
-            CloseReason::ClosedByClient => tracing::debug!("mqtt connection closed by the client"),
-            other => tracing::info!(reason = %other, "mqtt connection closed"),
+    ///
+    /// Not an `async fn`: that would keep the driver twice (the argument and its mutable
+    /// copy) for the connection's whole life (#16).
+    pub(super) fn run(self) -> impl Future<Output = ()> + use<S> {
+        let mut driver = self;
+        async move {
+            let reason = driver.serve().await;
+            match &reason {
+                CloseReason::ClosedByClient => {
+                    tracing::debug!("mqtt connection closed by the client");
+                }
+                other => tracing::info!(reason = %other, "mqtt connection closed"),
+            }
+            // The reason is visible before `recv` returns `None` and before any operation
+            // fails.
+            driver.shared.set_close_reason(reason);
+            driver.fail_outstanding();
         }
-        // The reason is visible before `recv` returns `None` and before any operation fails.
-        self.shared.set_close_reason(reason);
-        self.fail_outstanding();
     }
 
     async fn serve(&mut self) -> CloseReason {
