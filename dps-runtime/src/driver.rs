@@ -137,8 +137,9 @@ where
     C: Connector<M>,
 {
     let mut conn = Conn::default();
-    // Reused by every drain: most drains find one or two transmits.
-    let mut transmits = Vec::new();
+    // Reused by every drain. Most drains find one transmit; room for one to start with (a
+    // first push would make room for four), it grows once for a hub session's batches.
+    let mut transmits = Vec::with_capacity(1);
     // One timer for the driver's life, moved earlier when the machine's next timeout comes
     // sooner, never later: the hub session's acknowledgement deadline moves with every PUBACK,
     // and re-arming per message costs more than the rare early wake-up this leaves.

@@ -39,14 +39,15 @@ impl Transport for MqttTransport {
             client_id = %options.client_id
         );
         async {
-            let tcp = within(
+            // Each stage is boxed while it runs: a fleet's devices wait in one stage or
+            // another (for the address, for TCP, for the service's TLS and CONNACK), and each
+            // then holds that stage's state only, not room for the largest (#16).
+            let tcp = Box::pin(within(
                 deadline,
                 TimeoutStage::Tcp,
                 tcp_connect_with(&options.tls, &endpoint.host, endpoint.port),
-            )
+            ))
             .await?;
-            // The later stages are boxed when reached: a thousand devices waiting for TCP at
-            // once would otherwise each hold the largest stage's state (5 KB) from the start.
             let tls = Box::pin(within(
                 deadline,
                 TimeoutStage::Tls,

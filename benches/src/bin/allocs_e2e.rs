@@ -190,10 +190,12 @@ async fn in_flight(setup: &Setup) -> Result<(), Error> {
     for sdk in clients() {
         let name = client_name(sdk);
         let before = heap();
-        let mut registrations = std::pin::pin!(futures_util::stream::iter(0..in_flight)
-            .map(|n| register(setup, sdk, format!("{name}-fl-{n:04}")))
-            .buffer_unordered(in_flight)
-            .collect::<Vec<_>>());
+        let mut registrations = std::pin::pin!(
+            futures_util::stream::iter(0..in_flight)
+                .map(|n| register(setup, sdk, format!("{name}-fl-{n:04}")))
+                .buffer_unordered(in_flight)
+                .collect::<Vec<_>>()
+        );
         // One poll starts every registration: what each holds before any of its I/O completes.
         let first_poll = match std::future::poll_fn(|cx| {
             std::task::Poll::Ready(std::future::Future::poll(registrations.as_mut(), cx))
@@ -201,7 +203,9 @@ async fn in_flight(setup: &Setup) -> Result<(), Error> {
         .await
         {
             std::task::Poll::Pending => heap().curr_bytes,
-            std::task::Poll::Ready(_) => return Err("the registrations finished in one poll".into()),
+            std::task::Poll::Ready(_) => {
+                return Err("the registrations finished in one poll".into());
+            }
         };
         if std::env::var("ALLOCS_STOP").as_deref() == Ok("first-poll")
             && std::env::var_os("DHAT_OUT").is_some()

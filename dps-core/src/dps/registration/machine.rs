@@ -125,12 +125,14 @@ impl Registration {
             in_flight: None,
             next_rid: 1,
             next_publish: 1,
-            stale_rids: VecDeque::with_capacity(STALE_RIDS),
+            // Both grow when used: most registrations never retire a request, and their
+            // transmits leave one at a time (thousands of registrations wait at once, #16).
+            stale_rids: VecDeque::new(),
             failures: 0,
             connect_failures: 0,
             last_problem: None,
             last_retry_after: None,
-            transmits: VecDeque::new(),
+            transmits: VecDeque::with_capacity(1),
             events: VecDeque::new(),
             finished: false,
         };
