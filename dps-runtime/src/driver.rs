@@ -6,6 +6,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use dps_core::Timestamp;
 use dps_core::mqtt::{
     ConnectFailure, Connected, ConnectionLoss, IncomingPublish, Machine, PublishId, QoS, Transmit,
 };
@@ -145,7 +146,8 @@ where
     // and re-arming per message costs more than the rare early wake-up this leaves.
     let timer = tokio::time::sleep_until(Instant::now());
     tokio::pin!(timer);
-    let mut armed: Option<Instant> = None;
+    // The machine's time the timer is set for.
+    let mut armed: Option<Timestamp> = None;
     loop {
         let drained = shared.drain(&mut transmits);
         let acted = !transmits.is_empty();
@@ -165,10 +167,11 @@ where
             break;
         }
         if let Some(timeout) = drained.timeout {
-            let due = Instant::now() + timeout.saturating_duration_since(shared.now());
-            if armed.is_none_or(|at| due < at) {
+            // Compared in the machine's time first: the usual later deadline reads no clock.
+            if armed.is_none_or(|at| timeout < at) {
+                let due = Instant::now() + timeout.saturating_duration_since(shared.now());
                 timer.as_mut().reset(due);
-                armed = Some(due);
+                armed = Some(timeout);
             }
         }
         let mut room = drained.room;
