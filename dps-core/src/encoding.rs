@@ -78,19 +78,11 @@ impl<'a> PercentEncoded<'a> {
 }
 
 impl PercentEncoded<'_> {
-    /// Appends the encoded text to `out`: what `Display` writes, without the formatting
-    /// machinery (this runs for every property of every telemetry message).
-    pub(crate) fn append_to(&self, out: &mut String) {
-        let _ = self.write_pieces(&mut |piece| {
-            out.push_str(piece);
-            Ok(())
-        });
-    }
-
     /// Hands the encoded text to `emit` piece by piece: runs of unreserved bytes as they are,
-    /// each other byte as its `%XX` escape. The one encoder behind `Display` and
-    /// [`append_to`](Self::append_to).
-    fn write_pieces(&self, emit: &mut dyn FnMut(&str) -> fmt::Result) -> fmt::Result {
+    /// each other byte as its `%XX` escape. The one encoder behind `Display` and the property
+    /// bag's writer, which appends the pieces without the formatting machinery (this runs for
+    /// every property of every telemetry message).
+    pub(crate) fn write_pieces(&self, emit: &mut dyn FnMut(&str) -> fmt::Result) -> fmt::Result {
         let digits: &[u8; 16] = match self.case {
             HexCase::Upper => b"0123456789ABCDEF",
             HexCase::Lower => b"0123456789abcdef",
@@ -205,7 +197,10 @@ mod tests {
             for case in [HexCase::Upper, HexCase::Lower] {
                 let encoded = PercentEncoded::with_case(text, case);
                 let mut appended = String::from("prefix:");
-                encoded.append_to(&mut appended);
+                let _ = encoded.write_pieces(&mut |piece| {
+                    appended.push_str(piece);
+                    Ok(())
+                });
                 assert_eq!(appended, alloc::format!("prefix:{encoded}"), "{text:?}");
                 assert_eq!(appended.len() - 7, encoded.encoded_len(), "{text:?}");
             }

@@ -197,30 +197,40 @@ impl MessageProperties {
             .map(|(k, v)| len(k) + len(v) + 2);
         let capacity: usize = system.chain(application).sum();
         let mut bag = String::with_capacity(capacity);
-        // Appended directly (`Display` writes this too): the formatting machinery cost more
-        // than the encoding itself on the telemetry path.
-        let mut separator = "";
-        for property in SystemProperty::ALL {
-            if let Some(value) = self.get(property) {
-                bag.push_str(separator);
-                bag.push_str(property.encoded_key());
-                bag.push('=');
-                PercentEncoded::new(value).append_to(&mut bag);
-                separator = "&";
-            }
-        }
-        for (key, value) in self.application_properties() {
-            bag.push_str(separator);
-            PercentEncoded::new(key).append_to(&mut bag);
-            bag.push('=');
-            PercentEncoded::new(value).append_to(&mut bag);
-            separator = "&";
-        }
+        // Appended directly: the formatting machinery cost more than the encoding itself on
+        // the telemetry path.
+        let _ = self.write_bag(&mut |piece| {
+            bag.push_str(piece);
+            Ok(())
+        });
         debug_assert!(
             bag.len() <= capacity,
             "the bag never outgrows its first allocation"
         );
         bag
+    }
+
+    /// The one writer of the bag, behind [`encode`](Self::encode) and `Display`: hands it to
+    /// `emit` piece by piece.
+    fn write_bag(&self, emit: &mut dyn FnMut(&str) -> fmt::Result) -> fmt::Result {
+        let mut separator = "";
+        for property in SystemProperty::ALL {
+            if let Some(value) = self.get(property) {
+                emit(separator)?;
+                emit(property.encoded_key())?;
+                emit("=")?;
+                PercentEncoded::new(value).write_pieces(emit)?;
+                separator = "&";
+            }
+        }
+        for (key, value) in self.application_properties() {
+            emit(separator)?;
+            PercentEncoded::new(key).write_pieces(emit)?;
+            emit("=")?;
+            PercentEncoded::new(value).write_pieces(emit)?;
+            separator = "&";
+        }
+        Ok(())
     }
 
     /// An empty set of properties (it writes an empty bag).
@@ -371,8 +381,7 @@ impl MessageProperties {
 
 impl fmt::Display for MessageProperties {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // One writer of the bag: `encode`, the telemetry path's.
-        f.write_str(&self.encode())
+        self.write_bag(&mut |piece| f.write_str(piece))
     }
 }
 

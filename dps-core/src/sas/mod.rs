@@ -412,9 +412,6 @@ pub fn format_token(
         FieldOrder::SigSeSkn => write!(text, "&se={expiry_unix}").and_then(|()| skn(&mut text)),
         FieldOrder::SigSknSe => skn(&mut text).and_then(|()| write!(text, "&se={expiry_unix}")),
     };
-    // The estimate above is generous; a token is kept by every connection attempt, thousands
-    // at once in a fleet.
-    text.shrink_to_fit();
     SasToken(text)
 }
 
