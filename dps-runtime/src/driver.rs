@@ -258,9 +258,7 @@ where
             return old;
         }
         Transmit::Subscribe { filters } => {
-            let Some(sender) = conn.sender.clone() else {
-                return None;
-            };
+            let sender = conn.sender.clone()?;
             conn.subscribing = Some(Box::pin(async move {
                 let filters: Vec<(&str, WireQoS)> = filters
                     .iter()
