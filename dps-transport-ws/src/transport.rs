@@ -96,19 +96,20 @@ impl Transport for WebSocketTransport {
             client_id = %options.client_id
         );
         async {
-            let tcp = self.open_tcp(&target, deadline, &options.tls).await?;
-            // The later stages are boxed when reached: a thousand devices waiting for TCP at
-            // once would otherwise each hold the largest stage's state from the start.
-            let mut tls = Box::pin(within(
+            // Each stage is boxed while it runs, and owns the stream while it does: a fleet's
+            // devices wait in one stage or another, and each then holds that stage's state
+            // only, not room for the largest or a second copy of the TLS stream (#16).
+            let tcp = Box::pin(self.open_tcp(&target, deadline, &options.tls)).await?;
+            let tls = Box::pin(within(
                 deadline,
                 TimeoutStage::Tls,
                 options.tls.handshake(&target.host, tcp, options.identity()),
             ))
             .await?;
-            Box::pin(within(
+            let tls = Box::pin(within(
                 deadline,
                 TimeoutStage::WebSocket,
-                upgrade(&target, &mut tls),
+                upgraded(&target, tls),
             ))
             .await?;
             Box::pin(within(
@@ -137,6 +138,22 @@ impl Transport for WebSocketTransport {
 ///
 /// The server sends nothing after its `101` until the client's MQTT CONNECT, so tungstenite has
 /// read no frame bytes that the stream would lose when its wrapper is dropped here.
+/// [`upgrade`] over a stream it owns and hands back: the stage's box holds the stream, not the
+/// attempt's future. Not an `async fn`, which would keep the stream twice.
+fn upgraded<'a, S>(
+    target: &'a Endpoint,
+    stream: S,
+) -> impl Future<Output = Result<S, TransportError>> + Send + use<'a, S>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'a,
+{
+    let mut stream = stream;
+    async move {
+        upgrade(target, &mut stream).await?;
+        Ok(stream)
+    }
+}
+
 async fn upgrade<S>(target: &Endpoint, stream: &mut S) -> Result<(), TransportError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
