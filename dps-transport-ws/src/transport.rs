@@ -132,12 +132,6 @@ impl Transport for WebSocketTransport {
     }
 }
 
-/// The WebSocket upgrade over an established TLS stream, performed and checked by tungstenite
-/// (the request and response carry no secret). The frames that follow are this crate's own
-/// ([`WsIo`]): tungstenite would trace their payloads, and the first one holds the SAS token.
-///
-/// The server sends nothing after its `101` until the client's MQTT CONNECT, so tungstenite has
-/// read no frame bytes that the stream would lose when its wrapper is dropped here.
 /// [`upgrade`] over a stream it owns and hands back: the stage's box holds the stream, not the
 /// attempt's future. Not an `async fn`, which would keep the stream twice.
 fn upgraded<'a, S>(
@@ -154,6 +148,12 @@ where
     }
 }
 
+/// The WebSocket upgrade over an established TLS stream, performed and checked by tungstenite
+/// (the request and response carry no secret). The frames that follow are this crate's own
+/// ([`WsIo`]): tungstenite would trace their payloads, and the first one holds the SAS token.
+///
+/// The server sends nothing after its `101` until the client's MQTT CONNECT, so tungstenite has
+/// read no frame bytes that the stream would lose when its wrapper is dropped here.
 async fn upgrade<S>(target: &Endpoint, stream: &mut S) -> Result<(), TransportError>
 where
     S: AsyncRead + AsyncWrite + Unpin,

@@ -11,8 +11,8 @@
 //! DHAT_OUT=dhat-heap.json target/release/allocs_e2e telemetry   # a full profile of one part
 //! ALLOCS_CLIENT=raw DHAT_OUT=dhat-heap.json target/release/allocs_e2e in-flight   # of one client
 //! ALLOCS_IN_FLIGHT=5000 target/release/allocs_e2e in-flight   # more registrations at once
-//! ALLOCS_STOP=first-poll DHAT_OUT=dhat-heap.json target/release/allocs_e2e in-flight   # what
-//!                                          # each registration holds before its I/O completes
+//! # the profile of what each registration holds once polled, before its I/O completes:
+//! ALLOCS_STOP=first-poll DHAT_OUT=dhat-heap.json target/release/allocs_e2e in-flight
 //! ```
 //!
 //! Parts: `registration`, `in-flight`, `telemetry`, `idle` (all by default).
