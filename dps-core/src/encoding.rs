@@ -112,6 +112,15 @@ impl PercentEncoded<'_> {
     }
 }
 
+/// A sink for the `write_pieces` writers that appends each piece to `out`: the writers' pieces
+/// straight into a `String`, without the formatting machinery.
+pub(crate) fn appending(out: &mut String) -> impl FnMut(&str) -> fmt::Result + '_ {
+    |piece| {
+        out.push_str(piece);
+        Ok(())
+    }
+}
+
 impl fmt::Display for PercentEncoded<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.write_pieces(&mut |piece| f.write_str(piece))
@@ -183,7 +192,7 @@ mod tests {
     use alloc::string::ToString;
 
     #[test]
-    fn appending_writes_what_display_writes() {
+    fn the_pieces_are_what_display_writes() {
         for text in [
             "",
             "abc",
@@ -197,10 +206,7 @@ mod tests {
             for case in [HexCase::Upper, HexCase::Lower] {
                 let encoded = PercentEncoded::with_case(text, case);
                 let mut appended = String::from("prefix:");
-                let _ = encoded.write_pieces(&mut |piece| {
-                    appended.push_str(piece);
-                    Ok(())
-                });
+                let _ = encoded.write_pieces(&mut appending(&mut appended));
                 assert_eq!(appended, alloc::format!("prefix:{encoded}"), "{text:?}");
                 assert_eq!(appended.len() - 7, encoded.encoded_len(), "{text:?}");
             }

@@ -7,7 +7,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
 
-use crate::encoding::PercentEncoded;
+use crate::encoding::{PercentEncoded, appending};
 
 /// A system property of an IoT Hub message: a `$.`-prefixed key the hub interprets (for
 /// routing, expiry, or to tell a module output apart).
@@ -199,10 +199,7 @@ impl MessageProperties {
         let mut bag = String::with_capacity(capacity);
         // Appended directly: the formatting machinery cost more than the encoding itself on
         // the telemetry path.
-        let _ = self.write_bag(&mut |piece| {
-            bag.push_str(piece);
-            Ok(())
-        });
+        let _ = self.write_bag(&mut appending(&mut bag));
         debug_assert!(
             bag.len() <= capacity,
             "the bag never outgrows its first allocation"
@@ -212,7 +209,7 @@ impl MessageProperties {
 
     /// The one writer of the bag, behind [`encode`](Self::encode) and `Display`: hands it to
     /// `emit` piece by piece.
-    fn write_bag(&self, emit: &mut dyn FnMut(&str) -> fmt::Result) -> fmt::Result {
+    pub(crate) fn write_bag(&self, emit: &mut dyn FnMut(&str) -> fmt::Result) -> fmt::Result {
         let mut separator = "";
         for property in SystemProperty::ALL {
             if let Some(value) = self.get(property) {
@@ -325,11 +322,8 @@ impl MessageProperties {
 
     /// Removes a system property, returning its value.
     pub fn remove(&mut self, property: SystemProperty) -> Option<String> {
-        let value = self.get(property).map(String::from);
-        if let Some(slot) = self.system.get_mut(property.index()) {
-            *slot = None;
-        }
-        value
+        let span = self.system.get_mut(property.index())?.take()?;
+        Some(String::from(self.text_at(span)))
     }
 
     /// Appends an application property in place.
@@ -395,13 +389,20 @@ pub(crate) enum BagRef<'a> {
     Raw(&'a str),
 }
 
-impl fmt::Display for BagRef<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl BagRef<'_> {
+    /// Hands the bag to `emit` piece by piece, as `Display` writes it.
+    pub(crate) fn write_pieces(&self, emit: &mut dyn FnMut(&str) -> fmt::Result) -> fmt::Result {
         match self {
             Self::Empty => Ok(()),
-            Self::Built(properties) => fmt::Display::fmt(properties, f),
-            Self::Raw(raw) => f.write_str(raw),
+            Self::Built(properties) => properties.write_bag(emit),
+            Self::Raw(raw) => emit(raw),
         }
+    }
+}
+
+impl fmt::Display for BagRef<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.write_pieces(&mut |piece| f.write_str(piece))
     }
 }
 

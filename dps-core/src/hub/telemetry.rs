@@ -68,13 +68,27 @@ impl<'a> TelemetryTopic<'a> {
     }
 }
 
+impl TelemetryTopic<'_> {
+    /// Hands the topic to `emit` piece by piece: the one writer behind `Display` and the hub
+    /// session, which appends the pieces to its transmit's `String` without the formatting
+    /// machinery (every telemetry message takes that path).
+    pub(crate) fn write_pieces(&self, emit: &mut dyn FnMut(&str) -> fmt::Result) -> fmt::Result {
+        emit("devices/")?;
+        emit(self.device_id)?;
+        emit("/")?;
+        if let Some(module_id) = self.module_id {
+            emit("modules/")?;
+            emit(module_id)?;
+            emit("/")?;
+        }
+        emit("messages/events/")?;
+        self.bag.write_pieces(emit)
+    }
+}
+
 impl fmt::Display for TelemetryTopic<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "devices/{}/", self.device_id)?;
-        if let Some(module_id) = self.module_id {
-            write!(f, "modules/{module_id}/")?;
-        }
-        write!(f, "messages/events/{}", self.bag)
+        self.write_pieces(&mut |piece| f.write_str(piece))
     }
 }
 

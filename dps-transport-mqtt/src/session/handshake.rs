@@ -9,7 +9,7 @@ use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use tokio::sync::oneshot;
 
 use super::driver::Driver;
-use super::{MqttConnection, MqttSender, Session, Shared};
+use super::{MqttConnection, MqttSender, PublishOutcomes, Session, Shared};
 use crate::error::TransportError;
 use crate::options::ConnectOptions;
 
@@ -112,11 +112,13 @@ impl MqttConnection {
                     subscribe_timeout: options.subscribe_timeout,
                 },
                 session_present: connack.session_present,
+                outcomes: Some(PublishOutcomes {
+                    shared: Arc::clone(&shared),
+                }),
                 shared,
                 guard: Some(guard),
                 task,
                 session,
-                outcomes_available: true,
             })
         }
     }

@@ -303,8 +303,8 @@ pub struct MqttConnection {
     task: Option<JoinHandle<()>>,
     /// The inline session, until [taken](Self::take_session).
     session: Option<Session>,
-    /// Until [`outcomes`](Self::outcomes) hands out the one reader's handle.
-    outcomes_available: bool,
+    /// The outcomes' one reader, until [`outcomes`](Self::outcomes) hands it out.
+    outcomes: Option<PublishOutcomes>,
 }
 
 /// The work of a connection whose caller runs it ([`ConnectOptions::inline_session`](crate::ConnectOptions::inline_session)):
@@ -408,9 +408,7 @@ impl MqttConnection {
     /// outcomes have one reader: the first call hands the handle out, later ones `None`.
     #[must_use]
     pub fn outcomes(&mut self) -> Option<PublishOutcomes> {
-        std::mem::take(&mut self.outcomes_available).then(|| PublishOutcomes {
-            shared: Arc::clone(&self.shared),
-        })
+        self.outcomes.take()
     }
 
     /// See [`MqttSender::subscribe`].

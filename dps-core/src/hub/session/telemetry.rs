@@ -10,8 +10,9 @@ use bytes::Bytes;
 use super::event::{Event, MessageId, RequestId, SendError, TwinError};
 use super::twin::TwinKind;
 use super::{Conn, Control, HubSession, Sent, Timer};
+use crate::encoding::appending;
 use crate::hub::message::Message;
-use crate::hub::{MAX_TELEMETRY_MESSAGE_SIZE, TwinGetTopic, TwinReportedTopic};
+use crate::hub::{MAX_TELEMETRY_MESSAGE_SIZE, TelemetryTopic, TwinGetTopic, TwinReportedTopic};
 use crate::time::Timestamp;
 
 /// A telemetry message waiting to be sent.
@@ -170,19 +171,13 @@ impl HubSession {
         let module = self.config.module_id.as_deref();
         // "devices/" + "/" + "messages/events/", and "modules/" + "/" for a module.
         let capacity = 25 + device.len() + module.map_or(0, |m| 9 + m.len()) + bag.len();
-        // As `TelemetryTopic` displays it, appended directly (no formatting machinery on the
-        // path every message takes).
-        let mut topic = String::with_capacity(capacity);
-        topic.push_str("devices/");
-        topic.push_str(device);
-        topic.push('/');
+        let mut format = TelemetryTopic::new(device).raw_properties(bag);
         if let Some(module) = module {
-            topic.push_str("modules/");
-            topic.push_str(module);
-            topic.push('/');
+            format = format.module(module);
         }
-        topic.push_str("messages/events/");
-        topic.push_str(bag);
+        let mut topic = String::with_capacity(capacity);
+        // Writing into a `String` cannot fail.
+        let _ = format.write_pieces(&mut appending(&mut topic));
         topic
     }
 
