@@ -1,5 +1,6 @@
 //! Criterion micro-benchmarks of the core's hot paths: parse a DPS response (topic alone, and
-//! topic + JSON body), format a telemetry topic with properties, mint a SAS token, derive a
+//! topic + JSON body), format a telemetry topic with properties, take a telemetry message
+//! through the hub session (built, queued, published, acknowledged), mint a SAS token, derive a
 //! group-enrolled device's key. The inputs are in `dps_benches::fixtures`; the allocation
 //! counts of the same functions come from `cargo run --release -p dps-benches --bin allocs`.
 //!
@@ -22,6 +23,10 @@ fn core(c: &mut Criterion) {
     let mut buffer = String::with_capacity(256);
     c.bench_function("format_telemetry_topic", |b| {
         b.iter(|| fixtures::format_telemetry_topic(&mut buffer, &properties));
+    });
+    let mut session = fixtures::connected_session();
+    c.bench_function("telemetry_cycle", |b| {
+        b.iter(|| fixtures::telemetry_cycle(&mut session, fixtures::telemetry_message()));
     });
     let key = fixtures::device_key();
     let resource = fixtures::dps_resource();

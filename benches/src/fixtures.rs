@@ -4,9 +4,13 @@
 use std::fmt::Write as _;
 
 use dps_auth::{GroupKey, SasResource, SasStyle, SymmetricKey, generate_sas};
+use dps_core::Timestamp;
 use dps_core::dps::Response;
 use dps_core::dps::topic::ResponseTopic;
-use dps_core::hub::{MessageProperties, TelemetryTopic};
+use dps_core::hub::{
+    Features, HubSession, Message, MessageProperties, SessionConfig, TelemetryTopic,
+};
+use dps_core::mqtt::{Connected, Machine as _, Transmit};
 
 /// An enrollment group key (the Microsoft docs' example).
 pub const GROUP_KEY: &str =
@@ -117,4 +121,45 @@ pub fn generate_sas_token(key: &SymmetricKey, resource: &SasResource, style: &Sa
 /// When the fixture registration id is invalid.
 pub fn derive_group_key(group: &GroupKey) -> SymmetricKey {
     group.derive(std::hint::black_box(REGISTRATION_ID)).unwrap()
+}
+
+/// A hub session, connected, without subscriptions: the telemetry path alone.
+#[must_use]
+pub fn connected_session() -> HubSession {
+    let config = SessionConfig::device("sensor-0042").features(Features::NONE);
+    let mut session = HubSession::new(config, Timestamp::ZERO, 7);
+    while session.poll_transmit().is_some() {}
+    session.handle_connected(
+        Timestamp::ZERO,
+        Connected::new(false, Some(1_700_003_600), 1_700_000_000),
+    );
+    while session.poll_transmit().is_some() {}
+    while session.poll_event().is_some() {}
+    session
+}
+
+/// A typical telemetry message: a small JSON body, four system properties and two
+/// application properties (one needing percent-encoding), as the loadgen's clients send.
+#[must_use]
+pub fn telemetry_message() -> Message {
+    Message::new(&b"{\"t\":22.5}"[..])
+        .message_id("msg-000042")
+        .correlation_id("corr-7")
+        .content_type("application/json")
+        .content_encoding("utf-8")
+        .property("alert", "true")
+        .property("zone", "north/7")
+}
+
+/// One QoS 1 telemetry message through the session machine: queue it, take its PUBLISH,
+/// acknowledge it, take the event: the core's whole share of a message's cost.
+pub fn telemetry_cycle(session: &mut HubSession, message: Message) {
+    let now = Timestamp::ZERO;
+    let _ = std::hint::black_box(session.send_telemetry(now, message));
+    while let Some(t) = session.poll_transmit() {
+        if let Transmit::Publish { id, .. } = std::hint::black_box(t) {
+            session.handle_puback(now, id);
+        }
+    }
+    while session.poll_event().is_some() {}
 }

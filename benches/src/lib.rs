@@ -20,3 +20,4 @@ pub mod raw;
 pub mod ready;
 pub mod report;
 pub mod stats;
+pub mod telemetry;

@@ -6,9 +6,8 @@
 
 use dps_auth::SasStyle;
 use dps_benches::fixtures;
-use dps_core::Timestamp;
-use dps_core::hub::{Features, HubSession, Message, SessionConfig};
-use dps_core::mqtt::{Connected, Machine as _, Transmit};
+use dps_benches::fixtures::{connected_session, telemetry_cycle, telemetry_message};
+use dps_core::hub::{HubSession, Message};
 
 #[global_allocator]
 static ALLOC: dhat::Alloc = dhat::Alloc;
@@ -29,34 +28,6 @@ fn count(name: &str, mut op: impl FnMut()) -> serde_json::Value {
     })
 }
 
-/// A hub session, connected, without subscriptions: the telemetry path alone.
-fn connected_session() -> HubSession {
-    let config = SessionConfig::device("sensor-0042").features(Features::NONE);
-    let mut session = HubSession::new(config, Timestamp::ZERO, 7);
-    while session.poll_transmit().is_some() {}
-    session.handle_connected(
-        Timestamp::ZERO,
-        Connected::new(false, Some(1_700_003_600), 1_700_000_000),
-    );
-    while session.poll_transmit().is_some() {}
-    while session.poll_event().is_some() {}
-    session
-}
-
-/// One QoS 1 telemetry message through the session machine: queue it, take its PUBLISH,
-/// acknowledge it, take the event. The message itself is built outside the count when
-/// `properties` is empty (a static payload); with properties, cloning them is counted too.
-fn telemetry_cycle(session: &mut HubSession, message: Message) {
-    let now = Timestamp::ZERO;
-    let _ = std::hint::black_box(session.send_telemetry(now, message));
-    while let Some(t) = session.poll_transmit() {
-        if let Transmit::Publish { id, .. } = std::hint::black_box(t) {
-            session.handle_puback(now, id);
-        }
-    }
-    while session.poll_event().is_some() {}
-}
-
 fn main() {
     let _profiler = dhat::Profiler::builder().testing().build();
     let properties = fixtures::telemetry_properties();
@@ -72,25 +43,10 @@ fn main() {
             telemetry_cycle(&mut bare, Message::new(&b"{\"t\":22.5}"[..]));
         }),
         count("telemetry_cycle_6_properties_incl_building_them", || {
-            let message = Message::new(&b"{\"t\":22.5}"[..])
-                .message_id("msg-000042")
-                .correlation_id("corr-7")
-                .content_type("application/json")
-                .content_encoding("utf-8")
-                .property("alert", "true")
-                .property("zone", "north/7");
-            telemetry_cycle(&mut with_properties, message);
+            telemetry_cycle(&mut with_properties, telemetry_message());
         }),
         count("build_message_6_properties", || {
-            std::hint::black_box(
-                Message::new(&b"{\"t\":22.5}"[..])
-                    .message_id("msg-000042")
-                    .correlation_id("corr-7")
-                    .content_type("application/json")
-                    .content_encoding("utf-8")
-                    .property("alert", "true")
-                    .property("zone", "north/7"),
-            );
+            std::hint::black_box(telemetry_message());
         }),
         count("parse_response_topic", || {
             std::hint::black_box(fixtures::parse_response_topic());

@@ -23,6 +23,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use dps_benches::raw::{self, RawTarget};
+use dps_benches::telemetry;
 use futures_util::StreamExt as _;
 
 #[global_allocator]
@@ -267,35 +268,17 @@ async fn hub_client(setup: &Setup, id: &str) -> Result<hub_client::HubClient, Er
         .await?)
 }
 
-/// The loadgen's telemetry message for this SDK: 256 bytes, 4 system and 2 application
-/// properties, a message id each (its building is counted, as the raw client's topic is).
-fn sdk_message(payload: &bytes::Bytes, n: usize) -> hub_client::Message {
-    hub_client::Message::new(payload.clone())
-        .message_id(format!("msg-{n:06}"))
-        .correlation_id("corr-7")
-        .content_type("application/json")
-        .content_encoding("utf-8")
-        .property("alert", "true")
-        .property("zone", "north/7")
-}
-
 /// One connection, `WINDOW` messages in flight: allocations per message.
 async fn telemetry(setup: &Setup) -> Result<(), Error> {
     let ids = ["tel-sdk".to_owned(), "tel-raw".to_owned()];
     provision(setup, &ids).await?;
     let payload = bytes::Bytes::from(vec![b'x'; 256]);
     let client = hub_client(setup, &ids[0]).await?;
-    let send = |range: std::ops::Range<usize>| {
-        futures_util::stream::iter(range)
-            .map(|n| client.send(sdk_message(&payload, n)))
-            .buffer_unordered(WINDOW)
-            .collect::<Vec<_>>()
-    };
-    send(0..WINDOW * 4).await;
+    telemetry::send_windowed(&client, &payload, 0, WINDOW * 4, WINDOW).await;
     let before = heap();
-    let sent = send(0..MESSAGES).await;
+    let (_, errors) = telemetry::send_windowed(&client, &payload, 0, MESSAGES, WINDOW).await;
     report("telemetry", "sdk", MESSAGES, &before);
-    if let Some(Err(e)) = sent.into_iter().find(Result::is_err) {
+    if let Some(e) = errors.into_iter().next() {
         return Err(e.into());
     }
     client.close().await;

@@ -4,21 +4,9 @@ use crate::Error;
 use crate::cli::{ClientArgs, Kind, Mode};
 use crate::result::RunResult;
 use dps_benches::raw::RawTarget;
-use dps_benches::{measure, raw};
+use dps_benches::{measure, raw, telemetry};
 use futures_util::StreamExt as _;
 use std::time::{Duration, Instant};
-
-/// The telemetry message of every client: a 256-byte payload with four system properties and
-/// two application properties (one needing percent-encoding).
-pub(crate) fn sdk_message(payload: &bytes::Bytes, n: usize) -> hub_client::Message {
-    hub_client::Message::new(payload.clone())
-        .message_id(format!("msg-{n:06}"))
-        .correlation_id("corr-7")
-        .content_type("application/json")
-        .content_encoding("utf-8")
-        .property("alert", "true")
-        .property("zone", "north/7")
-}
 
 /// Telemetry (`--devices` connections, `--concurrency` messages in flight on each,
 /// `--messages` in all) or idle connections (`--devices` connections held `--idle-seconds`).
@@ -43,7 +31,10 @@ pub(crate) async fn hub_run(
     let mut errors = Vec::new();
     let (mut cpu_start, mut started) = (measure::self_cpu(), Instant::now());
     let mut ok = 0;
-    let rss_end_kib;
+    // Each arm ends the measured window (RSS, time and CPU) when its work is done: closing
+    // the connections is not part of it (the SDK's close says goodbye to the hub, the raw
+    // client's connections are just dropped).
+    let (rss_end_kib, elapsed_s, cpu_s);
     match args.kind {
         Kind::Sdk => {
             let connected: Vec<_> = futures_util::stream::iter(&ids)
@@ -74,27 +65,23 @@ pub(crate) async fn hub_run(
             if args.mode == Mode::Telemetry {
                 (cpu_start, started) = (measure::self_cpu(), Instant::now());
                 let sends = clients.iter().enumerate().map(|(i, client)| {
-                    let payload = &payload;
-                    futures_util::stream::iter(0..per_connection)
-                        .map(move |n| client.send(sdk_message(payload, i * per_connection + n)))
-                        .buffer_unordered(window)
-                        .collect::<Vec<_>>()
+                    telemetry::send_windowed(
+                        client,
+                        &payload,
+                        i * per_connection,
+                        per_connection,
+                        window,
+                    )
                 });
-                for outcome in futures_util::future::join_all(sends)
-                    .await
-                    .into_iter()
-                    .flatten()
-                {
-                    match outcome {
-                        Ok(()) => ok += 1,
-                        Err(e) => errors.push(format!("send: {e}")),
-                    }
+                for (acknowledged, failures) in futures_util::future::join_all(sends).await {
+                    ok += acknowledged;
+                    errors.extend(failures.into_iter().map(|e| format!("send: {e}")));
                 }
             } else {
                 tokio::time::sleep(idle).await;
                 ok = clients.len();
             }
-            rss_end_kib = measure::self_status_kib("VmRSS");
+            (rss_end_kib, elapsed_s, cpu_s) = window_end(started, cpu_start);
             futures_util::future::join_all(clients.iter().map(hub_client::HubClient::close)).await;
         }
         Kind::Raw => {
@@ -130,7 +117,7 @@ pub(crate) async fn hub_run(
                         Err(e) => errors.push(format!("send: {e}")),
                     }
                 }
-                rss_end_kib = measure::self_status_kib("VmRSS");
+                (rss_end_kib, elapsed_s, cpu_s) = window_end(started, cpu_start);
             } else {
                 ok = conns.len();
                 let tasks: Vec<_> = conns
@@ -138,7 +125,7 @@ pub(crate) async fn hub_run(
                     .map(|(_, conn)| tokio::spawn(conn.keep_alive(keep_alive)))
                     .collect();
                 tokio::time::sleep(idle).await;
-                rss_end_kib = measure::self_status_kib("VmRSS");
+                (rss_end_kib, elapsed_s, cpu_s) = window_end(started, cpu_start);
                 for task in tasks {
                     task.abort();
                 }
@@ -146,8 +133,6 @@ pub(crate) async fn hub_run(
         }
         Kind::Python => return Err("the python client runs as a script".into()),
     }
-    let elapsed_s = started.elapsed().as_secs_f64();
-    let cpu_s = (measure::self_cpu() - cpu_start).as_secs_f64();
     errors.sort();
     let failed = errors.len();
     errors.dedup();
@@ -166,4 +151,11 @@ pub(crate) async fn hub_run(
         errors,
         ..RunResult::default()
     })
+}
+
+/// The end of a measured window: RSS (KiB), seconds elapsed and CPU seconds since the start.
+fn window_end(started: Instant, cpu_start: Duration) -> (u64, f64, f64) {
+    let rss = measure::self_status_kib("VmRSS");
+    let cpu = (measure::self_cpu() - cpu_start).as_secs_f64();
+    (rss, started.elapsed().as_secs_f64(), cpu)
 }
