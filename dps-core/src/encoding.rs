@@ -34,6 +34,22 @@ pub const fn is_unreserved(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~')
 }
 
+/// [`is_unreserved`] for every byte, looked up rather than computed: the property bag of every
+/// telemetry message is encoded byte by byte (#16).
+const UNRESERVED: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        // `b` < 256: the cast keeps its value.
+        #[expect(clippy::cast_possible_truncation, reason = "b < 256")]
+        {
+            table[b] = is_unreserved(b as u8);
+        }
+        b += 1;
+    }
+    table
+};
+
 /// Displays a string percent-encoded: every byte outside the unreserved set becomes `%XX`.
 ///
 /// ```
@@ -70,10 +86,12 @@ impl<'a> PercentEncoded<'a> {
     /// ```
     #[must_use]
     pub fn encoded_len(&self) -> usize {
-        self.text
+        let escaped = self
+            .text
             .bytes()
-            .map(|b| if is_unreserved(b) { 1 } else { 3 })
-            .sum()
+            .filter(|b| !UNRESERVED[usize::from(*b)])
+            .count();
+        self.text.len() + 2 * escaped
     }
 }
 
@@ -82,14 +100,17 @@ impl PercentEncoded<'_> {
     /// each other byte as its `%XX` escape. The one encoder behind `Display` and the property
     /// bag's writer, which appends the pieces without the formatting machinery (this runs for
     /// every property of every telemetry message).
-    pub(crate) fn write_pieces(&self, emit: &mut dyn FnMut(&str) -> fmt::Result) -> fmt::Result {
+    pub(crate) fn write_pieces<E>(&self, emit: &mut E) -> fmt::Result
+    where
+        E: FnMut(&str) -> fmt::Result + ?Sized,
+    {
         let digits: &[u8; 16] = match self.case {
             HexCase::Upper => b"0123456789ABCDEF",
             HexCase::Lower => b"0123456789abcdef",
         };
         let mut start = 0;
         for (i, b) in self.text.bytes().enumerate() {
-            if is_unreserved(b) {
+            if UNRESERVED[usize::from(b)] {
                 continue;
             }
             // A run of unreserved bytes is ASCII, so a non-empty run's ends are char

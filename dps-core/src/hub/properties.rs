@@ -209,7 +209,10 @@ impl MessageProperties {
 
     /// The one writer of the bag, behind [`encode`](Self::encode) and `Display`: hands it to
     /// `emit` piece by piece.
-    pub(crate) fn write_bag(&self, emit: &mut dyn FnMut(&str) -> fmt::Result) -> fmt::Result {
+    pub(crate) fn write_bag<E>(&self, emit: &mut E) -> fmt::Result
+    where
+        E: FnMut(&str) -> fmt::Result + ?Sized,
+    {
         let mut separator = "";
         for property in SystemProperty::ALL {
             if let Some(value) = self.get(property) {
@@ -391,7 +394,10 @@ pub(crate) enum BagRef<'a> {
 
 impl BagRef<'_> {
     /// Hands the bag to `emit` piece by piece, as `Display` writes it.
-    pub(crate) fn write_pieces(&self, emit: &mut dyn FnMut(&str) -> fmt::Result) -> fmt::Result {
+    pub(crate) fn write_pieces<E>(&self, emit: &mut E) -> fmt::Result
+    where
+        E: FnMut(&str) -> fmt::Result + ?Sized,
+    {
         match self {
             Self::Empty => Ok(()),
             Self::Built(properties) => properties.write_bag(emit),

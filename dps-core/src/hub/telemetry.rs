@@ -72,7 +72,10 @@ impl TelemetryTopic<'_> {
     /// Hands the topic to `emit` piece by piece: the one writer behind `Display` and the hub
     /// session, which appends the pieces to its transmit's `String` without the formatting
     /// machinery (every telemetry message takes that path).
-    pub(crate) fn write_pieces(&self, emit: &mut dyn FnMut(&str) -> fmt::Result) -> fmt::Result {
+    pub(crate) fn write_pieces<E>(&self, emit: &mut E) -> fmt::Result
+    where
+        E: FnMut(&str) -> fmt::Result + ?Sized,
+    {
         emit("devices/")?;
         emit(self.device_id)?;
         emit("/")?;
