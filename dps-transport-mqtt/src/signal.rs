@@ -34,6 +34,13 @@ impl Signal {
         self.waker.wake();
     }
 
+    /// Lowers the signal if it is raised, without waiting or registering a waker: whether it
+    /// was. For a task that checks its sources in passes and registers only when it is about
+    /// to sleep (a raise after this and before that registration makes the wait ready at once).
+    pub fn take(&self) -> bool {
+        self.raised.swap(false, Ordering::AcqRel)
+    }
+
     /// Ready once the signal is raised, lowering it again.
     pub fn poll_wait(&self, cx: &mut Context<'_>) -> Poll<()> {
         if self.raised.swap(false, Ordering::AcqRel) {

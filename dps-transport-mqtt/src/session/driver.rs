@@ -6,11 +6,13 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use rumqttc::mqttbytes::{self, v4};
-use tokio::io::{
-    AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _, ReadHalf, WriteHalf,
-};
+use std::future::{Future, poll_fn};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use tokio::sync::oneshot;
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 
 use super::handshake::{MAX_INCOMING_PACKET, MAX_OUTGOING_PACKET};
 use super::shared::{Command, Done, Outbox, Reply, Shared, Tagged, closed};
@@ -23,13 +25,26 @@ const READ_CHUNK: usize = 16 * 1024;
 /// connections, and 16 KiB each is most of their memory. Reads that fill it grow it again.
 const IDLE_READ: usize = 1024;
 
+/// How many passes with progress one poll of the session makes before it lets the runtime's
+/// other tasks run: a stream that never goes quiet must not starve them (tokio's cooperative
+/// budget also bounds the socket's reads).
+const PASSES_PER_POLL: usize = 32;
+
+/// How a session's serving ended.
+enum End {
+    /// The connection was dropped: say goodbye.
+    Goodbye,
+    /// The session is over, for this reason.
+    Closed(CloseReason),
+}
+
 /// What a SUBACK grants, filter by filter.
 type Granted = Vec<Option<QoS>>;
 
 /// The session task's state.
 pub(super) struct Driver<S> {
-    read: ReadHalf<S>,
-    write: WriteHalf<S>,
+    /// The stream, read and written from this one task (no split halves and their lock).
+    stream: S,
     rbuf: BytesMut,
     /// Whether the last read filled the room it had (data is streaming: keep a large buffer).
     streaming: bool,
@@ -43,6 +58,9 @@ pub(super) struct Driver<S> {
     keep_alive: Option<Duration>,
     last_sent: Instant,
     last_received: Instant,
+    /// Whether a packet was queued, or bytes read, since the clocks above were last set.
+    sent: bool,
+    received: bool,
     ping_outstanding: bool,
     next_pkid: u16,
     publishes: HashMap<u16, Done>,
@@ -90,11 +108,9 @@ where
         shared: Arc<Shared>,
         keep_alive: Option<Duration>,
     ) -> Self {
-        let (read, write) = tokio::io::split(stream);
         let now = Instant::now();
         Self {
-            read,
-            write,
+            stream,
             rbuf,
             streaming: false,
             // Grows with the first packet: an idle connection need not hold a write buffer.
@@ -106,6 +122,8 @@ where
             keep_alive,
             last_sent: now,
             last_received: now,
+            sent: false,
+            received: false,
             ping_outstanding: false,
             next_pkid: 0,
             publishes: HashMap::new(),
@@ -144,7 +162,6 @@ where
         if let Err(reason) = self.process_input() {
             return reason;
         }
-        let shared = Arc::clone(&self.shared);
         // One timer for the connection's life. It is moved earlier when the keep-alive needs
         // attention sooner, never later: every packet sent or received moves the keep-alive
         // deadline, and re-arming a timer per packet costs more than the one early wake-up
@@ -152,79 +169,151 @@ where
         let timer = tokio::time::sleep_until(Instant::now());
         tokio::pin!(timer);
         let mut armed: Option<Instant> = None;
-        loop {
+        let end = poll_fn(|cx| self.poll_serve(cx, timer.as_mut(), &mut armed)).await;
+        match end {
+            End::Goodbye => self.close_gracefully().await,
+            End::Closed(reason) => reason,
+        }
+    }
+
+    /// One poll of the session: passes over the outbox, the stream's writing and its reading
+    /// while any of them makes progress, then waits on all of them at once.
+    ///
+    /// Not a `select!` loop: that polled every branch again (and registered this task's
+    /// waker with each) after every single step, a read, a write, a flush, and those
+    /// registrations were the largest part of the session's own cost per telemetry message
+    /// (#16). Here a burst (the outbox taken, encoded, written, flushed, the PUBACKs read)
+    /// is one poll, and the waits are registered once, when nothing more can be done.
+    fn poll_serve(
+        &mut self,
+        cx: &mut Context<'_>,
+        mut timer: Pin<&mut Sleep>,
+        armed: &mut Option<Instant>,
+    ) -> Poll<End> {
+        if Pin::new(&mut self.guard).poll(cx).is_ready() {
+            return Poll::Ready(End::Goodbye);
+        }
+        for _ in 0..PASSES_PER_POLL {
+            match self.pass(cx) {
+                Err(reason) => return Poll::Ready(End::Closed(reason)),
+                Ok(true) => continue,
+                Ok(false) => {}
+            }
+            // Quiet: the keep-alive's clocks, then every wait. Each registers this task's
+            // waker; one that is ready already (a raise since the pass) means another pass.
+            self.stamp();
             if let Some(due) = self.next_timer() {
                 if armed.is_none_or(|at| due < at) {
                     timer.as_mut().reset(due);
-                    armed = Some(due);
+                    *armed = Some(due);
                 }
             }
-            let want_write = !self.wbuf.is_empty();
-            let want_flush = !want_write && !self.flushed;
-            let room = self.rbuf.capacity() - self.rbuf.len();
-            if room < IDLE_READ {
-                self.rbuf.reserve(if self.streaming {
-                    READ_CHUNK
-                } else {
-                    IDLE_READ
-                });
-            }
-            let room = self.rbuf.capacity() - self.rbuf.len();
-            // While the application lets messages wait, the stream is left unread: what
-            // follows (acknowledgements of our own publishes included, as TCP keeps order)
-            // waits in the socket and the server's send buffer until it reads again.
-            let paused = self.shared.inbox_full();
-            if self.paused && !paused {
-                // A fresh keep-alive window: the server's packets waited unread, not absent.
-                self.last_received = Instant::now();
-            }
-            self.paused = paused;
-            let reading = !paused;
-            // Unbiased: reading, writing and new commands all make progress under load.
-            tokio::select! {
-                _ = &mut self.guard => return self.close_gracefully().await,
-                () = shared.inbox_room.wait(), if !reading => {},
-                read = self.read.read_buf(&mut self.rbuf), if reading => match read {
-                    Ok(0) => return CloseReason::ClosedByPeer,
-                    Ok(n) => {
-                        self.last_received = Instant::now();
-                        self.streaming = n >= room;
-                        if let Err(reason) = self.process_input() {
-                            return reason;
-                        }
-                        // Everything read was consumed and the stream went quiet: give the
-                        // large buffer back.
-                        if !self.streaming && self.rbuf.is_empty() && self.rbuf.capacity() > 4 * IDLE_READ {
-                            self.rbuf = BytesMut::new();
-                        }
-                    }
-                    Err(e) => return network(&e),
-                },
-                step = write_step(&mut self.write, &mut self.wbuf), if want_write || want_flush => {
-                    match step {
-                        Ok(Some(0)) => return CloseReason::ClosedByPeer,
-                        Ok(Some(n)) => {
-                            self.written += n as u64;
-                            self.flushed = false;
-                        }
-                        Ok(None) => {
-                            self.flushed = true;
-                            self.release_written();
-                            // After a burst, an idle connection need not keep a large buffer.
-                            if self.wbuf.is_empty() && self.wbuf.capacity() > READ_CHUNK {
-                                self.wbuf = BytesMut::new();
-                            }
-                        }
-                        Err(e) => return network(&e),
-                    }
-                },
-                () = shared.outbox_ready.wait() => self.take_outbox(),
-                () = &mut timer, if armed.is_some() => {
-                    armed = None;
-                    if let Some(reason) = self.on_timer() {
-                        return reason;
-                    }
+            if armed.is_some() && timer.as_mut().poll(cx).is_ready() {
+                *armed = None;
+                if let Some(reason) = self.on_timer() {
+                    return Poll::Ready(End::Closed(reason));
                 }
+                continue;
+            }
+            if self.shared.outbox_ready.poll_wait(cx).is_ready() {
+                self.take_outbox();
+                continue;
+            }
+            if self.paused && self.shared.inbox_room.poll_wait(cx).is_ready() {
+                continue;
+            }
+            return Poll::Pending;
+        }
+        // Progress on every pass: let the runtime's other tasks run, and come back at once.
+        self.stamp();
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+
+    /// One pass: takes what the handles queued, writes (and flushes) what waits to be
+    /// written, reads what the stream has. Whether anything happened.
+    fn pass(&mut self, cx: &mut Context<'_>) -> Result<bool, CloseReason> {
+        let mut progress = false;
+        if self.shared.outbox_ready.take() {
+            self.take_outbox();
+            progress = true;
+        }
+        if !self.wbuf.is_empty() {
+            match poll_once(cx, self.stream.write_buf(&mut self.wbuf)) {
+                Poll::Ready(Ok(0)) => return Err(CloseReason::ClosedByPeer),
+                Poll::Ready(Ok(n)) => {
+                    self.written += n as u64;
+                    self.flushed = false;
+                    progress = true;
+                }
+                Poll::Ready(Err(e)) => return Err(network(&e)),
+                Poll::Pending => {}
+            }
+        }
+        if self.wbuf.is_empty() && !self.flushed {
+            match poll_once(cx, self.stream.flush()) {
+                Poll::Ready(Ok(())) => {
+                    self.flushed = true;
+                    self.release_written();
+                    // After a burst, an idle connection need not keep a large buffer.
+                    if self.wbuf.capacity() > READ_CHUNK {
+                        self.wbuf = BytesMut::new();
+                    }
+                    progress = true;
+                }
+                Poll::Ready(Err(e)) => return Err(network(&e)),
+                Poll::Pending => {}
+            }
+        }
+        // While the application lets messages wait, the stream is left unread: what follows
+        // (acknowledgements of our own publishes included, as TCP keeps order) waits in the
+        // socket and the server's send buffer until it reads again.
+        let paused = self.shared.inbox_full();
+        if self.paused && !paused {
+            // A fresh keep-alive window: the server's packets waited unread, not absent.
+            self.last_received = Instant::now();
+        }
+        self.paused = paused;
+        if paused {
+            return Ok(progress);
+        }
+        if self.rbuf.capacity() - self.rbuf.len() < IDLE_READ {
+            self.rbuf.reserve(if self.streaming {
+                READ_CHUNK
+            } else {
+                IDLE_READ
+            });
+        }
+        let room = self.rbuf.capacity() - self.rbuf.len();
+        match poll_once(cx, self.stream.read_buf(&mut self.rbuf)) {
+            Poll::Ready(Ok(0)) => return Err(CloseReason::ClosedByPeer),
+            Poll::Ready(Ok(n)) => {
+                self.received = true;
+                self.streaming = n >= room;
+                self.process_input()?;
+                // Everything read was consumed and the stream went quiet: give the large
+                // buffer back.
+                if !self.streaming && self.rbuf.is_empty() && self.rbuf.capacity() > 4 * IDLE_READ {
+                    self.rbuf = BytesMut::new();
+                }
+                progress = true;
+            }
+            Poll::Ready(Err(e)) => return Err(network(&e)),
+            Poll::Pending => {}
+        }
+        Ok(progress)
+    }
+
+    /// Brings the keep-alive's clocks up to date: one clock read for whatever was sent and
+    /// received since the last quiet point, instead of one per packet.
+    fn stamp(&mut self) {
+        if self.sent || self.received {
+            let now = Instant::now();
+            if std::mem::take(&mut self.sent) {
+                self.last_sent = now;
+            }
+            if std::mem::take(&mut self.received) {
+                self.last_received = now;
             }
         }
     }
@@ -485,7 +574,7 @@ where
             )));
         }
         self.queued += (self.wbuf.len() - start) as u64;
-        self.last_sent = Instant::now();
+        self.sent = true;
         Ok(())
     }
 
@@ -507,15 +596,15 @@ where
         let _ = self.queue(&v4::Packet::Disconnect);
         let flush = async {
             while !self.wbuf.is_empty() {
-                let n = self.write.write_buf(&mut self.wbuf).await?;
+                let n = self.stream.write_buf(&mut self.wbuf).await?;
                 if n == 0 {
                     return Err(std::io::ErrorKind::WriteZero.into());
                 }
                 self.written += n as u64;
             }
-            self.write.flush().await?;
+            self.stream.flush().await?;
             self.release_written();
-            self.write.shutdown().await
+            self.stream.shutdown().await
         };
         match tokio::time::timeout(CLOSE_TIMEOUT, flush).await {
             Ok(Ok(())) => tracing::debug!("mqtt disconnect sent"),
@@ -550,17 +639,10 @@ where
     }
 }
 
-/// Writes some of `buffer` (`Some(bytes written)`) or, when it is empty, flushes (`None`).
-/// Cancel-safe: nothing is lost when the future is dropped before completing.
-async fn write_step<W: AsyncWrite + Unpin>(
-    write: &mut W,
-    buffer: &mut BytesMut,
-) -> std::io::Result<Option<usize>> {
-    if buffer.is_empty() {
-        write.flush().await.map(|()| None)
-    } else {
-        write.write_buf(buffer).await.map(Some)
-    }
+/// Polls `future` once (the stream's read, write and flush futures are cancel-safe: dropping
+/// one that is not ready loses nothing).
+fn poll_once<F: Future>(cx: &mut Context<'_>, future: F) -> Poll<F::Output> {
+    std::pin::pin!(future).poll(cx)
 }
 
 fn network(error: &std::io::Error) -> CloseReason {
