@@ -1,10 +1,11 @@
 //! The one driver loop: performs what a machine asks on a real connection and feeds back what
-//! happens. Connect, subscribe, publishes and incoming messages run concurrently as `select!`
-//! arms, so a slow PUBACK never delays an incoming message or a timer.
+//! happens. Connect, subscribe, publishes and incoming messages run concurrently as sources
+//! of one wait, so a slow PUBACK never delays an incoming message or a timer.
 
-use std::future::Future;
+use std::future::{Future, poll_fn};
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use dps_core::Timestamp;
 use dps_core::mqtt::{
@@ -107,6 +108,10 @@ impl Closing {
     }
 }
 
+/// How many waits in a row may find something ready before the driver yields to the
+/// runtime's other tasks.
+const READY_STREAK_LIMIT: u32 = 64;
+
 /// How long [`Closing::close`] waits for the session's goodbye (the session's own bound is
 /// two seconds).
 const CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
@@ -148,6 +153,8 @@ where
     tokio::pin!(timer);
     // The machine's time the timer is set for.
     let mut armed: Option<Timestamp> = None;
+    // Waits in a row that found something ready without waiting.
+    let mut ready_streak = 0;
     loop {
         let drained = shared.drain(&mut transmits);
         let acted = !transmits.is_empty();
@@ -176,23 +183,29 @@ where
         }
         let mut room = drained.room;
         let reading = room.is_none();
-        let wake = tokio::select! {
-            () = shared.notified() => Wake::Notified,
-            () = &mut timer, if armed.is_some() => {
-                armed = None;
-                Wake::Timeout
-            }
-            result = connecting(&mut conn.connecting) => Wake::Connected(result),
-            () = maybe(&mut conn.session) => Wake::SessionEnded,
-            granted = maybe(&mut conn.subscribing) => Wake::Subscribed(granted),
-            (id, result) = published(conn.outcomes.as_ref()) => {
-                Wake::Published(PublishId::new(id), result)
-            }
-            // Room for what the application held back: the next drain offers it again.
-            () = maybe(&mut room) => Wake::Notified,
-            incoming = recv(&mut conn.connection), if reading => Wake::Incoming(incoming),
-        };
+        let mut waited = false;
+        let wake = poll_fn(|cx| {
+            let mut sources = Sources {
+                conn: &mut conn,
+                room: &mut room,
+                reading,
+                timer: timer.as_mut(),
+                armed: &mut armed,
+                now: drained.now,
+            };
+            let poll = sources.poll(&shared, cx);
+            waited |= poll.is_pending();
+            poll
+        })
+        .await;
         handle(&shared, &mut conn, wake);
+        // Something was ready every time for a while: let the runtime's other tasks run (a
+        // wait that finds its source ready never gives the task up).
+        ready_streak = if waited { 0 } else { ready_streak + 1 };
+        if ready_streak == READY_STREAK_LIMIT {
+            ready_streak = 0;
+            tokio::task::yield_now().await;
+        }
     }
     if let Some(closing) = conn.reset() {
         Box::pin(closing.close()).await;
@@ -433,30 +446,93 @@ where
     }
 }
 
-async fn maybe<F: Future + Unpin>(future: &mut Option<F>) -> F::Output {
-    match future {
-        Some(f) => f.await,
-        None => std::future::pending().await,
-    }
+/// What the driver waits on between drains, for one wait.
+struct Sources<'a> {
+    conn: &'a mut Conn,
+    room: &'a mut Option<crate::shared::Room>,
+    /// Whether incoming messages are taken (not while the application holds one back).
+    reading: bool,
+    timer: Pin<&'a mut tokio::time::Sleep>,
+    /// The machine's time the timer is set for.
+    armed: &'a mut Option<Timestamp>,
+    /// The machine's time of the drain before this wait.
+    now: Timestamp,
 }
 
-async fn connecting(attempt: &mut Option<Attempt>) -> Result<MqttConnection, TransportError> {
-    match attempt {
-        Some((f, _)) => f.await,
-        None => std::future::pending().await,
-    }
-}
-
-async fn published(outcomes: Option<&PublishOutcomes>) -> (u64, Result<(), TransportError>) {
-    match outcomes {
-        Some(o) => o.next().await,
-        None => std::future::pending().await,
-    }
-}
-
-async fn recv(connection: &mut Option<MqttConnection>) -> Option<Incoming> {
-    match connection {
-        Some(c) => c.recv().await,
-        None => std::future::pending().await,
+impl Sources<'_> {
+    /// The next thing that happened. What is ready already is found without registering
+    /// any waker; only when nothing is does the task register with every source it waits
+    /// on (a `select!` registered with all of them on every turn of the loop, the largest
+    /// part of the driver's own cost per telemetry message, #16). The session goes first,
+    /// so what it reads and completes in this poll is seen by the checks after it.
+    fn poll<M, A>(&mut self, shared: &Shared<M, A>, cx: &mut Context<'_>) -> Poll<Wake>
+    where
+        M: Machine + Send + 'static,
+        A: Application<M>,
+    {
+        if let Some(session) = &mut self.conn.session {
+            if Pin::new(session).poll(cx).is_ready() {
+                return Poll::Ready(Wake::SessionEnded);
+            }
+        }
+        if let Some((attempt, _)) = &mut self.conn.connecting {
+            if let Poll::Ready(result) = attempt.as_mut().poll(cx) {
+                return Poll::Ready(Wake::Connected(result));
+            }
+        }
+        if let Some(subscribing) = &mut self.conn.subscribing {
+            if let Poll::Ready(granted) = subscribing.as_mut().poll(cx) {
+                return Poll::Ready(Wake::Subscribed(granted));
+            }
+        }
+        if let Some(room) = self.room {
+            if room.as_mut().poll(cx).is_ready() {
+                // Room for what the application held back: the next drain offers it again.
+                *self.room = None;
+                return Poll::Ready(Wake::Notified);
+            }
+        }
+        // A timeout already due at the drain (one that came due while the driver was busy).
+        if self.armed.is_some_and(|at| at <= self.now) {
+            *self.armed = None;
+            return Poll::Ready(Wake::Timeout);
+        }
+        if let Some(outcomes) = &self.conn.outcomes {
+            if let Some((id, result)) = outcomes.try_next() {
+                return Poll::Ready(Wake::Published(PublishId::new(id), result));
+            }
+        }
+        if self.reading {
+            if let Some(connection) = &mut self.conn.connection {
+                if let Some(incoming) = connection.try_recv() {
+                    return Poll::Ready(Wake::Incoming(Some(incoming)));
+                }
+            }
+        }
+        if shared.take_notified() {
+            return Poll::Ready(Wake::Notified);
+        }
+        // Nothing ready: wait on all of it (a source that became ready since its check above
+        // is ready here, its registration notwithstanding).
+        if self.armed.is_some() && self.timer.as_mut().poll(cx).is_ready() {
+            *self.armed = None;
+            return Poll::Ready(Wake::Timeout);
+        }
+        if let Some(outcomes) = &self.conn.outcomes {
+            if let Poll::Ready((id, result)) = outcomes.poll_next(cx) {
+                return Poll::Ready(Wake::Published(PublishId::new(id), result));
+            }
+        }
+        if self.reading {
+            if let Some(connection) = &mut self.conn.connection {
+                if let Poll::Ready(incoming) = connection.poll_recv(cx) {
+                    return Poll::Ready(Wake::Incoming(incoming));
+                }
+            }
+        }
+        if shared.poll_notified(cx).is_ready() {
+            return Poll::Ready(Wake::Notified);
+        }
+        Poll::Pending
     }
 }

@@ -59,6 +59,8 @@ pub struct Driven<M, A> {
 
 /// What one drain found (besides the transmits).
 pub(crate) struct Drained {
+    /// The machine's time the drain ran at.
+    pub(crate) now: Timestamp,
     pub(crate) timeout: Option<Timestamp>,
     pub(crate) finished: bool,
     /// Set while the application holds back a delivery: read nothing more until it completes.
@@ -121,8 +123,14 @@ impl<M: Machine, A: Application<M>> Shared<M, A> {
         f(&mut inner, now)
     }
 
-    pub(crate) async fn notified(&self) {
-        self.wake.wait().await;
+    /// Whether a handle woke the driver since it last looked, without registering a waker.
+    pub(crate) fn take_notified(&self) -> bool {
+        self.wake.take()
+    }
+
+    /// Ready once a handle wakes the driver (registering `cx`'s waker until then).
+    pub(crate) fn poll_notified(&self, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        self.wake.poll_wait(cx)
     }
 
     /// Takes what the machine wants sent (into `transmits`) and hands every event to the
@@ -149,6 +157,7 @@ impl<M: Machine, A: Application<M>> Shared<M, A> {
             }
         }
         Drained {
+            now,
             timeout: inner.machine.poll_timeout(),
             finished: inner.machine.is_finished(),
             room: inner.app.room(),

@@ -286,6 +286,15 @@ impl PublishOutcomes {
     pub fn try_next(&self) -> Option<(u64, Result<(), TransportError>)> {
         self.shared.try_next_outcome()
     }
+
+    /// [`next`](Self::next) as a poll, for a driver that polls its sources by hand: the
+    /// waker is registered only when no outcome is there.
+    pub fn poll_next(
+        &self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<(u64, Result<(), TransportError>)> {
+        self.shared.poll_next_outcome(cx)
+    }
 }
 
 /// An open MQTT connection: publish, subscribe, receive. Made by a [`Transport`](crate::Transport)
@@ -450,6 +459,15 @@ impl MqttConnection {
     /// A message already received, if any, without waiting.
     pub fn try_recv(&mut self) -> Option<Incoming> {
         self.shared.try_recv()
+    }
+
+    /// [`recv`](Self::recv) as a poll, for a driver that polls its sources by hand: the
+    /// waker is registered only when no message is there.
+    pub fn poll_recv(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Incoming>> {
+        self.shared.poll_recv(cx)
     }
 
     /// Why the connection closed; `None` while it is open.

@@ -7,7 +7,10 @@
 //! queued in one go, so a burst goes out in one write.
 
 use std::collections::VecDeque;
+use std::future::poll_fn;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use tokio::sync::oneshot;
@@ -119,12 +122,19 @@ pub(super) struct Shared {
     /// Wakes the task when the outbox goes from empty to not empty.
     pub(super) outbox_ready: Signal,
     inbox: Mutex<Inbox>,
+    /// How many messages the inbox holds, and whether it is closed, readable without its
+    /// lock: the driver looks at the inbox on every wait and the task at every pass, and it
+    /// is nearly always empty (#16). Written under the lock.
+    inbox_len: AtomicUsize,
+    inbox_closed: AtomicBool,
     /// Wakes the receiver when the inbox goes from empty to not empty, or closes.
     inbox_ready: Signal,
     /// Wakes the task when the inbox drops below [`INCOMING_CAPACITY`].
     pub(super) inbox_room: Signal,
     /// What became of tagged publishes, in completion order.
     outcomes: Mutex<VecDeque<(u64, Result<(), TransportError>)>>,
+    /// How many outcomes wait, readable without the lock; written under it.
+    outcomes_len: AtomicUsize,
     /// Wakes the reader of outcomes when the queue goes from empty to not empty.
     outcomes_ready: Signal,
 }
@@ -209,6 +219,8 @@ impl Shared {
         let mut inbox = lock(&self.inbox);
         let was_empty = inbox.messages.is_empty();
         inbox.messages.push_back(message);
+        self.inbox_len
+            .store(inbox.messages.len(), Ordering::Release);
         drop(inbox);
         if was_empty {
             self.inbox_ready.raise();
@@ -217,12 +229,15 @@ impl Shared {
 
     /// Whether the application lets [`INCOMING_CAPACITY`] messages or more wait.
     pub(super) fn inbox_full(&self) -> bool {
-        lock(&self.inbox).messages.len() >= INCOMING_CAPACITY
+        self.inbox_len.load(Ordering::Acquire) >= INCOMING_CAPACITY
     }
 
     /// Marks the end of the messages: the receiver gets `None` once it has taken the rest.
     pub(super) fn close_inbox(&self) {
-        lock(&self.inbox).closed = true;
+        let mut inbox = lock(&self.inbox);
+        inbox.closed = true;
+        self.inbox_closed.store(true, Ordering::Release);
+        drop(inbox);
         self.inbox_ready.raise();
     }
 
@@ -234,22 +249,39 @@ impl Shared {
     /// The next message; `None` once the task has ended and every message was taken.
     /// Cancel-safe.
     pub(super) async fn recv(&self) -> Option<Incoming> {
+        poll_fn(|cx| self.poll_recv(cx)).await
+    }
+
+    /// [`recv`](Self::recv) as a poll: registers the waker only when nothing is there.
+    pub(super) fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<Option<Incoming>> {
         loop {
             match self.pop() {
-                (Some(message), _) => return Some(message),
-                (None, true) => return None,
-                // A delivery since `pop` raised the signal: this wait ends at once.
-                (None, false) => self.inbox_ready.wait().await,
+                (Some(message), _) => return Poll::Ready(Some(message)),
+                (None, true) => return Poll::Ready(None),
+                // A delivery since `pop` raised the signal: the wait is ready at once.
+                (None, false) => {
+                    if self.inbox_ready.poll_wait(cx).is_pending() {
+                        return Poll::Pending;
+                    }
+                }
             }
         }
     }
 
-    /// The first message, and whether the inbox is closed, under one lock (a message
-    /// delivered just before the close is never mistaken for the end).
+    /// The first message, and whether the inbox is closed (a message delivered just before
+    /// the close is never mistaken for the end).
     fn pop(&self) -> (Option<Incoming>, bool) {
+        // Closed first: every delivery precedes the close, so an inbox seen closed and then
+        // empty has nothing more to give.
+        let closed = self.inbox_closed.load(Ordering::Acquire);
+        if self.inbox_len.load(Ordering::Acquire) == 0 {
+            return (None, closed);
+        }
         let mut inbox = lock(&self.inbox);
         let before = inbox.messages.len();
         let message = inbox.messages.pop_front();
+        self.inbox_len
+            .store(inbox.messages.len(), Ordering::Release);
         trim(&mut inbox.messages);
         let closed = inbox.closed;
         drop(inbox);
@@ -267,6 +299,7 @@ impl Shared {
         let mut outcomes = lock(&self.outcomes);
         let was_empty = outcomes.is_empty();
         outcomes.push_back((tag, result));
+        self.outcomes_len.store(outcomes.len(), Ordering::Release);
         drop(outcomes);
         if was_empty {
             self.outcomes_ready.raise();
@@ -275,15 +308,34 @@ impl Shared {
 
     pub(super) fn try_next_outcome(&self) -> Option<(u64, Result<(), TransportError>)> {
         // No trimming: with many publishes in flight this queue is the hot path.
-        lock(&self.outcomes).pop_front()
+        if self.outcomes_len.load(Ordering::Acquire) == 0 {
+            // A push racing with this is seen by the wait that follows: its raise comes
+            // after its count.
+            return None;
+        }
+        let mut outcomes = lock(&self.outcomes);
+        let outcome = outcomes.pop_front();
+        self.outcomes_len.store(outcomes.len(), Ordering::Release);
+        outcome
     }
 
     pub(super) async fn next_outcome(&self) -> (u64, Result<(), TransportError>) {
+        poll_fn(|cx| self.poll_next_outcome(cx)).await
+    }
+
+    /// [`next_outcome`](Self::next_outcome) as a poll: registers the waker only when no
+    /// outcome is there.
+    pub(super) fn poll_next_outcome(
+        &self,
+        cx: &mut Context<'_>,
+    ) -> Poll<(u64, Result<(), TransportError>)> {
         loop {
             if let Some(outcome) = self.try_next_outcome() {
-                return outcome;
+                return Poll::Ready(outcome);
             }
-            self.outcomes_ready.wait().await;
+            if self.outcomes_ready.poll_wait(cx).is_pending() {
+                return Poll::Pending;
+            }
         }
     }
 }
