@@ -155,8 +155,12 @@ where
     let mut armed: Option<Timestamp> = None;
     // Waits in a row that found something ready without waiting.
     let mut ready_streak = 0;
+    // The machine's time, read once after every wait: the handling and the drains that
+    // follow run in microseconds, and a clock read each was a measurable part of a
+    // telemetry message's cost (#16). Read again after anything else that awaits.
+    let mut now = shared.now();
     loop {
-        let drained = shared.drain(&mut transmits);
+        let drained = shared.drain(now, &mut transmits);
         let acted = !transmits.is_empty();
         for transmit in transmits.drain(..) {
             let closing = perform(&shared, connector, &mut conn, transmit, drained.finished);
@@ -164,6 +168,7 @@ where
                 // Rare (a reconnect over a live connection, the last goodbye), so boxed: the
                 // loop's future stays small for the long waits of everything else.
                 Box::pin(closing.close()).await;
+                now = shared.now();
             }
         }
         if acted {
@@ -198,13 +203,15 @@ where
             poll
         })
         .await;
-        handle(&shared, &mut conn, wake);
+        now = shared.now();
+        handle(&shared, &mut conn, wake, now);
         // Something was ready every time for a while: let the runtime's other tasks run (a
         // wait that finds its source ready never gives the task up).
         ready_streak = if waited { 0 } else { ready_streak + 1 };
         if ready_streak == READY_STREAK_LIMIT {
             ready_streak = 0;
             tokio::task::yield_now().await;
+            now = shared.now();
         }
     }
     if let Some(closing) = conn.reset() {
@@ -301,7 +308,7 @@ where
                 None => Err(TransportError::ConnectionClosed),
             };
             if let Err(error) = queued {
-                handle(shared, conn, Wake::Published(id, Err(error)));
+                handle(shared, conn, Wake::Published(id, Err(error)), shared.now());
             }
         }
         Transmit::Ack { packet_id } => {
@@ -325,14 +332,14 @@ where
     None
 }
 
-fn handle<M, A>(shared: &Arc<Shared<M, A>>, conn: &mut Conn, wake: Wake)
+fn handle<M, A>(shared: &Arc<Shared<M, A>>, conn: &mut Conn, wake: Wake, now: Timestamp)
 where
     M: Machine + Send + 'static,
     A: Application<M>,
 {
     match wake {
         Wake::Notified => {}
-        Wake::Timeout => shared.update(|inner, now| {
+        Wake::Timeout => shared.update_at(now, |inner, now| {
             // The timer may fire before the machine's timeout (it is never moved later).
             if inner.machine.poll_timeout().is_some_and(|at| at <= now) {
                 inner.machine.handle_timeout(now);
@@ -351,7 +358,7 @@ where
                     // Rounded up: the token was minted with the time rounded down, so the
                     // renewal errs on the early side.
                     let unix_now = shared.clock().unix_now() + 1;
-                    shared.update(|inner, now| {
+                    shared.update_at(now, |inner, now| {
                         inner.last_failure = None;
                         let connected = Connected::new(session_present, expiry, unix_now);
                         inner.machine.handle_connected(now, connected);
@@ -369,7 +376,7 @@ where
                         }
                         _ => tracing::warn!(%error, "connection refused or unusable"),
                     }
-                    shared.update(|inner, now| {
+                    shared.update_at(now, |inner, now| {
                         inner.last_failure = Some(Failure::Transport(error));
                         inner.machine.handle_connect_failed(now, failure);
                     });
@@ -385,11 +392,13 @@ where
             if !granted {
                 tracing::info!("subscription refused or failed");
             }
-            shared.update(|inner, now| inner.machine.handle_subscribed(now, granted));
+            shared.update_at(now, |inner, now| {
+                inner.machine.handle_subscribed(now, granted)
+            });
         }
         Wake::Published(id, Ok(())) => {
             // Every PUBACK already in, under one lock: one drain for the whole batch.
-            let failed = shared.update(|inner, now| {
+            let failed = shared.update_at(now, |inner, now| {
                 inner.machine.handle_puback(now, id);
                 let outcomes = conn.outcomes.as_ref()?;
                 while let Some((id, result)) = outcomes.try_next() {
@@ -402,7 +411,7 @@ where
                 None
             });
             if let Some((id, error)) = failed {
-                handle(shared, conn, Wake::Published(id, Err(error)));
+                handle(shared, conn, Wake::Published(id, Err(error)), now);
             }
         }
         Wake::Published(id, Err(error)) => {
@@ -410,7 +419,9 @@ where
             if let Some(closing) = conn.reset() {
                 closing.let_go();
             }
-            shared.update(|inner, now| inner.machine.handle_publish_failed(now, id));
+            shared.update_at(now, |inner, now| {
+                inner.machine.handle_publish_failed(now, id)
+            });
         }
         Wake::Incoming(Some(Incoming::Publish {
             topic,
@@ -419,7 +430,7 @@ where
             ..
         })) => {
             let publish = IncomingPublish::new(topic, payload, packet_id);
-            shared.update(|inner, now| inner.machine.handle_publish(now, publish));
+            shared.update_at(now, |inner, now| inner.machine.handle_publish(now, publish));
         }
         Wake::Incoming(Some(_)) => {}
         Wake::Incoming(None) => {
@@ -441,7 +452,9 @@ where
             if let Some(closing) = conn.reset() {
                 closing.let_go();
             }
-            shared.update(|inner, now| inner.machine.handle_disconnected(now, loss));
+            shared.update_at(now, |inner, now| {
+                inner.machine.handle_disconnected(now, loss)
+            });
         }
     }
 }

@@ -123,6 +123,15 @@ impl<M: Machine, A: Application<M>> Shared<M, A> {
         f(&mut inner, now)
     }
 
+    /// [`update`](Self::update) at `now`, a time the driver read since it last waited.
+    pub(crate) fn update_at<R>(
+        &self,
+        now: Timestamp,
+        f: impl FnOnce(&mut Driven<M, A>, Timestamp) -> R,
+    ) -> R {
+        f(&mut self.lock(), now)
+    }
+
     /// Whether a handle woke the driver since it last looked, without registering a waker.
     pub(crate) fn take_notified(&self) -> bool {
         self.wake.take()
@@ -134,11 +143,15 @@ impl<M: Machine, A: Application<M>> Shared<M, A> {
     }
 
     /// Takes what the machine wants sent (into `transmits`) and hands every event to the
-    /// application, until neither produces more.
-    pub(crate) fn drain(self: &Arc<Self>, transmits: &mut Vec<Transmit>) -> Drained {
+    /// application, until neither produces more; at `now`, a time the driver read since it
+    /// last waited.
+    pub(crate) fn drain(
+        self: &Arc<Self>,
+        now: Timestamp,
+        transmits: &mut Vec<Transmit>,
+    ) -> Drained {
         let mut guard = self.lock();
         let inner = &mut *guard;
-        let now = self.now();
         inner.app.resume(&mut inner.machine, now);
         loop {
             let mut busy = false;
