@@ -21,6 +21,10 @@ use crate::lazy_stream::LazyStream;
 use crate::method::MethodRequest;
 
 type Waiter<T> = oneshot::Sender<T>;
+/// Who waits for what, by the session's id. The ids are the session's own sequential
+/// numbers, so a fast hasher: SipHash, made for keys an attacker chooses, was two hashes per
+/// telemetry message (#16).
+type Waiters<K, T> = HashMap<K, Waiter<T>, foldhash::fast::RandomState>;
 
 /// The session shared by the client handles and the driver task.
 pub(crate) type HubShared = Shared<HubSession, HubApp>;
@@ -75,10 +79,10 @@ pub(crate) struct Receivers {
 
 /// The waiters and outlets.
 pub(crate) struct HubApp {
-    pub(crate) sends: HashMap<MessageId, Waiter<Result<(), SendError>>>,
-    pub(crate) twin_gets: HashMap<RequestId, Waiter<Result<Twin, TwinError>>>,
-    pub(crate) reported: HashMap<RequestId, Waiter<Result<u64, TwinError>>>,
-    pub(crate) responses: HashMap<RequestId, Waiter<Result<(), SendError>>>,
+    pub(crate) sends: Waiters<MessageId, Result<(), SendError>>,
+    pub(crate) twin_gets: Waiters<RequestId, Result<Twin, TwinError>>,
+    pub(crate) reported: Waiters<RequestId, Result<u64, TwinError>>,
+    pub(crate) responses: Waiters<RequestId, Result<(), SendError>>,
     pub(crate) outlets: Option<Outlets>,
     /// Deliveries whose stream was full, with their acknowledgements.
     backlog: Backlog,
@@ -91,10 +95,10 @@ pub(crate) struct HubApp {
 impl HubApp {
     pub(crate) fn new(outlets: Outlets) -> Self {
         Self {
-            sends: HashMap::new(),
-            twin_gets: HashMap::new(),
-            reported: HashMap::new(),
-            responses: HashMap::new(),
+            sends: Waiters::default(),
+            twin_gets: Waiters::default(),
+            reported: Waiters::default(),
+            responses: Waiters::default(),
             outlets: Some(outlets),
             backlog: Backlog::default(),
             manual: None,
@@ -290,7 +294,7 @@ impl HubApp {
     }
 }
 
-fn resolve<K: std::hash::Hash + Eq, T>(waiters: &mut HashMap<K, Waiter<T>>, key: K, value: T) {
+fn resolve<K: std::hash::Hash + Eq, T>(waiters: &mut Waiters<K, T>, key: K, value: T) {
     if let Some(waiter) = waiters.remove(&key) {
         // The caller may have stopped waiting (a dropped future); that is fine.
         let _ = waiter.send(value);
