@@ -18,7 +18,7 @@ use dps_transport_mqtt::{
 use tokio::time::Instant;
 
 use crate::link::{Connector, Failure};
-use crate::shared::{Application, Shared};
+use crate::shared::{Application, Room, Shared};
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 /// A connection attempt, and the expiry of the credentials it presents.
@@ -462,7 +462,7 @@ where
 /// What the driver waits on between drains, for one wait.
 struct Sources<'a> {
     conn: &'a mut Conn,
-    room: &'a mut Option<crate::shared::Room>,
+    room: &'a mut Option<Room>,
     /// Whether incoming messages are taken (not while the application holds one back).
     reading: bool,
     timer: Pin<&'a mut tokio::time::Sleep>,
