@@ -86,6 +86,21 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn take_lowers_a_raised_signal_once_and_leaves_a_lowered_one_alone() {
+        let signal = Signal::new();
+        assert!(!signal.take(), "a signal never raised is not taken");
+        signal.raise();
+        assert!(signal.take(), "a raised signal is taken");
+        assert!(!signal.take(), "and lowered by the take");
+        assert!(
+            tokio::time::timeout(Duration::from_millis(20), signal.wait())
+                .await
+                .is_err(),
+            "a taken raise does not end a later wait"
+        );
+    }
+
+    #[tokio::test]
     async fn a_waiting_task_is_woken_by_a_raise_from_another() {
         let signal = Arc::new(Signal::new());
         let waiter = tokio::spawn({
