@@ -29,17 +29,11 @@ pub const RESPONSE_TOPIC_200: &str = "$dps/registrations/res/200/?$rid=2";
 /// The body of a final `assigned` answer, as the service sends it.
 pub const ASSIGNED_BODY: &[u8] = br#"{"operationId":"4.d0a671905ea5b2c8.42d78160-4c78-479e-8be7-61d5e55dac0d","status":"assigned","registrationState":{"registrationId":"sensor-0042-b8-27-eb-12-34-56","createdDateTimeUtc":"2025-06-01T10:00:00.1234567Z","assignedHub":"contoso-hub-01.azure-devices.net","deviceId":"sensor-0042-b8-27-eb-12-34-56","status":"assigned","substatus":"initialAssignment","lastUpdatedDateTimeUtc":"2025-06-01T10:00:00.3456789Z","etag":"IjFhMDAzMmU1LTAwMDAtMDMwMC0wMDAwLTY2NWIxYjEwMDAwMCI="}}"#;
 
-/// The message properties of a typical telemetry message: four system properties and two
-/// application properties, one of which needs percent-encoding.
+/// The message properties of a typical telemetry message ([`telemetry_message`]'s): four
+/// system properties and two application properties, one of which needs percent-encoding.
 #[must_use]
 pub fn telemetry_properties() -> MessageProperties {
-    MessageProperties::new()
-        .message_id("msg-000042")
-        .correlation_id("corr-7")
-        .content_type("application/json")
-        .content_encoding("utf-8")
-        .property("alert", "true")
-        .property("zone", "north/7")
+    telemetry_message().properties().clone()
 }
 
 /// Parses the 202 response topic (the parser borrows from the topic: no allocation).
@@ -138,12 +132,18 @@ pub fn connected_session() -> HubSession {
     session
 }
 
-/// A typical telemetry message: a small JSON body, four system properties and two
-/// application properties (one needing percent-encoding), as the loadgen's clients send.
+/// A typical telemetry message: a small JSON body and [`with_typical_properties`].
 #[must_use]
 pub fn telemetry_message() -> Message {
-    Message::new(&b"{\"t\":22.5}"[..])
-        .message_id("msg-000042")
+    with_typical_properties(Message::new(&b"{\"t\":22.5}"[..]), "msg-000042")
+}
+
+/// `message` with message id `id` and the properties every benchmark's telemetry carries: three
+/// more system properties and two application properties (one needing percent-encoding).
+#[must_use]
+pub fn with_typical_properties(message: Message, id: impl AsRef<str>) -> Message {
+    message
+        .message_id(id)
         .correlation_id("corr-7")
         .content_type("application/json")
         .content_encoding("utf-8")

@@ -5,18 +5,14 @@ use std::collections::VecDeque;
 
 use hub_client::{HubClient, Message, SendError, SendReceipt};
 
-/// The telemetry message of every client: a 256-byte payload with four system properties and
-/// two application properties (one needing percent-encoding), and a message id each. Its
-/// building is counted, as the raw client's topic is.
+use crate::fixtures::with_typical_properties;
+
+/// The telemetry message of every client: a 256-byte payload with
+/// [the benchmarks' properties](crate::fixtures::with_typical_properties) and a message id each.
+/// Its building is counted, as the raw client's topic is.
 #[must_use]
 pub fn sdk_message(payload: &bytes::Bytes, n: usize) -> Message {
-    Message::new(payload.clone())
-        .message_id(format!("msg-{n:06}"))
-        .correlation_id("corr-7")
-        .content_type("application/json")
-        .content_encoding("utf-8")
-        .property("alert", "true")
-        .property("zone", "north/7")
+    with_typical_properties(Message::new(payload.clone()), format!("msg-{n:06}"))
 }
 
 /// Sends messages `first..first + count` keeping `window` in flight, as the raw client does:

@@ -196,7 +196,7 @@ where
                 reading,
                 timer: timer.as_mut(),
                 armed: &mut armed,
-                now: drained.now,
+                now,
             };
             let poll = sources.poll(&shared, cx);
             waited |= poll.is_pending();
@@ -468,7 +468,7 @@ struct Sources<'a> {
     timer: Pin<&'a mut tokio::time::Sleep>,
     /// The machine's time the timer is set for.
     armed: &'a mut Option<Timestamp>,
-    /// The machine's time of the drain before this wait.
+    /// The machine's time the drain before this wait ran at.
     now: Timestamp,
 }
 

@@ -59,8 +59,6 @@ pub struct Driven<M, A> {
 
 /// What one drain found (besides the transmits).
 pub(crate) struct Drained {
-    /// The machine's time the drain ran at.
-    pub(crate) now: Timestamp,
     pub(crate) timeout: Option<Timestamp>,
     pub(crate) finished: bool,
     /// Set while the application holds back a delivery: read nothing more until it completes.
@@ -118,9 +116,7 @@ impl<M: Machine, A: Application<M>> Shared<M, A> {
 
     /// Runs `f` at the current time, for the driver itself (which drains next anyway).
     pub(crate) fn update<R>(&self, f: impl FnOnce(&mut Driven<M, A>, Timestamp) -> R) -> R {
-        let mut inner = self.lock();
-        let now = self.now();
-        f(&mut inner, now)
+        self.update_at(self.now(), f)
     }
 
     /// [`update`](Self::update) at `now`, a time the driver read since it last waited.
@@ -170,7 +166,6 @@ impl<M: Machine, A: Application<M>> Shared<M, A> {
             }
         }
         Drained {
-            now,
             timeout: inner.machine.poll_timeout(),
             finished: inner.machine.is_finished(),
             room: inner.app.room(),

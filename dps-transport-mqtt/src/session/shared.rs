@@ -107,13 +107,6 @@ pub(super) struct Outbox {
     closed: bool,
 }
 
-#[derive(Default)]
-struct Inbox {
-    messages: VecDeque<Incoming>,
-    /// Set once the task has ended: no message will follow those queued.
-    closed: bool,
-}
-
 /// State shared by the handles and the task.
 #[derive(Default)]
 pub(super) struct Shared {
@@ -121,11 +114,13 @@ pub(super) struct Shared {
     outbox: Mutex<Outbox>,
     /// Wakes the task when the outbox goes from empty to not empty.
     pub(super) outbox_ready: Signal,
-    inbox: Mutex<Inbox>,
-    /// How many messages the inbox holds, and whether it is closed, readable without its
-    /// lock: the driver looks at the inbox on every wait and the task at every pass, and it
-    /// is nearly always empty (#16). Written under the lock.
+    inbox: Mutex<VecDeque<Incoming>>,
+    /// How many messages the inbox holds, readable without its lock: the driver looks at the
+    /// inbox on every wait and the task at every pass, and it is nearly always empty (#16).
+    /// Written under the lock.
     inbox_len: AtomicUsize,
+    /// Set (under the inbox's lock, after the last delivery) once the task has ended: no
+    /// message will follow those queued.
     inbox_closed: AtomicBool,
     /// Wakes the receiver when the inbox goes from empty to not empty, or closes.
     inbox_ready: Signal,
@@ -217,10 +212,9 @@ impl Shared {
     /// holds at most one read buffer's worth beyond [`INCOMING_CAPACITY`].
     pub(super) fn deliver(&self, message: Incoming) {
         let mut inbox = lock(&self.inbox);
-        let was_empty = inbox.messages.is_empty();
-        inbox.messages.push_back(message);
-        self.inbox_len
-            .store(inbox.messages.len(), Ordering::Release);
+        let was_empty = inbox.is_empty();
+        inbox.push_back(message);
+        self.inbox_len.store(inbox.len(), Ordering::Release);
         drop(inbox);
         if was_empty {
             self.inbox_ready.raise();
@@ -234,8 +228,7 @@ impl Shared {
 
     /// Marks the end of the messages: the receiver gets `None` once it has taken the rest.
     pub(super) fn close_inbox(&self) {
-        let mut inbox = lock(&self.inbox);
-        inbox.closed = true;
+        let inbox = lock(&self.inbox);
         self.inbox_closed.store(true, Ordering::Release);
         drop(inbox);
         self.inbox_ready.raise();
@@ -278,12 +271,10 @@ impl Shared {
             return (None, closed);
         }
         let mut inbox = lock(&self.inbox);
-        let before = inbox.messages.len();
-        let message = inbox.messages.pop_front();
-        self.inbox_len
-            .store(inbox.messages.len(), Ordering::Release);
-        trim(&mut inbox.messages);
-        let closed = inbox.closed;
+        let before = inbox.len();
+        let message = inbox.pop_front();
+        self.inbox_len.store(inbox.len(), Ordering::Release);
+        trim(&mut inbox);
         drop(inbox);
         if before == INCOMING_CAPACITY {
             // The task waits for room only at the capacity or above; above it, the next pop

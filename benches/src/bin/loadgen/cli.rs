@@ -55,6 +55,11 @@ pub(crate) struct Opts {
     /// Sequential registrations of the latency figure.
     #[arg(long, default_value_t = 30)]
     pub(crate) latency_runs: usize,
+    /// Telemetry messages of each hub run (this SDK and the raw baseline; the Python SDK sends
+    /// a tenth). Raise it to profile the telemetry path: the connections' setup then weighs
+    /// little in the samples.
+    #[arg(long, default_value_t = 20_000)]
+    pub(crate) messages: usize,
     /// Print only: leave BENCHMARKS.md and benches/results/ alone.
     #[arg(long)]
     pub(crate) no_write: bool,

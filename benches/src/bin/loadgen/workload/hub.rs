@@ -39,8 +39,8 @@ impl Bench<'_> {
                         .into());
                     }
                     let messages = match (mode, *kind) {
-                        (Mode::Telemetry, Kind::Python) => 2_000,
-                        (Mode::Telemetry, _) => 20_000,
+                        (Mode::Telemetry, Kind::Python) => self.opts.messages / 10,
+                        (Mode::Telemetry, _) => self.opts.messages,
                         _ => 0,
                     };
                     runs.push(self.child(*kind, mode, connections, window, &prefix, messages)?);

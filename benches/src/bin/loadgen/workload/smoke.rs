@@ -21,6 +21,7 @@ pub(crate) fn smoke() -> Result<(), Error> {
         devices: 5,
         curve: vec![],
         latency_runs: 0,
+        messages: 0,
         no_write: true,
         no_netns: true,
     };
