@@ -12,8 +12,8 @@ use dps_core::mqtt::{
     ConnectFailure, Connected, ConnectionLoss, IncomingPublish, Machine, PublishId, QoS, Transmit,
 };
 use dps_transport_mqtt::{
-    CloseReason, Incoming, MqttConnection, MqttSender, PublishOutcomes, QoS as WireQoS, Session,
-    TransportError,
+    Alarm, CloseReason, Incoming, MqttConnection, MqttSender, PublishOutcomes, QoS as WireQoS,
+    Session, TransportError,
 };
 use tokio::time::Instant;
 
@@ -149,8 +149,7 @@ where
     // One timer for the driver's life, moved earlier when the machine's next timeout comes
     // sooner, never later: the hub session's acknowledgement deadline moves with every PUBACK,
     // and re-arming per message costs more than the rare early wake-up this leaves.
-    let timer = tokio::time::sleep_until(Instant::now());
-    tokio::pin!(timer);
+    let mut timer = Alarm::new();
     // The machine's time the timer is set for.
     let mut armed: Option<Timestamp> = None;
     // Waits in a row that found something ready without waiting.
@@ -182,7 +181,7 @@ where
             // Compared in the machine's time first: the usual later deadline reads no clock.
             if armed.is_none_or(|at| timeout < at) {
                 let due = Instant::now() + timeout.saturating_duration_since(shared.now());
-                timer.as_mut().reset(due);
+                timer.reset(due);
                 armed = Some(timeout);
             }
         }
@@ -194,7 +193,7 @@ where
                 conn: &mut conn,
                 room: &mut room,
                 reading,
-                timer: timer.as_mut(),
+                timer: &mut timer,
                 armed: &mut armed,
                 now,
             };
@@ -465,7 +464,7 @@ struct Sources<'a> {
     room: &'a mut Option<Room>,
     /// Whether incoming messages are taken (not while the application holds one back).
     reading: bool,
-    timer: Pin<&'a mut tokio::time::Sleep>,
+    timer: &'a mut Alarm,
     /// The machine's time the timer is set for.
     armed: &'a mut Option<Timestamp>,
     /// The machine's time the drain before this wait ran at.
@@ -527,7 +526,7 @@ impl Sources<'_> {
         }
         // Nothing ready: wait on all of it (a source that became ready since its check above
         // is ready here, its registration notwithstanding).
-        if self.armed.is_some() && self.timer.as_mut().poll(cx).is_ready() {
+        if self.armed.is_some() && self.timer.poll_elapsed(cx).is_ready() {
             *self.armed = None;
             return Poll::Ready(Wake::Timeout);
         }

@@ -68,6 +68,7 @@
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod alarm;
 mod error;
 mod external_key;
 mod mqtt_transport;
@@ -79,6 +80,7 @@ mod signal;
 mod tls;
 mod transport;
 
+pub use alarm::Alarm;
 pub use error::{TimeoutStage, TlsErrorKind, TransportError};
 pub use mqtt_transport::MqttTransport;
 pub use options::ConnectOptions;

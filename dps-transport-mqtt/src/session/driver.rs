@@ -2,7 +2,6 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::future::{Future, poll_fn};
-use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -10,12 +9,12 @@ use std::time::Duration;
 use bytes::BytesMut;
 use rumqttc::mqttbytes::{self, v4};
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
-use tokio::sync::oneshot;
-use tokio::time::{Instant, Sleep};
+use tokio::time::Instant;
 
 use super::handshake::{MAX_INCOMING_PACKET, MAX_OUTGOING_PACKET};
 use super::shared::{Command, Done, Outbox, Reply, Shared, Tagged, closed};
 use super::{CLOSE_TIMEOUT, CloseReason, Incoming, QoS};
+use crate::alarm::Alarm;
 use crate::error::TransportError;
 
 /// How much room to make in the read buffer while data streams in.
@@ -57,7 +56,6 @@ pub(super) struct Driver<S> {
     spare: Outbox,
     /// Whether reading is paused because the application lets the inbox fill.
     paused: bool,
-    guard: oneshot::Receiver<()>,
     shared: Arc<Shared>,
     keep_alive: Option<Duration>,
     last_sent: Instant,
@@ -108,7 +106,6 @@ where
     pub(super) fn new(
         stream: S,
         rbuf: BytesMut,
-        guard: oneshot::Receiver<()>,
         shared: Arc<Shared>,
         keep_alive: Option<Duration>,
     ) -> Self {
@@ -121,7 +118,6 @@ where
             wbuf: BytesMut::new(),
             spare: Outbox::default(),
             paused: false,
-            guard,
             shared,
             keep_alive,
             last_sent: now,
@@ -170,10 +166,9 @@ where
         // attention sooner, never later: every packet sent or received moves the keep-alive
         // deadline, and re-arming a timer per packet costs more than the one early wake-up
         // per keep-alive period this leaves (`on_timer` checks what is really due).
-        let timer = tokio::time::sleep_until(Instant::now());
-        tokio::pin!(timer);
+        let mut timer = Alarm::new();
         let mut armed: Option<Instant> = None;
-        let end = poll_fn(|cx| self.poll_serve(cx, timer.as_mut(), &mut armed)).await;
+        let end = poll_fn(|cx| self.poll_serve(cx, &mut timer, &mut armed)).await;
         match end {
             End::Goodbye => self.close_gracefully().await,
             End::Closed(reason) => reason,
@@ -191,14 +186,18 @@ where
     fn poll_serve(
         &mut self,
         cx: &mut Context<'_>,
-        mut timer: Pin<&mut Sleep>,
+        timer: &mut Alarm,
         armed: &mut Option<Instant>,
     ) -> Poll<End> {
-        if Pin::new(&mut self.guard).poll(cx).is_ready() {
+        if self.shared.goodbye_asked() {
             return Poll::Ready(End::Goodbye);
         }
+        // Whether the stream may have more to read in this poll: once a read is pending, the
+        // stream wakes the task when it has more, and another try in this poll would only
+        // register the same waker again (#16).
+        let mut readable = true;
         for _ in 0..PASSES_PER_POLL {
-            match self.pass(cx) {
+            match self.pass(cx, &mut readable) {
                 Err(reason) => return Poll::Ready(End::Closed(reason)),
                 Ok(true) => continue,
                 Ok(false) => {}
@@ -208,11 +207,11 @@ where
             self.stamp();
             if let Some(due) = self.next_timer() {
                 if armed.is_none_or(|at| due < at) {
-                    timer.as_mut().reset(due);
+                    timer.reset(due);
                     *armed = Some(due);
                 }
             }
-            if armed.is_some() && timer.as_mut().poll(cx).is_ready() {
+            if armed.is_some() && timer.poll_elapsed(cx).is_ready() {
                 *armed = None;
                 if let Some(reason) = self.on_timer() {
                     return Poll::Ready(End::Closed(reason));
@@ -222,6 +221,10 @@ where
             if self.shared.outbox_ready.poll_wait(cx).is_ready() {
                 self.take_outbox();
                 continue;
+            }
+            // After the outbox's registration: a goodbye asked since raises it again.
+            if self.shared.goodbye_asked() {
+                return Poll::Ready(End::Goodbye);
             }
             if self.paused && self.shared.inbox_room.poll_wait(cx).is_ready() {
                 continue;
@@ -235,8 +238,9 @@ where
     }
 
     /// One pass: takes what the handles queued, writes (and flushes) what waits to be
-    /// written, reads what the stream has. Whether anything happened.
-    fn pass(&mut self, cx: &mut Context<'_>) -> Result<bool, CloseReason> {
+    /// written, reads what the stream has (while it is `readable`). Whether anything
+    /// happened.
+    fn pass(&mut self, cx: &mut Context<'_>, readable: &mut bool) -> Result<bool, CloseReason> {
         let mut progress = false;
         if self.shared.outbox_ready.take() {
             self.take_outbox();
@@ -278,7 +282,7 @@ where
             self.last_received = Instant::now();
         }
         self.paused = paused;
-        if paused {
+        if paused || !*readable {
             return Ok(progress);
         }
         if self.rbuf.capacity() - self.rbuf.len() < IDLE_READ {
@@ -303,7 +307,7 @@ where
                 progress = true;
             }
             Poll::Ready(Err(e)) => return Err(network(&e)),
-            Poll::Pending => {}
+            Poll::Pending => *readable = false,
         }
         Ok(progress)
     }

@@ -6,7 +6,6 @@ use std::time::Duration;
 use bytes::BytesMut;
 use rumqttc::mqttbytes::{self, v4};
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
-use tokio::sync::oneshot;
 
 use super::driver::Driver;
 use super::{MqttConnection, MqttSender, PublishOutcomes, Session, Shared};
@@ -98,9 +97,8 @@ impl MqttConnection {
             );
 
             let shared = Arc::new(Shared::default());
-            let (guard, guard_rx) = oneshot::channel();
             let keep_alive = (keep_alive > 0).then(|| Duration::from_secs(u64::from(keep_alive)));
-            let driver = Driver::new(stream, buffer, guard_rx, Arc::clone(&shared), keep_alive);
+            let driver = Driver::new(stream, buffer, Arc::clone(&shared), keep_alive);
             let (task, session) = if options.inline_session {
                 (None, Some(Session(Box::pin(driver.run()))))
             } else {
@@ -116,7 +114,6 @@ impl MqttConnection {
                     shared: Arc::clone(&shared),
                 }),
                 shared,
-                guard: Some(guard),
                 task,
                 session,
             })

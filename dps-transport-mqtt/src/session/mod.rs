@@ -306,8 +306,6 @@ pub struct MqttConnection {
     sender: MqttSender,
     session_present: bool,
     shared: Arc<Shared>,
-    /// Dropped to tell the task to close.
-    guard: Option<oneshot::Sender<()>>,
     /// The spawned session task (`None` with an inline session).
     task: Option<JoinHandle<()>>,
     /// The inline session, until [taken](Self::take_session).
@@ -500,12 +498,11 @@ impl MqttConnection {
     /// An inline session does that while its owner polls it (an inline session never taken
     /// runs here).
     pub async fn disconnect(mut self) {
+        self.shared.say_goodbye();
         if let Some(session) = self.session.take() {
-            self.guard.take();
             let _ = tokio::time::timeout(CLOSE_TIMEOUT + Duration::from_secs(1), session).await;
             return;
         }
-        self.guard.take();
         if let Some(task) = self.task.take() {
             let _ = tokio::time::timeout(CLOSE_TIMEOUT + Duration::from_secs(1), task).await;
         }
@@ -514,8 +511,8 @@ impl MqttConnection {
 
 impl Drop for MqttConnection {
     fn drop(&mut self) {
-        // Dropping the guard makes the task send DISCONNECT and close the stream on its own.
-        self.guard.take();
+        // The task sends DISCONNECT and closes the stream on its own.
+        self.shared.say_goodbye();
         // An inline session nobody took would never run its goodbye: it gets a task for it.
         if let Some(session) = self.session.take() {
             session.spawn();

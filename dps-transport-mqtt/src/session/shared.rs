@@ -112,8 +112,13 @@ pub(super) struct Outbox {
 pub(super) struct Shared {
     close_reason: Mutex<Option<CloseReason>>,
     outbox: Mutex<Outbox>,
-    /// Wakes the task when the outbox goes from empty to not empty.
+    /// Wakes the task when the outbox goes from empty to not empty, or the connection is
+    /// let go.
     pub(super) outbox_ready: Signal,
+    /// Set once the connection's owner let it go: the task says goodbye. A flag next to the
+    /// outbox's signal rather than a channel of its own, which the task polled on every turn
+    /// (#16).
+    goodbye: AtomicBool,
     inbox: Mutex<VecDeque<Incoming>>,
     /// How many messages the inbox holds, readable without its lock: the driver looks at the
     /// inbox on every wait and the task at every pass, and it is nearly always empty (#16).
@@ -179,6 +184,17 @@ impl Shared {
             self.outbox_ready.raise();
         }
         Ok(())
+    }
+
+    /// Tells the task to send DISCONNECT and close the stream.
+    pub(super) fn say_goodbye(&self) {
+        self.goodbye.store(true, Ordering::Release);
+        self.outbox_ready.raise();
+    }
+
+    /// Whether the connection's owner let it go.
+    pub(super) fn goodbye_asked(&self) -> bool {
+        self.goodbye.load(Ordering::Acquire)
     }
 
     /// Whether the task has ended (nothing queued would be sent).
