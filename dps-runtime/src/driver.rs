@@ -17,6 +17,7 @@ use dps_transport_mqtt::{
 };
 use tokio::time::Instant;
 
+use crate::gate::{self, Gate};
 use crate::link::{Connector, Failure};
 use crate::shared::{Application, Room, Shared};
 
@@ -150,6 +151,9 @@ where
     // sooner, never later: the hub session's acknowledgement deadline moves with every PUBACK,
     // and re-arming per message costs more than the rare early wake-up this leaves.
     let mut timer = Alarm::new();
+    // What the sources wake: the task, unless the wake-up is the driver's own.
+    let gate = Gate::new();
+    let gated = gate::waker(&gate);
     // The machine's time the timer is set for.
     let mut armed: Option<Timestamp> = None;
     // Waits in a row that found something ready without waiting.
@@ -197,7 +201,11 @@ where
                 armed: &mut armed,
                 now,
             };
-            let poll = sources.poll(&shared, cx);
+            gate.enter(cx);
+            let poll = sources.poll(&shared, &mut Context::from_waker(&gated));
+            if poll.is_pending() {
+                gate.sleep(cx);
+            }
             waited |= poll.is_pending();
             poll
         })

@@ -31,6 +31,7 @@
 mod clock;
 mod driver;
 mod entropy;
+mod gate;
 mod link;
 mod problems;
 mod shared;

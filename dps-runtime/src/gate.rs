@@ -1,0 +1,171 @@
+//! [`Gate`]: the waker the driver hands its sources, which keeps the driver from waking
+//! itself.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Wake, Waker};
+
+use futures_util::task::AtomicWaker;
+
+/// Stands between the driver's sources and its task. While the driver runs (from the end of
+/// one wait to the start of the next) a source's wake-up only notes that something happened:
+/// the driver looks at every source before it waits again anyway.
+///
+/// Most wake-ups of a telemetry message's path are the driver's own doing: queueing a
+/// PUBLISH raises the session's outbox signal, the session's PUBACK raises the outcomes'
+/// signal, both registered with the driver's own task. Each rescheduled the task for a poll
+/// that found nothing, about one per message (#16).
+#[derive(Debug)]
+pub(crate) struct Gate {
+    /// Whether the driver is running: a wake-up now must not reschedule it.
+    running: AtomicBool,
+    /// Whether a wake-up came since the driver started its wait.
+    noted: AtomicBool,
+    /// The driver's task, woken when a wake-up comes while it waits.
+    task: AtomicWaker,
+}
+
+impl Gate {
+    /// A gate for a driver that is running.
+    pub(crate) fn new() -> Arc<Self> {
+        Arc::new(Self {
+            running: AtomicBool::new(true),
+            noted: AtomicBool::new(false),
+            task: AtomicWaker::new(),
+        })
+    }
+
+    /// The driver's wait starts (or resumes after a wake-up) with `cx`'s task; it looks at
+    /// every source next.
+    pub(crate) fn enter(&self, cx: &Context<'_>) {
+        self.running.store(true, Ordering::SeqCst);
+        self.task.register(cx.waker());
+        self.noted.store(false, Ordering::SeqCst);
+    }
+
+    /// The driver found nothing and is about to sleep: from now on a wake-up wakes the task.
+    /// One that came while it looked (a source that yielded, a budget spent, a wake-up from
+    /// another thread after its source was looked at) reschedules it at once.
+    pub(crate) fn sleep(&self, cx: &Context<'_>) {
+        self.running.store(false, Ordering::SeqCst);
+        if self.noted.swap(false, Ordering::SeqCst) {
+            cx.waker().wake_by_ref();
+        }
+    }
+}
+
+impl Wake for Gate {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        // Sequentially consistent with `sleep`: either this sees the driver asleep and wakes
+        // it, or `sleep` sees the note and reschedules itself.
+        self.noted.store(true, Ordering::SeqCst);
+        if !self.running.load(Ordering::SeqCst) {
+            self.task.wake();
+        }
+    }
+}
+
+/// The waker of `gate`, for the driver's sources.
+pub(crate) fn waker(gate: &Arc<Gate>) -> Waker {
+    Waker::from(Arc::clone(gate))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::future::poll_fn;
+    use std::sync::atomic::AtomicUsize;
+    use std::task::Poll;
+
+    use super::*;
+
+    /// A task that polls like the driver: looks (`look` may wake the gate), then sleeps.
+    fn driver_like(
+        gate: &Arc<Gate>,
+        look: impl Fn() + Send + 'static,
+    ) -> (Arc<AtomicUsize>, tokio::task::JoinHandle<()>) {
+        let polls = Arc::new(AtomicUsize::new(0));
+        let task = tokio::spawn({
+            let (gate, polls) = (Arc::clone(gate), Arc::clone(&polls));
+            poll_fn(move |cx| {
+                polls.fetch_add(1, Ordering::SeqCst);
+                gate.enter(cx);
+                look();
+                gate.sleep(cx);
+                Poll::<()>::Pending
+            })
+        });
+        (polls, task)
+    }
+
+    async fn settle() {
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_wake_up_while_asleep_wakes_the_task() {
+        let gate = Gate::new();
+        let gated = waker(&gate);
+        let (polls, task) = driver_like(&gate, || {});
+        settle().await;
+        assert_eq!(polls.load(Ordering::SeqCst), 1);
+        gated.wake_by_ref();
+        settle().await;
+        assert_eq!(polls.load(Ordering::SeqCst), 2, "woken while asleep");
+        task.abort();
+    }
+
+    #[tokio::test]
+    async fn the_drivers_own_wake_up_does_not_reschedule_it() {
+        let gate = Gate::new();
+        let gated = waker(&gate);
+        let (polls, task) = driver_like(&gate, {
+            let (gate, gated) = (Arc::clone(&gate), gated.clone());
+            move || {
+                // Raised while running (as queueing a PUBLISH raises the outbox), then
+                // looked at, as the next wait's `enter` and look do, before the sleep.
+                gated.wake_by_ref();
+                gate.noted.store(false, Ordering::SeqCst);
+            }
+        });
+        settle().await;
+        assert_eq!(
+            polls.load(Ordering::SeqCst),
+            1,
+            "not polled again for its own wake-up"
+        );
+        gated.wake_by_ref();
+        settle().await;
+        assert_eq!(
+            polls.load(Ordering::SeqCst),
+            2,
+            "a later wake-up still wakes it"
+        );
+        task.abort();
+    }
+
+    #[tokio::test]
+    async fn a_wake_up_noted_during_the_look_reschedules_at_the_sleep() {
+        let gate = Gate::new();
+        let gated = waker(&gate);
+        let mut polls = 0;
+        poll_fn(|cx| {
+            polls += 1;
+            gate.enter(cx);
+            if polls == 2 {
+                return Poll::Ready(());
+            }
+            // A source wakes the gate while the driver looks (as a spent budget does).
+            gated.wake_by_ref();
+            gate.sleep(cx);
+            Poll::Pending
+        })
+        .await;
+        assert_eq!(polls, 2, "the note made the task poll again");
+    }
+}
