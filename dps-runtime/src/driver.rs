@@ -201,7 +201,7 @@ where
                 armed: &mut armed,
                 now,
             };
-            gate.enter(cx);
+            gate.enter();
             let poll = sources.poll(&shared, &mut Context::from_waker(&gated));
             if poll.is_pending() {
                 gate.sleep(cx);

@@ -35,18 +35,28 @@ impl Gate {
         })
     }
 
-    /// The driver's wait starts (or resumes after a wake-up) with `cx`'s task; it looks at
-    /// every source next.
-    pub(crate) fn enter(&self, cx: &Context<'_>) {
-        self.running.store(true, Ordering::SeqCst);
-        self.task.register(cx.waker());
-        self.noted.store(false, Ordering::SeqCst);
+    /// The driver's wait starts, or resumes after a wake-up: it looks at every source next,
+    /// so a note of what came before is spent.
+    pub(crate) fn enter(&self) {
+        // Only the driver writes `running`; a driver that did not sleep since it last entered
+        // (the usual case: one wait found something ready) is still marked running.
+        if !self.running.load(Ordering::Relaxed) {
+            self.running.store(true, Ordering::SeqCst);
+        }
+        // Cleared by a read-modify-write, which synchronizes with the wake-up's note: what the
+        // waker did before it (a raised signal) is seen by the looks that follow. A note the
+        // load misses stays, and the sleep sees it.
+        if self.noted.load(Ordering::Relaxed) {
+            self.noted.swap(false, Ordering::Acquire);
+        }
     }
 
-    /// The driver found nothing and is about to sleep: from now on a wake-up wakes the task.
-    /// One that came while it looked (a source that yielded, a budget spent, a wake-up from
-    /// another thread after its source was looked at) reschedules it at once.
+    /// The driver found nothing and is about to sleep in `cx`'s task: from now on a wake-up
+    /// wakes that task. One that came while it looked (a source that yielded, a budget
+    /// spent, a wake-up from another thread after its source was looked at) reschedules it
+    /// at once.
     pub(crate) fn sleep(&self, cx: &Context<'_>) {
+        self.task.register(cx.waker());
         self.running.store(false, Ordering::SeqCst);
         if self.noted.swap(false, Ordering::SeqCst) {
             cx.waker().wake_by_ref();
@@ -92,7 +102,7 @@ mod tests {
             let (gate, polls) = (Arc::clone(gate), Arc::clone(&polls));
             poll_fn(move |cx| {
                 polls.fetch_add(1, Ordering::SeqCst);
-                gate.enter(cx);
+                gate.enter();
                 look();
                 gate.sleep(cx);
                 Poll::<()>::Pending
@@ -156,7 +166,7 @@ mod tests {
         let mut polls = 0;
         poll_fn(|cx| {
             polls += 1;
-            gate.enter(cx);
+            gate.enter();
             if polls == 2 {
                 return Poll::Ready(());
             }
