@@ -30,7 +30,12 @@ impl Signal {
 
     /// Raises the signal: the waiting task is woken, or the next wait ends at once.
     pub fn raise(&self) {
-        self.raised.store(true, Ordering::Release);
+        // Raised already and not yet taken: that raise woke the task (or found it not yet
+        // registered, and its wait sees the signal before sleeping). A burst of sends raises
+        // once per message (#16).
+        if self.raised.swap(true, Ordering::AcqRel) {
+            return;
+        }
         self.waker.wake();
     }
 
