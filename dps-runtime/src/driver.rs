@@ -5,7 +5,7 @@
 use std::future::{Future, poll_fn};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 
 use dps_core::Timestamp;
 use dps_core::mqtt::{
@@ -17,7 +17,7 @@ use dps_transport_mqtt::{
 };
 use tokio::time::Instant;
 
-use crate::gate::{self, Gate};
+use crate::gate::{self, Gate, Mark};
 use crate::link::{Connector, Failure};
 use crate::shared::{Application, Room, Shared};
 
@@ -154,6 +154,9 @@ where
     // What the sources wake: the task, unless the wake-up is the driver's own.
     let gate = Gate::new();
     let gated = gate::waker(&gate);
+    // The session's wake-ups, so that it is polled only after one.
+    let session_mark = Mark::new(&gated);
+    let session_waker = Waker::from(Arc::clone(&session_mark));
     // The machine's time the timer is set for.
     let mut armed: Option<Timestamp> = None;
     // Waits in a row that found something ready without waiting.
@@ -200,6 +203,7 @@ where
                 timer: &mut timer,
                 armed: &mut armed,
                 now,
+                session: (&session_mark, &session_waker),
             };
             gate.enter();
             let poll = sources.poll(&shared, &mut Context::from_waker(&gated));
@@ -211,6 +215,10 @@ where
         })
         .await;
         now = shared.now();
+        if matches!(wake, Wake::Connected(Ok(_))) {
+            // A new connection's session has registered nothing yet.
+            session_mark.set();
+        }
         handle(&shared, &mut conn, wake, now);
         // Something was ready every time for a while: let the runtime's other tasks run (a
         // wait that finds its source ready never gives the task up).
@@ -477,6 +485,9 @@ struct Sources<'a> {
     armed: &'a mut Option<Timestamp>,
     /// The machine's time the drain before this wait ran at.
     now: Timestamp,
+    /// The session's mark and the waker that sets it: the session is polled only when
+    /// marked.
+    session: (&'a Mark, &'a Waker),
 }
 
 impl Sources<'_> {
@@ -491,7 +502,12 @@ impl Sources<'_> {
         A: Application<M>,
     {
         if let Some(session) = &mut self.conn.session {
-            if Pin::new(session).poll(cx).is_ready() {
+            let (mark, waker) = self.session;
+            if mark.take()
+                && Pin::new(session)
+                    .poll(&mut Context::from_waker(waker))
+                    .is_ready()
+            {
                 return Poll::Ready(Wake::SessionEnded);
             }
         }

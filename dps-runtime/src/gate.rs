@@ -84,6 +84,51 @@ pub(crate) fn waker(gate: &Arc<Gate>) -> Waker {
     Waker::from(Arc::clone(gate))
 }
 
+/// The waker of one source the driver polls only after it woke: its connection's session.
+/// It remembers the wake-up and passes it on to the gate.
+///
+/// The session was polled at every wait, and most waits are for something else (the
+/// application's send, an outcome the session itself handed over): about one poll of the
+/// session per message that found its outbox empty and its stream without data (#16).
+#[derive(Debug)]
+pub(crate) struct Mark {
+    woken: AtomicBool,
+    gate: Waker,
+}
+
+impl Mark {
+    /// A mark passing wake-ups on to `gate`, set: a source is polled once before it can have
+    /// registered anything.
+    pub(crate) fn new(gate: &Waker) -> Arc<Self> {
+        Arc::new(Self {
+            woken: AtomicBool::new(true),
+            gate: gate.clone(),
+        })
+    }
+
+    /// Marks the source for a poll (a new one, which has registered nothing yet).
+    pub(crate) fn set(&self) {
+        self.woken.store(true, Ordering::Release);
+    }
+
+    /// Whether the source woke since the last take; a wake-up from here on marks it again.
+    pub(crate) fn take(&self) -> bool {
+        self.woken.swap(false, Ordering::AcqRel)
+    }
+}
+
+impl Wake for Mark {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        // Marked before the gate hears of it: the driver's next look sees the mark.
+        self.woken.store(true, Ordering::Release);
+        self.gate.wake_by_ref();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::future::poll_fn;
@@ -177,5 +222,41 @@ mod tests {
         })
         .await;
         assert_eq!(polls, 2, "the note made the task poll again");
+    }
+
+    #[tokio::test]
+    async fn a_mark_is_set_by_its_sources_wake_up_and_taken_once() {
+        let gate = Gate::new();
+        let mark = Mark::new(&waker(&gate));
+        assert!(mark.take(), "a new source is polled once");
+        assert!(!mark.take());
+        Waker::from(Arc::clone(&mark)).wake_by_ref();
+        assert!(mark.take(), "its wake-up marks it");
+        assert!(!mark.take(), "and the take clears the mark");
+        mark.set();
+        assert!(mark.take());
+    }
+
+    #[tokio::test]
+    async fn a_marked_wake_up_reaches_the_sleeping_driver() {
+        let gate = Gate::new();
+        let mark = Mark::new(&waker(&gate));
+        let marked = Waker::from(Arc::clone(&mark));
+        let (polls, task) = driver_like(&gate, {
+            let mark = Arc::clone(&mark);
+            move || {
+                mark.take();
+            }
+        });
+        settle().await;
+        assert_eq!(polls.load(Ordering::SeqCst), 1);
+        marked.wake_by_ref();
+        settle().await;
+        assert_eq!(
+            polls.load(Ordering::SeqCst),
+            2,
+            "the source's wake-up woke the driver"
+        );
+        task.abort();
     }
 }
