@@ -494,8 +494,10 @@ impl Sources<'_> {
     /// The next thing that happened. What is ready already is found without registering
     /// any waker; only when nothing is does the task register with every source it waits
     /// on (a `select!` registered with all of them on every turn of the loop, the largest
-    /// part of the driver's own cost per telemetry message, #16). The session goes first,
-    /// so what it reads and completes in this poll is seen by the checks after it.
+    /// part of the driver's own cost per telemetry message, #16). The session goes first
+    /// (when its mark says something of its own woke it), so what it reads and completes in
+    /// this poll is seen by the checks after it. `cx` is the gate's: a wake-up while the
+    /// driver runs does not reschedule it.
     fn poll<M, A>(&mut self, shared: &Shared<M, A>, cx: &mut Context<'_>) -> Poll<Wake>
     where
         M: Machine + Send + 'static,
