@@ -215,10 +215,6 @@ where
         })
         .await;
         now = shared.now();
-        if matches!(wake, Wake::Connected(Ok(_))) {
-            // A new connection's session has registered nothing yet.
-            session_mark.set();
-        }
         handle(&shared, &mut conn, wake, now);
         // Something was ready every time for a while: let the runtime's other tasks run (a
         // wait that finds its source ready never gives the task up).
@@ -503,15 +499,20 @@ impl Sources<'_> {
         M: Machine + Send + 'static,
         A: Application<M>,
     {
-        if let Some(session) = &mut self.conn.session {
-            let (mark, waker) = self.session;
-            if mark.take()
-                && Pin::new(session)
-                    .poll(&mut Context::from_waker(waker))
-                    .is_ready()
-            {
-                return Poll::Ready(Wake::SessionEnded);
+        let (mark, waker) = self.session;
+        match &mut self.conn.session {
+            Some(session) => {
+                if mark.take()
+                    && Pin::new(session)
+                        .poll(&mut Context::from_waker(waker))
+                        .is_ready()
+                {
+                    return Poll::Ready(Wake::SessionEnded);
+                }
             }
+            // Marked while there is none: the next connection's session, which has registered
+            // nothing yet, is polled at its first look.
+            None => mark.set(),
         }
         if let Some((attempt, _)) = &mut self.conn.connecting {
             if let Poll::Ready(result) = attempt.as_mut().poll(cx) {

@@ -106,7 +106,8 @@ impl Mark {
         })
     }
 
-    /// Marks the source for a poll (a new one, which has registered nothing yet).
+    /// Marks the source for a poll (while there is none: the next one has registered nothing
+    /// yet).
     pub(crate) fn set(&self) {
         self.woken.store(true, Ordering::Release);
     }
@@ -182,10 +183,10 @@ mod tests {
         let (polls, task) = driver_like(&gate, {
             let (gate, gated) = (Arc::clone(&gate), gated.clone());
             move || {
-                // Raised while running (as queueing a PUBLISH raises the outbox), then
-                // looked at, as the next wait's `enter` and look do, before the sleep.
+                // Raised while running (as queueing a PUBLISH raises the outbox), then the
+                // next wait starts and looks at everything before the sleep.
                 gated.wake_by_ref();
-                gate.noted.store(false, Ordering::SeqCst);
+                gate.enter();
             }
         });
         settle().await;

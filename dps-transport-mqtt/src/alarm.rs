@@ -80,6 +80,11 @@ mod tests {
 
     use super::*;
 
+    /// One poll of `alarm` from the test's task.
+    async fn poll_once(alarm: &mut Alarm) -> Poll<()> {
+        poll_fn(|cx| Poll::Ready(alarm.poll_elapsed(cx))).await
+    }
+
     #[tokio::test(start_paused = true)]
     async fn rings_at_its_time_though_polled_once() {
         let mut alarm = Alarm::new();
@@ -88,9 +93,7 @@ mod tests {
         poll_fn(|cx| alarm.poll_elapsed(cx)).await;
         assert!(Instant::now() >= start + Duration::from_secs(5));
         assert!(
-            poll_fn(|cx| Poll::Ready(alarm.poll_elapsed(cx)))
-                .await
-                .is_ready(),
+            poll_once(&mut alarm).await.is_ready(),
             "an elapsed alarm stays ready until it is reset"
         );
     }
@@ -100,20 +103,14 @@ mod tests {
         let mut alarm = Alarm::new();
         let start = Instant::now();
         alarm.reset(start + Duration::from_secs(60));
-        assert!(
-            poll_fn(|cx| Poll::Ready(alarm.poll_elapsed(cx)))
-                .await
-                .is_pending()
-        );
+        assert!(poll_once(&mut alarm).await.is_pending());
         alarm.reset(start + Duration::from_secs(1));
         tokio::time::timeout(Duration::from_secs(2), poll_fn(|cx| alarm.poll_elapsed(cx)))
             .await
             .expect("the earlier time rings, not the first one");
         alarm.reset(start + Duration::from_secs(30));
         assert!(
-            poll_fn(|cx| Poll::Ready(alarm.poll_elapsed(cx)))
-                .await
-                .is_pending(),
+            poll_once(&mut alarm).await.is_pending(),
             "a reset to a later time is pending again"
         );
     }
@@ -124,28 +121,16 @@ mod tests {
         alarm.reset(Instant::now() + Duration::from_secs(1));
         // Registered once, then polled again and again by the same task, as a driver loop
         // does at its quiet points: the sleep itself is not polled, yet the end is seen.
-        assert!(
-            poll_fn(|cx| Poll::Ready(alarm.poll_elapsed(cx)))
-                .await
-                .is_pending()
-        );
+        assert!(poll_once(&mut alarm).await.is_pending());
         tokio::time::sleep(Duration::from_millis(1500)).await;
-        assert!(
-            poll_fn(|cx| Poll::Ready(alarm.poll_elapsed(cx)))
-                .await
-                .is_ready()
-        );
+        assert!(poll_once(&mut alarm).await.is_ready());
     }
 
     #[tokio::test(start_paused = true)]
     async fn another_task_polling_takes_the_wake_up_over() {
         let mut alarm = Alarm::new();
         alarm.reset(Instant::now() + Duration::from_secs(1));
-        assert!(
-            poll_fn(|cx| Poll::Ready(alarm.poll_elapsed(cx)))
-                .await
-                .is_pending()
-        );
+        assert!(poll_once(&mut alarm).await.is_pending());
         // Moved to another task: its waker is a different one, so the sleep registers it.
         let waiter = tokio::spawn(async move { poll_fn(|cx| alarm.poll_elapsed(cx)).await });
         tokio::time::timeout(Duration::from_secs(2), waiter)
